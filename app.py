@@ -1,0 +1,18 @@
+"""Entry point for Hugging Face Spaces and `python app.py`: one Engine, the Blocks app, launch.
+
+Host and port come from Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (Spaces sets them)
+or from MEMEUI_HOST / MEMEUI_PORT.
+"""
+
+import os
+
+from engine import Engine
+from memeui.app import build_app, launch
+
+engine = Engine()
+engine.warm_up()
+demo = build_app(engine)
+
+if __name__ == "__main__":
+    port = os.environ.get("MEMEUI_PORT")
+    launch(demo, engine, host=os.environ.get("MEMEUI_HOST"), port=int(port) if port else None)

@@ -1,0 +1,7 @@
+"""memeui's engine: stickers, index, emotion, replies. Never imports gradio."""
+
+from engine.dialogue import Dialogue, Reply, SearchResult, Turn
+from engine.engine import Engine
+from engine.settings import Settings
+
+__all__ = ["Dialogue", "Engine", "Reply", "SearchResult", "Settings", "Turn"]

@@ -1,0 +1,73 @@
+"""The data of a conversation and of one bot reply (DESIGN.md, "one turn of chat, as data")."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MAX_MESSAGE_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str  # "user" or "bot" (or a name, for imported dialogues)
+    text: str = ""
+    sticker_text: str = ""  # what the engine knows of a sticker sent in this turn
+
+    def content(self) -> str:
+        """The turn as text, a sticker standing in as its label (like MOD's [IMG] tokens)."""
+        sticker = f"[sticker: {self.sticker_text}]" if self.sticker_text else ""
+        return " ".join(part for part in (self.text.strip(), sticker) if part)
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    turns: tuple[Turn, ...] = ()
+
+    def then(self, turn: Turn) -> "Dialogue":
+        return Dialogue(self.turns + (turn,))
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    id: str
+    label: str
+    score: float
+    path: Path
+    emotion: str
+    emoji: str = ""
+    pack: str = ""
+    parts: dict[str, float] = field(default_factory=dict)  # how the score was made
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "path": str(self.path), "score": round(self.score, 4),
+                "parts": {name: round(value, 4) for name, value in self.parts.items()}}
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    sticker: SearchResult | None
+    mood: dict[str, float]
+    alternatives: list[SearchResult]
+    timings_ms: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "sticker": self.sticker.to_dict() if self.sticker else None,
+            "mood": {label: round(p, 4) for label, p in self.mood.items()},
+            "alternatives": [alt.to_dict() for alt in self.alternatives],
+            "timings_ms": {name: round(ms, 1) for name, ms in self.timings_ms.items()},
+        }
+
+
+def check_message(text: str) -> str:
+    """A user message the engine accepts, or a ValueError that says what to change."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("The message is empty: type something to say.")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ValueError(f"The message is {len(text)} characters long; "
+                         f"the limit is {MAX_MESSAGE_CHARS}.")
+    return text

@@ -1,0 +1,63 @@
+"""Engine settings, read once from ``MEMEUI_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PACK = PROJECT_ROOT / "assets" / "stickers" / "fluent-emoji-3d"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the engine can be told; each field is ``MEMEUI_<FIELD>`` in the environment."""
+
+    data_dir: Path = Path("data")
+    packs: tuple[Path, ...] = (DEFAULT_PACK,)
+    text_encoder: str = "minilm"
+    reply_backend: str = "smollm2"
+    device: str = "auto"
+    max_new_tokens: int = 40
+    emotion_weight: float = 0.15
+    alternatives: int = 4
+    offline: bool = True  # no model downloads; set MEMEUI_OFFLINE=0 to allow Hub ids
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            raw = environ.get(f"MEMEUI_{field.name.upper()}")
+            if raw is not None:
+                values[field.name] = _parse(field.name, raw, getattr(cls, field.name))
+        values.update(overrides)
+        return cls(**values)
+
+    def apply_offline_mode(self) -> None:
+        """Tell Hugging Face libraries not to reach the network unless the user allowed it."""
+        if self.offline:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _parse(name: str, raw: str, default):
+    """Turn an environment string into the type of the field's default, or say what is wrong."""
+    try:
+        if isinstance(default, Path):
+            return Path(raw)
+        if isinstance(default, tuple):
+            return tuple(Path(part) for part in raw.split(os.pathsep) if part)
+        if isinstance(default, bool):
+            return raw.lower() in {"1", "true", "yes", "on"}
+        return type(default)(raw)
+    except ValueError as error:
+        raise ValueError(f"MEMEUI_{name.upper()}={raw!r}: {error}") from None

@@ -1,0 +1,87 @@
+"""A sticker and the library of sticker packs the engine serves."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Sticker:
+    """One sticker: an image file plus what people and models know about it."""
+
+    id: str  # content hash of the image file
+    path: Path
+    label: str
+    pack: str
+    tags: tuple[str, ...] = ()
+    emoji: str = ""
+    label_zh: str = ""
+    tags_zh: tuple[str, ...] = ()
+    group: str = ""
+    subgroup: str = ""
+
+    def text(self) -> str:
+        """What the engine reads of the sticker: it stands in for the image in a dialogue."""
+        tags = ", ".join(tag for tag in self.tags if tag not in self.label)
+        return f"{self.label} ({tags})" if tags else self.label
+
+
+@dataclass
+class StickerLibrary:
+    """All stickers of the configured packs, in a stable order (the order of index rows)."""
+
+    stickers: list[Sticker]
+    packs: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.by_id = {sticker.id: sticker for sticker in self.stickers}
+
+    def __len__(self) -> int:
+        return len(self.stickers)
+
+    @classmethod
+    def load(cls, pack_dirs: tuple[Path, ...] | list[Path]) -> "StickerLibrary":
+        stickers: list[Sticker] = []
+        names: list[str] = []
+        seen: set[str] = set()
+        for pack_dir in pack_dirs:
+            pack = load_pack(Path(pack_dir))
+            names.append(pack[0].pack if pack else Path(pack_dir).name)
+            for sticker in pack:
+                if sticker.id not in seen:  # the same image in two packs is one sticker
+                    seen.add(sticker.id)
+                    stickers.append(sticker)
+        return cls(stickers, names)
+
+    def fingerprint(self) -> str:
+        """Changes whenever a sticker or its text changes: the key of cached embeddings."""
+        digest = hashlib.sha256()
+        for sticker in self.stickers:
+            digest.update(f"{sticker.id}\t{sticker.text()}\n".encode())
+        return digest.hexdigest()[:16]
+
+
+def load_pack(pack_dir: Path) -> list[Sticker]:
+    """Read a pack folder written by ``assets/build_default_pack.py`` (``pack.json`` + images)."""
+    manifest_path = pack_dir / "pack.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{pack_dir} is not a sticker pack: no pack.json")
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    return [
+        Sticker(
+            id=entry["id"],
+            path=(pack_dir / entry["file"]).resolve(),
+            label=entry["label"],
+            pack=manifest["name"],
+            tags=tuple(entry.get("tags", ())),
+            emoji=entry.get("emoji", ""),
+            label_zh=entry.get("label_zh", ""),
+            tags_zh=tuple(entry.get("tags_zh", ())),
+            group=entry.get("group", ""),
+            subgroup=entry.get("subgroup", ""),
+        )
+        for entry in manifest["stickers"]
+    ]

@@ -1,0 +1,33 @@
+"""The Blocks app: one tab per capability, all sharing one Engine."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import Engine
+from memeui.chat import build_chat_tab
+from memeui.search import build_search_tab
+
+TITLE = "memeui · chat with stickers"
+QUEUE_SIZE = 64  # requests waiting beyond this are refused instead of piling up
+
+
+def build_app(engine: Engine) -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"## {TITLE}")
+        with gr.Tab("Chat"):
+            build_chat_tab(engine)
+        with gr.Tab("Search"):
+            build_search_tab(engine)
+    demo.queue(max_size=QUEUE_SIZE)
+    return demo
+
+
+def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int | None = None,
+           **kwargs):
+    """Serve the app; sticker files are the only local files it hands to browsers."""
+    return demo.launch(
+        server_name=host, server_port=port,
+        allowed_paths=[str(path) for path in engine.settings.packs],
+        theme=gr.themes.Soft(), show_error=True, **kwargs,
+    )

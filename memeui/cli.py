@@ -1,0 +1,156 @@
+"""``memeui`` on the command line: serve the app, search stickers, chat, benchmark.
+
+Logs go to stderr; with ``--json`` stdout carries only the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("MEMEUI_LOG_LEVEL", "INFO"), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except ValueError as error:  # bad input: say what, without a traceback
+        print(f"memeui: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memeui", description="Chat with a meme bot, find stickers.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start the web app")
+    serve.add_argument("--host", default=os.environ.get("MEMEUI_HOST", DEFAULT_HOST))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("MEMEUI_PORT", DEFAULT_PORT)))
+    serve.set_defaults(run=run_serve)
+
+    search = commands.add_parser("search", help="rank stickers for a text query")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=8, help="how many stickers (default 8)")
+    search.add_argument("--json", action="store_true", help="print a JSON array")
+    search.set_defaults(run=run_search)
+
+    chat = commands.add_parser("chat", help="one bot turn for MESSAGE, or a chat in the terminal")
+    chat.add_argument("message", nargs="?", help="leave out for an interactive chat")
+    chat.add_argument("--json", action="store_true", help="print the reply as one JSON object")
+    chat.set_defaults(run=run_chat)
+
+    bench = commands.add_parser("bench", help="benchmarks; they print JSON")
+    bench.add_argument("name", choices=["search"])
+    bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    bench.add_argument("--queries", type=int, default=200)
+    bench.set_defaults(run=run_bench)
+    return parser
+
+
+def make_engine():
+    from engine import Engine
+
+    return Engine()
+
+
+@contextlib.contextmanager
+def stdout_for_json_only():
+    """Send anything libraries print to stderr, so stdout stays parseable JSON."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def print_json(value) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def run_serve(args) -> int:
+    from memeui.app import build_app, launch
+
+    engine = make_engine()
+    engine.warm_up()
+    launch(build_app(engine), engine, host=args.host, port=args.port)
+    return 0
+
+
+def run_search(args) -> int:
+    if args.k < 1:
+        raise ValueError("-k must be at least 1")
+    with stdout_for_json_only():
+        results = make_engine().search(args.query, args.k)
+    if args.json:
+        print_json([result.to_dict() for result in results])
+    else:
+        for result in results:
+            print(f"{result.score:6.3f}  {result.emoji}  {result.label}  ({result.emotion})")
+    return 0
+
+
+def run_chat(args) -> int:
+    from engine import Dialogue, Turn
+    from engine.dialogue import check_message
+
+    if args.message is None:
+        return interactive_chat()
+    with stdout_for_json_only():
+        reply = make_engine().chat(Dialogue((Turn("user", check_message(args.message)),)))
+    if args.json:
+        print_json(reply.to_dict())
+    else:
+        print(format_reply(reply))
+    return 0
+
+
+def format_reply(reply) -> str:
+    sticker = f"  {reply.sticker.emoji} [{reply.sticker.label}]" if reply.sticker else ""
+    mood = max(reply.mood, key=reply.mood.get)
+    return f"bot ({mood}): {reply.text}{sticker}"
+
+
+def interactive_chat() -> int:
+    from engine import Dialogue, Turn
+    from engine.dialogue import check_message
+
+    engine = make_engine()
+    engine.warm_up()
+    dialogue = Dialogue()
+    print("Chat with the meme bot; an empty line or Ctrl-D ends it.", file=sys.stderr)
+    while True:
+        try:
+            line = input("you: ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        try:
+            dialogue = dialogue.then(Turn("user", check_message(line)))
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            continue
+        with stdout_for_json_only():
+            reply = engine.chat(dialogue)
+        dialogue = dialogue.then(Turn("bot", reply.text,
+                                      reply.sticker.label if reply.sticker else ""))
+        print(format_reply(reply), flush=True)
+    return 0
+
+
+def run_bench(args) -> int:
+    from bench.search import run as bench_search
+
+    with stdout_for_json_only():
+        result = bench_search(make_engine(), queries=args.queries)
+    print_json(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""The Search tab: a text query in, ranked stickers out."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import Engine
+
+
+def build_search_tab(engine: Engine) -> None:
+    def search(query: str, k: float):
+        try:
+            results = engine.search(query, int(k))
+        except ValueError as error:
+            raise gr.Error(str(error), duration=5) from None
+        gallery = [(str(r.path), f"{r.emoji} {r.label} · {r.score:.2f} · {r.emotion}")
+                   for r in results]
+        return gallery, [r.to_dict() for r in results]
+
+    with gr.Row():
+        query = gr.Textbox(label="Query", placeholder="e.g. I am so happy today", scale=5,
+                           elem_id="search-query", max_length=2000)
+        k = gr.Slider(1, 48, value=12, step=1, label="How many", scale=2)
+    button = gr.Button("Search", variant="primary", elem_id="search-button")
+    gallery = gr.Gallery(label="Stickers", columns=6, height="auto", elem_id="search-gallery",
+                         object_fit="contain")
+    with gr.Accordion("Scores", open=False):
+        scores = gr.JSON(label="results")
+    for trigger, api_name in ((button.click, "search"), (query.submit, False)):
+        trigger(search, [query, k], [gallery, scores], api_name=api_name,
+                concurrency_id="search", concurrency_limit=8)

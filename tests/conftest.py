@@ -1,0 +1,66 @@
+"""Shared fixtures: one real Engine per test session, and the app served by a real process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from engine import Engine, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MEMEUI = Path(sys.executable).parent / "memeui"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One data dir for the whole session, so the sticker index is built once and reused."""
+    return tmp_path_factory.mktemp("memeui-data")
+
+
+@pytest.fixture(scope="session")
+def engine(data_dir) -> Engine:
+    engine = Engine(Settings.from_env({}, data_dir=data_dir))
+    engine.warm_up()
+    return engine
+
+
+def memeui_env(data_dir: Path) -> dict[str, str]:
+    return {**os.environ, "MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server_url(data_dir, engine) -> str:
+    """`memeui serve` in its own process, as a user starts it; yields its URL once it answers."""
+    engine.index.get()  # build the index here first, so the server only loads it
+    port = free_port()
+    log = open(data_dir / "server.log", "w")
+    process = subprocess.Popen([str(MEMEUI), "serve", "--port", str(port)], cwd=ROOT,
+                               env=memeui_env(data_dir), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("memeui serve did not start:\n" + (data_dir / "server.log").read_text())
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()

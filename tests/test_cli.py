@@ -1,0 +1,52 @@
+"""`memeui` as a user runs it: stdout is JSON only, logs on stderr, bad input exits 2."""
+
+import json
+import subprocess
+
+from conftest import MEMEUI, ROOT, memeui_env
+
+
+def run_memeui(data_dir, *args):
+    return subprocess.run([str(MEMEUI), *args], cwd=ROOT, env=memeui_env(data_dir),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_search_json(data_dir, engine):
+    engine.index.get()  # share the built index with the subprocess
+    done = run_memeui(data_dir, "search", "I am so happy today", "-k", "5", "--json")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert len(results) == 5
+    for result in results:
+        assert {"id", "label", "score", "path", "emotion"} <= set(result)
+    assert results[0]["emotion"] == "joy"
+
+
+def test_chat_json(data_dir, engine):
+    engine.index.get()
+    done = run_memeui(data_dir, "chat", "--json", "I just failed my exam")
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert {"text", "sticker", "mood", "alternatives", "timings_ms"} <= set(reply)
+    assert reply["text"].strip()
+    assert {"id", "label", "score", "path", "emotion"} <= set(reply["sticker"])
+    assert abs(sum(reply["mood"].values()) - 1) < 1e-3
+    assert all({"id", "label", "score"} <= set(alt) for alt in reply["alternatives"])
+
+
+def test_bad_input_exits_2_with_a_message(data_dir):
+    done = run_memeui(data_dir, "search", "   ", "--json")
+    assert done.returncode == 2
+    assert "empty" in done.stderr
+    assert done.stdout == ""
+    done = run_memeui(data_dir, "search", "hello", "-k", "0")
+    assert done.returncode == 2 and "-k" in done.stderr
+
+
+def test_bench_search_prints_latency_json(data_dir, engine):
+    engine.index.get()
+    done = run_memeui(data_dir, "bench", "search", "--json", "--queries", "20")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["queries"] == 20
+    assert 0 < result["query_p50_ms"] <= result["query_p95_ms"]

@@ -1,0 +1,89 @@
+"""The engine with its real models: MiniLM, nade, faiss and SmolLM2."""
+
+import numpy as np
+import pytest
+
+from engine import Dialogue, Engine, Settings, Turn
+from engine.emotion import MOOD_LABELS, forecast_mood
+from engine.index import index_key
+from engine.reply import tidy_reply
+
+
+def test_happy_query_finds_joyful_stickers(engine):
+    results = engine.search("I am so happy today", k=5)
+    assert len(results) == 5
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    assert sum(r.emotion == "joy" for r in results) >= 4, [(r.label, r.emotion) for r in results]
+    assert results[0].path.is_file()
+
+
+def test_sad_and_happy_queries_rank_differently(engine):
+    sad = {r.id for r in engine.search("I feel so sad and lonely, I could cry", k=5)}
+    happy = {r.id for r in engine.search("I am so happy today", k=5)}
+    assert not sad & happy
+    assert any(r.emotion == "sadness" for r in engine.search("I feel so sad and lonely", k=5))
+
+
+def test_search_scores_explain_their_parts(engine):
+    result = engine.search("pizza party", k=1)[0]
+    assert set(result.parts) == {"text", "emotion"}
+    expected = result.parts["text"] + engine.settings.emotion_weight * result.parts["emotion"]
+    assert result.score == pytest.approx(expected, abs=1e-5)
+    assert "pizza" in result.label or "party" in result.label
+
+
+@pytest.mark.parametrize("query, message", [("", "empty"), ("   ", "empty"),
+                                            ("x" * 5000, "limit is 2000")])
+def test_bad_queries_are_refused_with_a_reason(engine, query, message):
+    with pytest.raises(ValueError, match=message):
+        engine.search(query)
+
+
+def test_index_version_is_reused_across_engines(engine, data_dir):
+    engine.index.get()
+    folder = data_dir / "index" / index_key(engine.library.fingerprint(), "minilm")
+    written = (folder / "index.faiss").stat().st_mtime_ns
+    second = Engine(Settings.from_env({}, data_dir=data_dir))
+    assert second.index.get().index.ntotal == len(engine.library)
+    assert (folder / "index.faiss").stat().st_mtime_ns == written
+    assert [p.name for p in (data_dir / "index").iterdir() if p.name.startswith(".")] == []
+
+
+def test_mood_follows_the_latest_turn_most(engine):
+    emotion = engine.emotion.get()
+    sad_then_happy = Dialogue((Turn("user", "My dog died, I am heartbroken."),
+                               Turn("user", "But I just won the lottery, this is wonderful!")))
+    mood = forecast_mood(emotion, sad_then_happy)
+    assert mood.sum() == pytest.approx(1.0, abs=1e-5)
+    assert mood[MOOD_LABELS.index("joy")] > mood[MOOD_LABELS.index("sadness")]
+
+
+def test_chat_turn_has_text_sticker_mood_alternatives_and_timings(engine):
+    reply = engine.chat(Dialogue((Turn("user", "I just failed my exam"),)))
+    assert reply.text.strip()
+    assert reply.sticker is not None and reply.sticker.path.is_file()
+    assert len(reply.alternatives) == engine.settings.alternatives
+    assert reply.sticker.id not in {alt.id for alt in reply.alternatives}
+    assert set(reply.mood) == set(MOOD_LABELS)
+    assert sum(reply.mood.values()) == pytest.approx(1.0, abs=1e-4)
+    assert max(reply.mood, key=reply.mood.get) in {"sadness", "fear", "anger", "disgust"}
+    assert set(reply.timings_ms) == {"mood", "reply", "sticker", "total"}
+    assert reply.timings_ms["total"] >= reply.timings_ms["reply"] > 0
+
+
+def test_chat_reads_sticker_turns_as_their_text(engine):
+    dialogue = Dialogue((Turn("user", "", sticker_text="birthday cake"),))
+    reply = engine.chat(dialogue)
+    assert reply.text.strip()
+    assert reply.sticker is not None
+
+
+def test_chat_refuses_an_empty_dialogue(engine):
+    with pytest.raises(ValueError, match="empty"):
+        engine.chat(Dialogue())
+
+
+def test_tidy_reply_drops_a_sentence_cut_off_by_the_token_limit():
+    assert tidy_reply("Oh no!  That is hard. Maybe next") == "Oh no! That is hard."
+    assert tidy_reply("no punctuation at all") == "no punctuation at all"
+    assert tidy_reply("Version 2.0 is out") == "Version 2.0 is out"

@@ -1,0 +1,67 @@
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from engine.settings import DEFAULT_PACK
+from engine.stickers import StickerLibrary, load_pack
+
+
+def write_pack(folder: Path, name: str, labels: list[str]) -> Path:
+    """A tiny pack in the bundled format: pack.json + images, ids = content hashes."""
+    (folder / "images").mkdir(parents=True)
+    entries = []
+    for i, label in enumerate(labels):
+        path = folder / "images" / f"{i}.webp"
+        Image.new("RGBA", (8, 8), (40 * i, 0, 0, 255)).save(path, "WEBP")
+        entries.append({"id": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+                        "file": f"images/{i}.webp", "label": label, "tags": [label, "tag"]})
+    (folder / "pack.json").write_text(json.dumps({"name": name, "stickers": entries}))
+    return folder
+
+
+def test_bundled_pack_covers_the_emotion_and_people_groups():
+    stickers = load_pack(DEFAULT_PACK)
+    groups = {sticker.group for sticker in stickers}
+    assert {"smileys-emotion", "people-body"} <= groups
+    assert len(stickers) > 1500
+    assert len({sticker.id for sticker in stickers}) == len(stickers)
+
+
+def test_bundled_sticker_ids_are_content_hashes_of_existing_files():
+    for sticker in load_pack(DEFAULT_PACK)[::97]:
+        assert sticker.path.is_file()
+        assert hashlib.sha256(sticker.path.read_bytes()).hexdigest()[:16] == sticker.id
+
+
+def test_bundled_stickers_carry_english_and_chinese_labels():
+    by_emoji = {sticker.emoji: sticker for sticker in load_pack(DEFAULT_PACK)}
+    crying = by_emoji["😭"]
+    assert crying.label == "loudly crying face"
+    assert crying.label_zh  # emojibase's zh locale
+    assert "sob" in crying.tags
+
+
+def test_library_merges_the_same_image_in_two_packs(tmp_path):
+    first = write_pack(tmp_path / "first", "first", ["cat", "dog"])
+    second = write_pack(tmp_path / "second", "second", ["cat again", "dog again", "bird"])
+    library = StickerLibrary.load([first, second])
+    assert library.packs == ["first", "second"]
+    assert len(library) == 3  # images 0 and 1 are byte-identical across the packs
+    assert library.stickers[0].label == "cat"
+
+
+def test_fingerprint_follows_sticker_text(tmp_path):
+    pack = write_pack(tmp_path / "p", "p", ["cat"])
+    before = StickerLibrary.load([pack]).fingerprint()
+    manifest = json.loads((pack / "pack.json").read_text())
+    manifest["stickers"][0]["label"] = "tiger"
+    (pack / "pack.json").write_text(json.dumps(manifest))
+    assert StickerLibrary.load([pack]).fingerprint() != before
+
+
+def test_a_folder_without_manifest_is_refused_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a sticker pack"):
+        StickerLibrary.load([tmp_path])
