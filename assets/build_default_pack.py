@@ -60,23 +60,28 @@ def encode_sticker(source: Path, size: int, quality: int) -> bytes:
 
 
 def build(npm_dir: Path, out_dir: Path, size: int, quality: int) -> list[dict]:
+    """Write images/ and pack.json into out_dir; returns the sticker entries."""
     groups = json.loads((npm_dir / "labels/package/meta/groups.json").read_text("utf-8"))
     english, chinese = load_labels(npm_dir / "labels", "en"), load_labels(npm_dir / "labels", "zh")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (out_dir / "images").mkdir(parents=True)
-    stickers = []
+    stickers: dict[str, dict] = {}
     for source in sorted((npm_dir / "images/package/assets").glob("*.webp")):
         key = normalise_hexcode(source.stem)
         entry = english.get(key)
         if entry is None or "group" not in entry:
             continue  # skin-tone variants and components have no entry of their own
         data = encode_sticker(source, size, quality)
+        sticker_id = hashlib.sha256(data).hexdigest()[:16]
+        if sticker_id in stickers:  # the same picture under two names: one sticker, both names
+            stickers[sticker_id]["tags"] += [entry["label"], *entry.get("tags", [])]
+            continue
         file_name = f"{source.stem}.webp"
         (out_dir / "images" / file_name).write_bytes(data)
         zh = chinese.get(key, {})
-        stickers.append({
-            "id": hashlib.sha256(data).hexdigest()[:16],
+        stickers[sticker_id] = {
+            "id": sticker_id,
             "file": f"images/{file_name}",
             "emoji": entry["emoji"],
             "label": entry["label"],
@@ -85,16 +90,16 @@ def build(npm_dir: Path, out_dir: Path, size: int, quality: int) -> list[dict]:
             "tags_zh": zh.get("tags", []),
             "group": groups["groups"][str(entry["group"])],
             "subgroup": groups["subgroups"][str(entry["subgroup"])],
-        })
+        }
     manifest = {
         "name": "fluent-emoji-3d",
         "sources": [IMAGES_PACKAGE, LABELS_PACKAGE],
         "licence": "MIT (see LICENSE.md)",
         "image_size": size,
-        "stickers": stickers,
+        "stickers": list(stickers.values()),
     }
     (out_dir / "pack.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), "utf-8")
-    return stickers
+    return list(stickers.values())
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 The default model is ``nade``: per-label intensities for Plutchik's eight emotions from text.
 Intensities are independent, so they become a distribution here, with ``neutral`` taking the
-mass that no emotion claims (a text where nothing scores high is neutral).
+mass that no emotion claims: (1 − strongest intensity)², so a text whose strongest emotion
+stays under about 0.38 reads as neutral.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class NadeEmotion:
             np.array([scores[label].to_pylist() for label in PLUTCHIK], dtype=np.float32).T,
             0.0, 1.0,
         )
-        neutral = 1.0 - intensities.max(axis=1, keepdims=True)
+        neutral = (1.0 - intensities.max(axis=1, keepdims=True)) ** 2
         distribution = np.concatenate([intensities, neutral], axis=1) + 1e-6
         return distribution / distribution.sum(axis=1, keepdims=True)
 

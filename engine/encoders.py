@@ -19,7 +19,8 @@ class TextEncoder:
         self.name = name
         self._model = model
         self._lock = threading.Lock()
-        self.dim = int(model.get_sentence_embedding_dimension())
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         if not texts:

@@ -16,10 +16,20 @@ from engine.dialogue import Dialogue
 
 CONTEXT_TURNS = 6
 SYSTEM_PROMPT = (
-    "You are Memebot, a witty and kind chat partner who sends stickers. "
-    "Reply to the user in one or two short sentences, in a {mood} mood. "
-    "Stickers in the conversation appear as [sticker: description]."
+    "You are Memebot, a warm, funny friend texting. Keep replies under 25 words. {hint} "
+    "Stickers in the chat appear as [sticker: description]."
 )
+MOOD_HINTS = {  # how the bot should sound in each mood (labels of engine.emotion.MOOD_LABELS)
+    "anger": "Be calm and understanding about what annoys them.",
+    "anticipation": "Share their excitement about what is coming.",
+    "disgust": "Agree that it sounds gross, with a light touch.",
+    "fear": "Be reassuring and encouraging.",
+    "joy": "Share their joy.",
+    "sadness": "Be gentle and comforting.",
+    "surprise": "Be amazed with them.",
+    "trust": "Be supportive and sincere.",
+    "neutral": "Be friendly and curious.",
+}
 
 
 class CausalLMReply:
@@ -37,7 +47,8 @@ class CausalLMReply:
         self._lock = threading.Lock()
 
     def prompt(self, dialogue: Dialogue, mood: str) -> list[dict]:
-        messages = [{"role": "system", "content": SYSTEM_PROMPT.format(mood=mood)}]
+        hint = MOOD_HINTS.get(mood, MOOD_HINTS["neutral"])
+        messages = [{"role": "system", "content": SYSTEM_PROMPT.format(hint=hint)}]
         for turn in dialogue.turns[-CONTEXT_TURNS:]:
             role = "assistant" if turn.speaker == "bot" else "user"
             messages.append({"role": role, "content": turn.content()})
@@ -53,7 +64,7 @@ class CausalLMReply:
         with self._lock, torch.inference_mode():
             output = self.model.generate(
                 **inputs, max_new_tokens=self.max_new_tokens, do_sample=True,
-                temperature=0.7, top_p=0.9, repetition_penalty=1.1,
+                temperature=0.6, top_p=0.9, repetition_penalty=1.1,
                 pad_token_id=self.tokenizer.eos_token_id,
             )
         new_tokens = output[0, inputs["input_ids"].shape[1]:]

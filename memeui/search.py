@@ -7,6 +7,14 @@ import gradio as gr
 from engine import Engine
 
 
+def for_api(result: dict) -> dict:
+    """A search-result dict safe to return through Gradio: a dict with a ``path`` key would be
+    taken for a file to upload, so the server-side path travels as ``file``."""
+    result = dict(result)
+    result["file"] = result.pop("path")
+    return result
+
+
 def build_search_tab(engine: Engine) -> None:
     def search(query: str, k: float):
         try:
@@ -15,7 +23,7 @@ def build_search_tab(engine: Engine) -> None:
             raise gr.Error(str(error), duration=5) from None
         gallery = [(str(r.path), f"{r.emoji} {r.label} · {r.score:.2f} · {r.emotion}")
                    for r in results]
-        return gallery, [r.to_dict() for r in results]
+        return gallery, [for_api(r.to_dict()) for r in results]
 
     with gr.Row():
         query = gr.Textbox(label="Query", placeholder="e.g. I am so happy today", scale=5,

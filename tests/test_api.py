@@ -8,20 +8,30 @@ def test_search_endpoint(server_url):
         "I am so happy today", 5, api_name="/search")
     assert len(gallery) == len(results) == 5
     assert results[0]["emotion"] == "joy"
+    assert results[0]["file"].endswith(".webp")
     assert all(item["caption"].endswith(result["emotion"])
                for item, result in zip(gallery, results))
 
 
-def test_chat_endpoint_returns_history_and_reply(server_url):
+def test_chat_endpoint_takes_plain_history_and_returns_the_reply(server_url):
     client = Client(server_url, verbose=False)
-    history, reply, cleared = client.predict("I just failed my exam", [], api_name="/chat")
+    reply = client.predict("I just failed my exam", [], api_name="/chat")
+    assert {"text", "sticker", "mood", "alternatives", "timings_ms"} <= set(reply)
+    assert reply["text"].strip() and reply["sticker"]["label"]
+    assert reply["sticker"]["file"].endswith(".webp")
+    history = [{"role": "user", "content": "I just failed my exam"},
+               {"role": "assistant", "content": reply["text"], "sticker": reply["sticker"]}]
+    follow_up = client.predict("thanks, that helps", history, api_name="/chat")
+    assert follow_up["text"].strip()
+
+
+def test_respond_endpoint_returns_chatbot_messages_with_a_sticker(server_url):
+    history, reply, cleared = Client(server_url, verbose=False).predict(
+        "We won the championship!", [], api_name="/respond")
     assert cleared == ""
     assert [message["role"] for message in history] == ["user", "assistant"]
-    assert reply["text"].strip() and reply["sticker"]["label"]
-    kinds = [block["type"] for block in history[1]["content"]]
-    assert kinds == ["text", "file", "text"]
-    history, reply, _ = client.predict("tell me more", history, api_name="/chat")
-    assert len(history) == 4
+    assert [block["type"] for block in history[1]["content"]] == ["text", "file", "text"]
+    assert history[1]["content"][1]["alt_text"] == reply["sticker"]["label"]
 
 
 def test_chat_endpoint_refuses_an_empty_message(server_url):
@@ -30,3 +40,5 @@ def test_chat_endpoint_refuses_an_empty_message(server_url):
 
     with pytest.raises(AppError, match="empty"):
         Client(server_url, verbose=False).predict("  ", [], api_name="/chat")
+    with pytest.raises(AppError, match="limit"):
+        Client(server_url, verbose=False).predict("x" * 3000, [], api_name="/chat")

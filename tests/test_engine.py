@@ -51,11 +51,14 @@ def test_index_version_is_reused_across_engines(engine, data_dir):
 
 def test_mood_follows_the_latest_turn_most(engine):
     emotion = engine.emotion.get()
-    sad_then_happy = Dialogue((Turn("user", "My dog died, I am heartbroken."),
-                               Turn("user", "But I just won the lottery, this is wonderful!")))
-    mood = forecast_mood(emotion, sad_then_happy)
-    assert mood.sum() == pytest.approx(1.0, abs=1e-5)
-    assert mood[MOOD_LABELS.index("joy")] > mood[MOOD_LABELS.index("sadness")]
+    sad = Turn("user", "My dog died, I am heartbroken.")
+    happy = Turn("user", "But I just won the lottery, this is wonderful!")
+    happy_last = forecast_mood(emotion, Dialogue((sad, happy)))
+    sad_last = forecast_mood(emotion, Dialogue((happy, sad)))
+    joy, sadness = MOOD_LABELS.index("joy"), MOOD_LABELS.index("sadness")
+    assert happy_last.sum() == pytest.approx(1.0, abs=1e-5)
+    assert happy_last[joy] > sad_last[joy]
+    assert sad_last[sadness] > happy_last[sadness]
 
 
 def test_chat_turn_has_text_sticker_mood_alternatives_and_timings(engine):
