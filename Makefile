@@ -15,7 +15,7 @@ else
 TORCH  := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: setup run test browser bench clean-data
+.PHONY: setup run test browser bench screenshot clean-data
 
 setup: $(VENV)/.installed
 
@@ -43,3 +43,7 @@ bench: setup
 
 clean-data:
 	rm -rf data
+
+# Refresh the README's screenshots (docs/chat.png, docs/search.png) from the browser test
+screenshot: setup browser
+	MEMEUI_SCREENSHOT_DIR=docs $(BIN)/python -m pytest -q tests/test_e2e.py

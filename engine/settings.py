@@ -20,7 +20,7 @@ class Settings:
     reply_backend: str = "smollm2"
     device: str = "auto"
     max_new_tokens: int = 40
-    emotion_weight: float = 0.15
+    emotion_weight: float = 0.3
     alternatives: int = 4
     offline: bool = True  # no model downloads; set MEMEUI_OFFLINE=0 to allow Hub ids
 

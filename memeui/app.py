@@ -9,6 +9,7 @@ from memeui.chat import build_chat_tab
 from memeui.search import build_search_tab
 
 TITLE = "memeui · chat with stickers"
+CSS = "#chatbot img { max-height: 160px; width: auto; }"  # stickers, not posters
 QUEUE_SIZE = 64  # requests waiting beyond this are refused instead of piling up
 
 
@@ -29,5 +30,5 @@ def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int |
     return demo.launch(
         server_name=host, server_port=port,
         allowed_paths=[str(path) for path in engine.settings.packs],
-        theme=gr.themes.Soft(), show_error=True, **kwargs,
+        theme=gr.themes.Soft(), css=CSS, show_error=True, **kwargs,
     )
