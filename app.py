@@ -8,7 +8,9 @@ import os
 
 from engine import Engine
 from memeui.app import build_app, launch
+from memeui.spaces import apply_space_env
 
+apply_space_env()
 engine = Engine()
 engine.warm_up()
 demo = build_app(engine)

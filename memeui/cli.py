@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("message", nargs="?", help="leave out for an interactive chat")
     chat.add_argument("--json", action="store_true", help="print the reply as one JSON object")
     chat.set_defaults(run=run_chat)
+
+    spaces = commands.add_parser("spaces", help="build a Hugging Face Space from spaces.yaml")
+    spaces.add_argument("action", choices=["build"])
+    spaces.add_argument("out", type=Path, help="folder to write the Space into")
+    spaces.set_defaults(run=run_spaces)
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
     bench.add_argument("name", choices=["search"])
@@ -100,8 +106,11 @@ def run_chat(args) -> int:
 
     if args.message is None:
         return interactive_chat()
+    dialogue = Dialogue((Turn("user", check_message(args.message)),))
     with stdout_for_json_only():
-        reply = make_engine().chat(Dialogue((Turn("user", check_message(args.message)),)))
+        engine = make_engine()
+        engine.warm_up().join()  # load first, so timings_ms measure the turn itself
+        reply = engine.chat(dialogue)
     if args.json:
         print_json(reply.to_dict())
     else:
@@ -140,6 +149,13 @@ def interactive_chat() -> int:
         dialogue = dialogue.then(Turn("bot", reply.text,
                                       reply.sticker.label if reply.sticker else ""))
         print(format_reply(reply), flush=True)
+    return 0
+
+
+def run_spaces(args) -> int:
+    from memeui.spaces import build
+
+    print(build(args.out))
     return 0
 
 
