@@ -46,19 +46,11 @@ class CausalLMReply:
         self.max_new_tokens = max_new_tokens
         self._lock = threading.Lock()
 
-    def prompt(self, dialogue: Dialogue, mood: str) -> list[dict]:
-        hint = MOOD_HINTS.get(mood, MOOD_HINTS["neutral"])
-        messages = [{"role": "system", "content": SYSTEM_PROMPT.format(hint=hint)}]
-        for turn in dialogue.turns[-CONTEXT_TURNS:]:
-            role = "assistant" if turn.speaker == "bot" else "user"
-            messages.append({"role": role, "content": turn.content()})
-        return messages
-
     def generate(self, dialogue: Dialogue, mood: str) -> str:
         import torch
 
         inputs = self.tokenizer.apply_chat_template(
-            self.prompt(dialogue, mood), add_generation_prompt=True,
+            build_prompt(dialogue, mood), add_generation_prompt=True,
             return_tensors="pt", return_dict=True,
         ).to(self.device)
         with self._lock, torch.inference_mode():
@@ -69,6 +61,16 @@ class CausalLMReply:
             )
         new_tokens = output[0, inputs["input_ids"].shape[1]:]
         return tidy_reply(self.tokenizer.decode(new_tokens, skip_special_tokens=True))
+
+
+def build_prompt(dialogue: Dialogue, mood: str) -> list[dict]:
+    """Chat messages for the model: the mood as an instruction, then the recent turns."""
+    hint = MOOD_HINTS.get(mood, MOOD_HINTS["neutral"])
+    messages = [{"role": "system", "content": SYSTEM_PROMPT.format(hint=hint)}]
+    for turn in dialogue.turns[-CONTEXT_TURNS:]:
+        role = "assistant" if turn.speaker == "bot" else "user"
+        messages.append({"role": role, "content": turn.content()})
+    return messages
 
 
 def tidy_reply(text: str) -> str:
