@@ -15,9 +15,15 @@ else
 TORCH  := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: setup run test browser bench screenshot clean-data
+.PHONY: setup system-deps run test browser bench screenshot clean-data
 
-setup: $(VENV)/.installed
+setup: system-deps $(VENV)/.installed
+
+# Debian libraries that wheels expect on the system (OpenCV, used by RapidOCR, needs libGL)
+system-deps:
+	ldconfig -p | grep -q 'libGL.so.1 ' && ldconfig -p | grep -q 'libglib-2.0.so.0 ' || \
+	  ($(SUDO) apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libgl1 libglib2.0-0)
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -20,7 +20,7 @@ QUERIES = [
 
 def run(engine, queries: int = 200) -> dict:
     started = time.perf_counter()
-    engine.index.get()
+    engine.live.get()
     engine.emotion.get()
     load_s = time.perf_counter() - started
     for query in QUERIES[:5]:  # warm caches and lazy paths
@@ -39,7 +39,7 @@ def run(engine, queries: int = 200) -> dict:
         "query_mean_ms": round(float(ms.mean()), 2),
         "queries": queries,
         "k": 8,
-        "stickers": len(engine.library),
+        "stickers": len(engine.live.get().library),
         "text_encoder": engine.settings.text_encoder,
         "load_s": round(load_s, 2),
         "device": engine.device,

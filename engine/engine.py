@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
 import numpy as np
@@ -15,7 +18,9 @@ from engine.emotion import RECENCY_DECAY, create_emotion_model, forecast_mood
 from engine.encoders import create_text_encoder
 from engine.reply import create_reply_backend
 from engine.settings import Settings
-from engine.stickers import StickerLibrary
+from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name
+from engine.ocr import StickerOCR
+from engine.stickers import Sticker, StickerLibrary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +49,19 @@ class Lazy(Generic[T]):
     def ready(self) -> bool:
         return self._value is not None
 
+    def replace(self, value: T) -> None:
+        """Swap in a new value at once; callers holding the old one finish with it."""
+        with self._lock:
+            self._value = value
+
+
+@dataclass(frozen=True)
+class LiveVersion:
+    """What one request reads: a library and the index built from it, always a matching pair."""
+
+    library: StickerLibrary
+    index: index_versions.StickerIndex
+
 
 class Engine:
     """Sticker search and chat turns over the configured packs and models."""
@@ -52,17 +70,28 @@ class Engine:
         self.settings = settings or Settings.from_env()
         self.settings.apply_offline_mode()
         self.device = self.settings.resolved_device()
-        self.library = StickerLibrary.load(self.settings.packs)
         self.encoder = Lazy("text encoder", lambda: create_text_encoder(
             self.settings.text_encoder, self.device))
         self.emotion = Lazy("emotion model", lambda: create_emotion_model("nade"))
-        self.index = Lazy("sticker index", self._open_index)
+        self.live = Lazy("sticker index", lambda: self._build_live(previous=None))
         self.reply_backend = Lazy("reply backend", lambda: create_reply_backend(
             self.settings.reply_backend, self.device, self.settings.max_new_tokens))
+        self.ocr = StickerOCR()
+        self._library_lock = threading.Lock()  # one pack change at a time
+
+    @property
+    def user_packs_dir(self) -> Path:
+        return self.settings.data_dir / "packs"
+
+    def pack_dirs(self) -> list[Path]:
+        """Configured packs first, then the packs people added (in name order)."""
+        added = sorted(p for p in self.user_packs_dir.glob("*") if (p / "pack.json").is_file()) \
+            if self.user_packs_dir.is_dir() else []
+        return [*self.settings.packs, *added]
 
     def warm_up(self, reply: bool = True) -> threading.Thread:
         """Load everything in a background thread, so the first request waits less or not at all."""
-        parts = [self.index] + ([self.reply_backend] if reply else [])
+        parts = [self.live] + ([self.reply_backend] if reply else [])
 
         def load_all() -> None:
             for part in parts:
@@ -75,16 +104,70 @@ class Engine:
         thread.start()
         return thread
 
-    def _open_index(self) -> index_versions.StickerIndex:
+    def _build_live(self, previous: LiveVersion | None) -> LiveVersion:
+        library = StickerLibrary.load(self.pack_dirs())
         encoder, emotion = self.encoder.get(), self.emotion.get()
-        return index_versions.open_or_build(
+        index = index_versions.open_or_build(
             root=self.settings.data_dir / "index",
-            key=index_versions.index_key(self.library.fingerprint(), encoder.name),
-            sticker_ids=[sticker.id for sticker in self.library.stickers],
-            texts=[sticker.text() for sticker in self.library.stickers],
+            key=index_versions.index_key(library.fingerprint(), encoder.name),
+            stickers=library.stickers,
             encode=encoder.encode,
-            estimate_emotions=lambda texts: (list(emotion.labels), emotion.predict(texts)),
+            estimate_emotions=self._sticker_emotions,
+            previous=previous.index if previous else None,
         )
+        return LiveVersion(library, index)
+
+    def _sticker_emotions(self, stickers: list[Sticker]) -> tuple[list[str], np.ndarray]:
+        """A label people gave wins; otherwise the emotion model reads the sticker's text."""
+        model = self.emotion.get()
+        labels = list(model.labels)
+        emotions = model.predict([sticker.text() for sticker in stickers])
+        for row, sticker in enumerate(stickers):
+            if sticker.emotion.lower() in labels:
+                emotions[row] = np.eye(len(labels), dtype=np.float32)[labels.index(sticker.emotion.lower())]
+        return labels, emotions
+
+    # ------------------------------------------------------------ the library
+
+    def add_pack(self, source: Path, name: str | None = None, ocr: bool = True,
+                 limits: Limits = Limits(), progress=lambda fraction, message: None) -> IngestReport:
+        """Ingest a folder, zip or file as pack ``name``, then switch to the index that has it."""
+        name = check_pack_name(name or Path(source).stem)
+        with self._library_lock:
+            live = self.live.get()
+            if name in live.library.packs:
+                raise IngestError(f"a pack named {name!r} exists already: remove it or pick "
+                                  "another name")
+            self.user_packs_dir.mkdir(parents=True, exist_ok=True)
+            report = build_pack(Path(source), self.user_packs_dir / name, name, limits,
+                                ocr=self.ocr if ocr else None,
+                                known_ids=set(live.library.by_id), progress=progress)
+            self.live.replace(self._build_live(previous=live))
+        return report
+
+    def remove_pack(self, name: str) -> None:
+        with self._library_lock:
+            folder = self.user_packs_dir / check_pack_name(name)
+            if not (folder / "pack.json").is_file():
+                configured = name in self.live.get().library.packs
+                raise IngestError(f"{name!r} is configured in MEMEUI_PACKS, not added here: "
+                                  "change the setting to drop it" if configured
+                                  else f"there is no pack named {name!r}")
+            live = self.live.get()
+            shutil.rmtree(folder)
+            self.live.replace(self._build_live(previous=live))
+
+    def list_packs(self) -> list[dict]:
+        library = self.live.get().library
+        added = {p.name for p in self.pack_dirs()[len(self.settings.packs):]}
+        counts: dict[str, int] = {}
+        for sticker in library.stickers:
+            counts[sticker.pack] = counts.get(sticker.pack, 0) + 1
+        return [{"name": name, "stickers": counts.get(name, 0),
+                 "source": "added" if name in added else "configured"}
+                for name in library.packs]
+
+    # ------------------------------------------------------------ ranking and chat
 
     def search(self, query: str, k: int = 8) -> list[SearchResult]:
         """Stickers for a text query, best first."""
@@ -94,13 +177,14 @@ class Engine:
 
     def select_stickers(self, dialogue: Dialogue, mood: np.ndarray, k: int) -> list[SearchResult]:
         """Rank stickers for a dialogue: text similarity to recent turns plus emotion fit."""
-        index = self.index.get()
-        scores, rows = index.search(self._dialogue_vector(dialogue)[None, :], max(k, CANDIDATES))
+        live = self.live.get()  # this request's version, even if a new one goes live meanwhile
+        scores, rows = live.index.search(self._dialogue_vector(dialogue)[None, :],
+                                         max(k, CANDIDATES))
         scores, rows = scores[0], rows[0]
-        fit = emotion_fit(index.emotions[rows], mood)
+        fit = emotion_fit(live.index.emotions[rows], mood)
         total = scores + self.settings.emotion_weight * fit
         order = np.argsort(-total)[:k]
-        return [self._result(index, int(rows[i]), float(total[i]),
+        return [self._result(live, int(rows[i]), float(total[i]),
                              {"text": float(scores[i]), "emotion": float(fit[i])})
                 for i in order]
 
@@ -111,9 +195,10 @@ class Engine:
         vector = (vectors * weights[:, None]).sum(axis=0)
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
-    def _result(self, index, row: int, score: float, parts: dict[str, float]) -> SearchResult:
-        sticker = self.library.by_id[index.sticker_ids[row]]
-        emotion = index.emotion_labels[int(np.argmax(index.emotions[row]))]
+    def _result(self, live: LiveVersion, row: int, score: float,
+                parts: dict[str, float]) -> SearchResult:
+        sticker = live.library.by_id[live.index.sticker_ids[row]]
+        emotion = live.index.emotion_labels[int(np.argmax(live.index.emotions[row]))]
         return SearchResult(id=sticker.id, label=sticker.label, score=score, path=sticker.path,
                             emotion=emotion, emoji=sticker.emoji, pack=sticker.pack, parts=parts)
 

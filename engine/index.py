@@ -38,10 +38,10 @@ class StickerIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner-product (cosine, as vectors are normalised) top-k: (scores, rows)."""
         k = min(k, self.index.ntotal)
+        if k == 0:
+            empty = np.zeros((len(queries), 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-
-    def vectors(self, rows: np.ndarray) -> np.ndarray:
-        return np.stack([self.index.reconstruct(int(row)) for row in rows])
 
 
 def index_key(library_fingerprint: str, encoder_name: str) -> str:
@@ -52,21 +52,46 @@ def index_key(library_fingerprint: str, encoder_name: str) -> str:
 def open_or_build(
     root: Path,
     key: str,
-    sticker_ids: list[str],
-    texts: list[str],
+    stickers: list,
     encode: Callable[[list[str]], np.ndarray],
-    estimate_emotions: Callable[[list[str]], tuple[list[str], np.ndarray]],
+    estimate_emotions: Callable[[list], tuple[list[str], np.ndarray]],
+    previous: StickerIndex | None = None,
 ) -> StickerIndex:
-    """Load version ``key`` from ``root``, building and saving it first if it is missing."""
+    """Load version ``key`` from ``root``, building and saving it first if it is missing.
+
+    Stickers already in ``previous`` (same encoder) keep their vectors and emotions, so adding
+    a pack embeds only the new stickers.
+    """
     folder = root / key
     if not (folder / "manifest.json").is_file():
         started = time.perf_counter()
-        vectors = encode(texts)
-        labels, emotions = estimate_emotions(texts)
-        _write_version(folder, key, sticker_ids, vectors, labels, emotions)
-        log.info("built index %s (%d stickers) in %.1fs", key, len(texts),
+        vectors, labels, emotions = _features(stickers, encode, estimate_emotions, previous)
+        _write_version(folder, key, [s.id for s in stickers], vectors, labels, emotions)
+        log.info("built index %s (%d stickers) in %.1fs", key, len(stickers),
                  time.perf_counter() - started)
     return _read_version(folder)
+
+
+def _features(stickers, encode, estimate_emotions, previous):
+    known = {} if previous is None else {sid: row for row, sid in enumerate(previous.sticker_ids)}
+    new = [s for s in stickers if s.id not in known]
+    labels, new_emotions = estimate_emotions(new)
+    if previous is not None and known and previous.emotion_labels != labels:
+        known, new = {}, list(stickers)  # the label scheme changed: estimate everything anew
+        labels, new_emotions = estimate_emotions(new)
+    new_vectors = encode([s.text() for s in new])
+    new_rows = {s.id: i for i, s in enumerate(new)}
+    dim = new_vectors.shape[1]
+    vectors = np.zeros((len(stickers), dim), dtype=np.float32)
+    emotions = np.zeros((len(stickers), len(labels)), dtype=np.float32)
+    for row, sticker in enumerate(stickers):
+        if sticker.id in new_rows:
+            vectors[row], emotions[row] = new_vectors[new_rows[sticker.id]], new_emotions[new_rows[sticker.id]]
+        else:
+            old = known[sticker.id]
+            vectors[row] = previous.index.reconstruct(old)
+            emotions[row] = previous.emotions[old]
+    return vectors, labels, emotions
 
 
 def _write_version(folder, key, sticker_ids, vectors, labels, emotions) -> None:

@@ -22,11 +22,17 @@ class Sticker:
     tags_zh: tuple[str, ...] = ()
     group: str = ""
     subgroup: str = ""
+    ocr: str = ""  # text written in the sticker, all frames
+    caption: str = ""
+    emotion: str = ""  # a label people gave it, if any
+    animated: bool = False
 
     def text(self) -> str:
         """What the engine reads of the sticker: it stands in for the image in a dialogue."""
         tags = ", ".join(tag for tag in self.tags if tag not in self.label)
-        return f"{self.label} ({tags})" if tags else self.label
+        parts = [f"{self.label} ({tags})" if tags else self.label]
+        parts += [f'"{self.ocr}"' if self.ocr else "", self.caption]
+        return ". ".join(part for part in parts if part)
 
 
 @dataclass
@@ -65,15 +71,21 @@ class StickerLibrary:
 
 
 def load_pack(pack_dir: Path) -> list[Sticker]:
-    """Read a pack folder written by ``assets/build_default_pack.py`` (``pack.json`` + images)."""
+    """Read a pack folder: ``pack.json`` (written by ``assets/build_default_pack.py`` or by
+    ``engine.ingest``) and the files it names, which must lie inside the folder."""
     manifest_path = pack_dir / "pack.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{pack_dir} is not a sticker pack: no pack.json")
     manifest = json.loads(manifest_path.read_text("utf-8"))
-    return [
-        Sticker(
+    root = pack_dir.resolve()
+    stickers = []
+    for entry in manifest["stickers"]:
+        path = (root / entry["file"]).resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"{manifest_path}: {entry['file']!r} lies outside the pack")
+        stickers.append(Sticker(
             id=entry["id"],
-            path=(pack_dir / entry["file"]).resolve(),
+            path=path,
             label=entry["label"],
             pack=manifest["name"],
             tags=tuple(entry.get("tags", ())),
@@ -82,6 +94,9 @@ def load_pack(pack_dir: Path) -> list[Sticker]:
             tags_zh=tuple(entry.get("tags_zh", ())),
             group=entry.get("group", ""),
             subgroup=entry.get("subgroup", ""),
-        )
-        for entry in manifest["stickers"]
-    ]
+            ocr=entry.get("ocr", ""),
+            caption=entry.get("caption", ""),
+            emotion=entry.get("emotion", ""),
+            animated=bool(entry.get("animated", False)),
+        ))
+    return stickers

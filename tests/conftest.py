@@ -44,7 +44,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def server_url(data_dir, engine) -> str:
     """`memeui serve` in its own process, as a user starts it; yields its URL once it answers."""
-    engine.index.get()  # build the index here first, so the server only loads it
+    engine.live.get()  # build the index here first, so the server only loads it
     port = free_port()
     log = open(data_dir / "server.log", "w")
     process = subprocess.Popen([str(MEMEUI), "serve", "--port", str(port)], cwd=ROOT,

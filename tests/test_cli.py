@@ -12,7 +12,7 @@ def run_memeui(data_dir, *args):
 
 
 def test_search_json(data_dir, engine):
-    engine.index.get()  # share the built index with the subprocess
+    engine.live.get()  # share the built index with the subprocess
     done = run_memeui(data_dir, "search", "I am so happy today", "-k", "5", "--json")
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
@@ -23,7 +23,7 @@ def test_search_json(data_dir, engine):
 
 
 def test_chat_json(data_dir, engine):
-    engine.index.get()
+    engine.live.get()
     done = run_memeui(data_dir, "chat", "--json", "I just failed my exam")
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout)
@@ -44,7 +44,7 @@ def test_bad_input_exits_2_with_a_message(data_dir):
 
 
 def test_bench_search_prints_latency_json(data_dir, engine):
-    engine.index.get()
+    engine.live.get()
     done = run_memeui(data_dir, "bench", "search", "--json", "--queries", "20")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

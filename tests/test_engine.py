@@ -40,11 +40,11 @@ def test_bad_queries_are_refused_with_a_reason(engine, query, message):
 
 
 def test_index_version_is_reused_across_engines(engine, data_dir):
-    engine.index.get()
-    folder = data_dir / "index" / index_key(engine.library.fingerprint(), "minilm")
+    library = engine.live.get().library
+    folder = data_dir / "index" / index_key(library.fingerprint(), "minilm")
     written = (folder / "index.faiss").stat().st_mtime_ns
     second = Engine(Settings.from_env({}, data_dir=data_dir))
-    assert second.index.get().index.ntotal == len(engine.library)
+    assert second.live.get().index.index.ntotal == len(library)
     assert (folder / "index.faiss").stat().st_mtime_ns == written
     assert [p.name for p in (data_dir / "index").iterdir() if p.name.startswith(".")] == []
 
