@@ -157,9 +157,13 @@ class Engine:
             shutil.rmtree(folder)
             self.live.replace(self._build_live(previous=live))
 
+    def added_pack_names(self) -> list[str]:
+        """Packs people added (removable), read from disk without loading any model."""
+        return [path.name for path in self.pack_dirs()[len(self.settings.packs):]]
+
     def list_packs(self) -> list[dict]:
         library = self.live.get().library
-        added = {p.name for p in self.pack_dirs()[len(self.settings.packs):]}
+        added = set(self.added_pack_names())
         counts: dict[str, int] = {}
         for sticker in library.stickers:
             counts[sticker.pack] = counts.get(sticker.pack, 0) + 1

@@ -112,21 +112,21 @@ def _refuse(reason: str) -> Callable[[], bytes]:
 
 
 def _zip_sources(archive_path: Path, limits: Limits):
-    with zipfile.ZipFile(archive_path) as archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) > limits.max_archive_files:
-            raise IngestError(f"the archive holds {len(members):,} files; "
-                              f"the limit is {limits.max_archive_files:,}")
-        total = sum(member.file_size for member in members)
-        if total > limits.max_archive_bytes:
-            raise IngestError(f"the archive expands to {total:,} bytes; "
-                              f"the limit is {limits.max_archive_bytes:,}")
-        for member in members:
-            problem = unsafe_member(member)
-            if problem:
-                yield member.filename, _refuse(problem)
-            else:
-                yield member.filename, lambda m=member: _read_member(archive, m, limits)
+    archive = zipfile.ZipFile(archive_path)  # stays open while its readers live
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) > limits.max_archive_files:
+        raise IngestError(f"the archive holds {len(members):,} files; "
+                          f"the limit is {limits.max_archive_files:,}")
+    total = sum(member.file_size for member in members)
+    if total > limits.max_archive_bytes:
+        raise IngestError(f"the archive expands to {total:,} bytes; "
+                          f"the limit is {limits.max_archive_bytes:,}")
+    for member in members:
+        problem = unsafe_member(member)
+        if problem:
+            yield member.filename, _refuse(problem)
+        else:
+            yield member.filename, lambda m=member: _read_member(archive, m, limits)
 
 
 def unsafe_member(member: zipfile.ZipInfo) -> str | None:

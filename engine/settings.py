@@ -22,6 +22,7 @@ class Settings:
     max_new_tokens: int = 40
     emotion_weight: float = 0.3
     alternatives: int = 4
+    ocr: bool = True  # read text in added stickers (MEMEUI_OCR=0 for faster imports)
     offline: bool = True  # no model downloads; set MEMEUI_OFFLINE=0 to allow Hub ids
 
     @classmethod

@@ -6,11 +6,13 @@ import gradio as gr
 
 from engine import Engine
 from memeui.chat import build_chat_tab
+from memeui.library import build_library_tab
 from memeui.search import build_search_tab
 
 TITLE = "memeui · chat with stickers"
 CSS = "#chatbot img { max-height: 160px; width: auto; }"  # stickers, not posters
-QUEUE_SIZE = 64  # requests waiting beyond this are refused instead of piling up
+QUEUE_SIZE = 64
+MAX_UPLOAD = "200mb"  # per file; ingest limits then apply per sticker  # requests waiting beyond this are refused instead of piling up
 
 
 def build_app(engine: Engine) -> gr.Blocks:
@@ -20,6 +22,8 @@ def build_app(engine: Engine) -> gr.Blocks:
             build_chat_tab(engine)
         with gr.Tab("Search"):
             build_search_tab(engine)
+        with gr.Tab("Library"):
+            build_library_tab(engine)
     demo.queue(max_size=QUEUE_SIZE)
     return demo
 
@@ -29,6 +33,7 @@ def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int |
     """Serve the app; sticker files are the only local files it hands to browsers."""
     return demo.launch(
         server_name=host, server_port=port,
-        allowed_paths=[str(path) for path in engine.settings.packs],
+        allowed_paths=[str(path) for path in engine.settings.packs] + [str(engine.user_packs_dir)],
+        max_file_size=MAX_UPLOAD,
         theme=gr.themes.Soft(), css=CSS, show_error=True, **kwargs,
     )

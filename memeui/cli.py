@@ -48,6 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print the reply as one JSON object")
     chat.set_defaults(run=run_chat)
 
+    library = commands.add_parser("library", help="add, list and remove sticker packs")
+    actions = library.add_subparsers(required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a folder, zip or file as a pack")
+    add.add_argument("path", type=Path)
+    add.add_argument("--name", help="pack name (default: the file or folder name)")
+    add.add_argument("--no-ocr", action="store_true", help="skip OCR (faster)")
+    add.add_argument("--json", action="store_true", help="print the report as JSON")
+    add.set_defaults(run=run_library_add)
+    listing = actions.add_parser("list", help="packs and their sticker counts")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=run_library_list)
+    remove = actions.add_parser("remove", help="remove a pack added before")
+    remove.add_argument("name")
+    remove.set_defaults(run=run_library_remove)
+
     spaces = commands.add_parser("spaces", help="build a Hugging Face Space from spaces.yaml")
     spaces.add_argument("action", choices=["build"])
     spaces.add_argument("out", type=Path, help="folder to write the Space into")
@@ -150,6 +165,53 @@ def interactive_chat() -> int:
                                       reply.sticker.label if reply.sticker else ""))
         print(format_reply(reply), flush=True)
     return 0
+
+
+def run_library_add(args) -> int:
+    engine = make_engine()
+    with stdout_for_json_only(), ProgressBar() as bar:
+        report = engine.add_pack(args.path, args.name, ocr=engine.settings.ocr and not args.no_ocr,
+                                 progress=bar.update)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(report.summary())
+        for file_name, reason in report.errors:
+            print(f"  refused {file_name}: {reason}")
+    return 0
+
+
+def run_library_list(args) -> int:
+    with stdout_for_json_only():
+        packs = make_engine().list_packs()
+    if args.json:
+        print_json(packs)
+    else:
+        for pack in packs:
+            print(f"{pack['name']:<32} {pack['stickers']:>6}  {pack['source']}")
+    return 0
+
+
+def run_library_remove(args) -> int:
+    with stdout_for_json_only():
+        make_engine().remove_pack(args.name)
+    print(f"removed {args.name}", file=sys.stderr)
+    return 0
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (stdout stays free for JSON)."""
+
+    def __enter__(self):
+        return self
+
+    def update(self, fraction: float, message: str) -> None:
+        filled = int(fraction * 30)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message[:40]:<40}")
+        sys.stderr.flush()
+
+    def __exit__(self, *exc) -> None:
+        sys.stderr.write("\n")
 
 
 def run_spaces(args) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -11,11 +13,25 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from engine import Engine, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMEUI = Path(sys.executable).parent / "memeui"
+
+
+def write_pack(folder: Path, name: str, labels: list[str]) -> Path:
+    """A tiny pack in the bundled format: pack.json + images, ids = content hashes."""
+    (folder / "images").mkdir(parents=True)
+    entries = []
+    for i, label in enumerate(labels):
+        path = folder / "images" / f"{i}.webp"
+        Image.new("RGBA", (8, 8), (40 * i, 0, 0, 255)).save(path, "WEBP")
+        entries.append({"id": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+                        "file": f"images/{i}.webp", "label": label, "tags": [label, "tag"]})
+    (folder / "pack.json").write_text(json.dumps({"name": name, "stickers": entries}))
+    return folder
 
 
 @pytest.fixture(scope="session")

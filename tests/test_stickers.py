@@ -1,25 +1,11 @@
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from engine.settings import DEFAULT_PACK
 from engine.stickers import StickerLibrary, load_pack
-
-
-def write_pack(folder: Path, name: str, labels: list[str]) -> Path:
-    """A tiny pack in the bundled format: pack.json + images, ids = content hashes."""
-    (folder / "images").mkdir(parents=True)
-    entries = []
-    for i, label in enumerate(labels):
-        path = folder / "images" / f"{i}.webp"
-        Image.new("RGBA", (8, 8), (40 * i, 0, 0, 255)).save(path, "WEBP")
-        entries.append({"id": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
-                        "file": f"images/{i}.webp", "label": label, "tags": [label, "tag"]})
-    (folder / "pack.json").write_text(json.dumps({"name": name, "stickers": entries}))
-    return folder
+from conftest import write_pack
 
 
 def test_bundled_pack_covers_the_emotion_and_people_groups():
@@ -65,3 +51,12 @@ def test_fingerprint_follows_sticker_text(tmp_path):
 def test_a_folder_without_manifest_is_refused_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a sticker pack"):
         StickerLibrary.load([tmp_path])
+
+
+def test_a_manifest_naming_files_outside_its_pack_is_refused(tmp_path):
+    pack = write_pack(tmp_path / "p", "p", ["cat"])
+    manifest = json.loads((pack / "pack.json").read_text())
+    manifest["stickers"][0]["file"] = "../../etc/passwd"
+    (pack / "pack.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="outside the pack"):
+        load_pack(pack)

@@ -1,0 +1,104 @@
+"""Adding and removing packs through the engine: new index versions, atomic switch, CLI."""
+
+import csv
+import io
+import json
+import subprocess
+
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import MEMEUI, ROOT, memeui_env, write_pack
+from engine import Engine, Settings
+from engine.ingest import IngestError
+
+
+def sticker_png(colour) -> bytes:
+    image = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(image).rectangle((10, 10, 54, 54), fill=colour)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def food_folder(tmp_path):
+    folder = tmp_path / "food"
+    folder.mkdir()
+    (folder / "pizza.png").write_bytes(sticker_png((230, 120, 30)))
+    (folder / "storm.png").write_bytes(sticker_png((60, 60, 90)))
+    with open(folder / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "label", "tags", "emotion"])
+        writer.writerow(["pizza.png", "slice of pepperoni pizza", "food;cheese", ""])
+        writer.writerow(["storm.png", "thunderstorm cloud", "weather", "anger"])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_engine(tmp_path_factory):
+    """An engine over a three-sticker configured pack, so versions build in moments."""
+    root = tmp_path_factory.mktemp("library")
+    pack = write_pack(root / "base", "base", ["cat", "dog", "bird"])
+    return Engine(Settings.from_env({}, data_dir=root / "data", packs=(pack,)))
+
+
+def test_added_pack_is_searchable_and_only_new_stickers_are_embedded(small_engine, tmp_path):
+    before = small_engine.live.get()
+    encoder = small_engine.encoder.get()
+    calls = []
+    original = encoder.encode
+    encoder.encode = lambda texts, **kw: calls.append(list(texts)) or original(texts, **kw)
+    try:
+        report = small_engine.add_pack(food_folder(tmp_path), "food", ocr=False)
+    finally:
+        encoder.encode = original
+    assert len(report.added) == 2 and report.errors == []
+    assert sorted(len(call) for call in calls) == [2]  # the two new stickers, nothing old
+    top = small_engine.search("pizza with cheese", k=1)[0]
+    assert top.label == "slice of pepperoni pizza" and top.pack == "food"
+    storm = [r for r in small_engine.search("thunderstorm", k=5) if r.label.startswith("thunder")]
+    assert storm[0].emotion == "anger"  # the label people gave beats the model's estimate
+    # the version a request held before the switch still answers, without the new pack
+    assert before is not small_engine.live.get()
+    assert "food" not in before.library.packs
+    assert before.index.index.ntotal == 3
+    assert {p["name"]: p["stickers"] for p in small_engine.list_packs()} == {"base": 3, "food": 2}
+
+
+def test_pack_names_cannot_be_reused_and_configured_packs_cannot_be_removed(small_engine, tmp_path):
+    if "food" not in small_engine.added_pack_names():
+        small_engine.add_pack(food_folder(tmp_path), "food", ocr=False)
+    with pytest.raises(IngestError, match="exists already"):
+        small_engine.add_pack(food_folder(tmp_path), "food", ocr=False)
+    with pytest.raises(IngestError, match="MEMEUI_PACKS"):
+        small_engine.remove_pack("base")
+    with pytest.raises(IngestError, match="no pack named"):
+        small_engine.remove_pack("nothing")
+
+
+def test_removed_pack_leaves_search(small_engine, tmp_path):
+    if "food" not in small_engine.added_pack_names():
+        small_engine.add_pack(food_folder(tmp_path), "food", ocr=False)
+    small_engine.remove_pack("food")
+    assert small_engine.added_pack_names() == []
+    assert all(r.pack == "base" for r in small_engine.search("pizza", k=3))
+
+
+def test_library_cli_add_list_remove(tmp_path):
+    pack = write_pack(tmp_path / "base", "base", ["cat"])
+    env = {**memeui_env(tmp_path / "data"), "MEMEUI_PACKS": str(pack)}
+
+    def memeui(*args):
+        return subprocess.run([str(MEMEUI), "library", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    added = memeui("add", str(food_folder(tmp_path)), "--name", "food", "--no-ocr", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["added"] == 2
+    assert "100%" in added.stderr  # the progress bar
+    listed = json.loads(memeui("list", "--json").stdout)
+    assert {"name": "food", "stickers": 2, "source": "added"} in listed
+    assert memeui("remove", "food").returncode == 0
+    assert [p["name"] for p in json.loads(memeui("list", "--json").stdout)] == ["base"]
+    missing = memeui("add", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
