@@ -56,3 +56,25 @@ def test_search_shows_a_gallery(page):
     assert images.count() >= 5
     assert "joy" in page.locator("#search-gallery").inner_text()
     save_screenshot(page, "search.png")
+
+
+def test_library_upload_adds_a_pack(page, tmp_path):
+    from PIL import Image, ImageDraw
+
+    sticker = tmp_path / "rocket launch.png"
+    image = Image.new("RGB", (96, 96), "white")
+    ImageDraw.Draw(image).polygon([(48, 5), (80, 90), (16, 90)], fill=(200, 40, 40))
+    image.save(sticker)
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#library-files input[type=file]").set_input_files(str(sticker))
+    page.locator("#library-name textarea, #library-name input").first.fill("e2e-pack")
+    page.locator("#library-add").click()
+    status = page.locator("#library-status")
+    status.get_by_text("1 added").wait_for(timeout=120_000)
+    assert "e2e-pack" in page.locator("#library-packs").inner_text()
+    save_screenshot(page, "library.png")
+    page.locator("#library-remove-choice input").click()
+    page.get_by_role("option", name="e2e-pack").click()
+    page.get_by_role("button", name="Remove pack").click()
+    status.get_by_text("Removed").wait_for(timeout=60_000)
+    assert "e2e-pack" not in page.locator("#library-packs").inner_text()
