@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MAX_MESSAGE_CHARS = 2000
+MAX_TRANSCRIPT_CHARS = 20_000
+SPEAKER_LINE = re.compile(r"^\s*([^:：]{1,40})[:：]\s*(.*)$")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,26 @@ class Dialogue:
 
     def then(self, turn: Turn) -> "Dialogue":
         return Dialogue(self.turns + (turn,))
+
+    @classmethod
+    def from_transcript(cls, text: str, default_speaker: str = "user") -> "Dialogue":
+        """One turn per non-empty line, ``Name: text`` naming the speaker (full-width colons
+        too); a line without a name continues with ``default_speaker``."""
+        text = (text or "").strip()
+        if len(text) > MAX_TRANSCRIPT_CHARS:
+            raise ValueError(f"The text is {len(text)} characters long; "
+                             f"the limit is {MAX_TRANSCRIPT_CHARS}.")
+        turns = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            match = SPEAKER_LINE.match(line)
+            speaker, words = (match.group(1).strip(), match.group(2)) if match \
+                else (default_speaker, line)
+            turns.append(Turn(speaker, words.strip()))
+        if not turns:
+            raise ValueError("The message is empty: type something to say.")
+        return cls(tuple(turns))
 
 
 @dataclass(frozen=True)

@@ -173,18 +173,27 @@ class Engine:
 
     # ------------------------------------------------------------ ranking and chat
 
-    def search(self, query: str, k: int = 8) -> list[SearchResult]:
-        """Stickers for a text query, best first."""
-        query = check_message(query)
-        dialogue = Dialogue((Turn("user", query),))
-        return self.select_stickers(dialogue, self.emotion.get().predict([query])[0], k)
+    def search(self, query: str, k: int = 8, emotion: str | None = None) -> list[SearchResult]:
+        """Stickers for a text query or a pasted dialogue (``Name: text`` per line), best
+        first; ``emotion`` keeps only stickers whose strongest emotion it is."""
+        query = query if "\n" in (query or "").strip() else check_message(query)
+        dialogue = Dialogue.from_transcript(query)
+        mood = forecast_mood(self.emotion.get(), dialogue)
+        return self.select_stickers(dialogue, mood, k, emotion)
 
-    def select_stickers(self, dialogue: Dialogue, mood: np.ndarray, k: int) -> list[SearchResult]:
+    def select_stickers(self, dialogue: Dialogue, mood: np.ndarray, k: int,
+                        emotion: str | None = None) -> list[SearchResult]:
         """Rank stickers for a dialogue: text similarity to recent turns plus emotion fit."""
         live = self.live.get()  # this request's version, even if a new one goes live meanwhile
-        scores, rows = live.index.search(self._dialogue_vector(dialogue)[None, :],
-                                         max(k, CANDIDATES))
-        scores, rows = scores[0], rows[0]
+        if emotion and emotion not in live.index.emotion_labels:
+            raise ValueError(f"unknown emotion {emotion!r}; "
+                             f"known: {', '.join(live.index.emotion_labels)}")
+        pool = max(k, CANDIDATES) * (8 if emotion else 1)
+        scores, rows = live.index.search(self._dialogue_vector(dialogue)[None, :], pool)
+        scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]  # -1: fewer hits than asked
+        if emotion:
+            keep = live.index.emotions[rows].argmax(axis=1) == live.index.emotion_labels.index(emotion)
+            scores, rows = scores[keep], rows[keep]
         fit = emotion_fit(live.index.emotions[rows], mood)
         total = scores + self.settings.emotion_weight * fit
         order = np.argsort(-total)[:k]

@@ -34,6 +34,8 @@ class StickerIndex:
     index: faiss.Index
     emotions: np.ndarray  # (n_stickers, n_labels) distributions
     emotion_labels: list[str]
+    index_type: str = "Flat"
+    recall_at_10: float | None = None  # against exact search; None for an exact index
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner-product (cosine, as vectors are normalised) top-k: (scores, rows)."""
@@ -42,6 +44,72 @@ class StickerIndex:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+
+FLAT_MAX = 10_000  # exact search is fast enough below this many stickers
+HNSW_MAX = 500_000  # graph search up to here; IVF-PQ (compressed, memory-light) beyond
+MMAP_BYTES = 256 * 1024 * 1024  # index files larger than this are memory-mapped, not read
+RECALL_SAMPLE = 200
+
+
+def index_spec(n: int, dim: int) -> str:
+    """The faiss factory string for a collection of n vectors (autofaiss' rule of thumb)."""
+    if n <= FLAT_MAX:
+        return "Flat"
+    if n <= HNSW_MAX:
+        return "HNSW32,Flat"
+    nlist = 4096 if n < 4_000_000 else 16384
+    return f"IVF{nlist},PQ{dim // 8}x4fs,RFlat"
+
+
+def build_faiss(vectors: np.ndarray, spec: str, train_sample: int = 200_000,
+                seed: int = 0) -> faiss.Index:
+    """An inner-product index of ``spec`` over ``vectors``, trained and tuned for search."""
+    index = faiss.index_factory(vectors.shape[1], spec, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        rows = np.random.default_rng(seed).choice(len(vectors), min(train_sample, len(vectors)),
+                                                  replace=False)
+        index.train(vectors[np.sort(rows)])
+    index.add(vectors)
+    tune(index)
+    return index
+
+
+def tune(index: faiss.Index, nprobe: int = 64, ef_search: int = 128, k_factor: int = 4) -> None:
+    """Search-time knobs: more probes / a wider beam buy recall with time."""
+    try:
+        faiss.extract_index_ivf(index).nprobe = nprobe
+    except RuntimeError:
+        pass  # not an IVF index
+    hnsw = faiss.downcast_index(index)
+    if hasattr(hnsw, "hnsw"):
+        hnsw.hnsw.efSearch = ef_search
+    if isinstance(index, faiss.IndexRefine):
+        index.k_factor = k_factor
+
+
+def recall_at_k(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int = 10,
+                exact: np.ndarray | None = None) -> float:
+    """Share of the exact top-k that the index returns, averaged over the queries."""
+    if exact is None:
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        flat.add(vectors)
+        exact = flat.search(queries, k)[1]
+    found = index.search(queries, k)[1]
+    return float(np.mean([len(set(f) & set(e)) / k for f, e in zip(found, exact)]))
+
+
+def to_gpu_if_available(index: faiss.Index) -> faiss.Index:
+    """Move Flat and IVF indexes to the GPU when faiss-gpu and a CUDA device are present."""
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        return index
+    if "HNSW" in type(faiss.downcast_index(index)).__name__:
+        return index  # faiss has no GPU HNSW; the CPU graph is fast already
+    try:
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    except RuntimeError as error:
+        log.warning("keeping the index on the CPU: %s", error)
+        return index
 
 
 def index_key(library_fingerprint: str, encoder_name: str) -> str:
@@ -72,8 +140,19 @@ def open_or_build(
     return _read_version(folder)
 
 
+def _can_reconstruct(previous: StickerIndex | None) -> bool:
+    if previous is None or previous.index.ntotal == 0:
+        return False
+    try:
+        previous.index.reconstruct(0)
+        return True
+    except RuntimeError:  # e.g. a GPU index: embed everything again
+        return False
+
+
 def _features(stickers, encode, estimate_emotions, previous):
-    known = {} if previous is None else {sid: row for row, sid in enumerate(previous.sticker_ids)}
+    known = {} if not _can_reconstruct(previous) else {
+        sid: row for row, sid in enumerate(previous.sticker_ids)}
     new = [s for s in stickers if s.id not in known]
     labels, new_emotions = estimate_emotions(new)
     if previous is not None and known and previous.emotion_labels != labels:
@@ -89,7 +168,7 @@ def _features(stickers, encode, estimate_emotions, previous):
             vectors[row], emotions[row] = new_vectors[new_rows[sticker.id]], new_emotions[new_rows[sticker.id]]
         else:
             old = known[sticker.id]
-            vectors[row] = previous.index.reconstruct(old)
+            vectors[row] = previous.index.reconstruct(old)  # Flat and HNSW keep exact vectors
             emotions[row] = previous.emotions[old]
     return vectors, labels, emotions
 
@@ -97,12 +176,17 @@ def _features(stickers, encode, estimate_emotions, previous):
 def _write_version(folder, key, sticker_ids, vectors, labels, emotions) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    spec = index_spec(len(vectors), vectors.shape[1])
+    index = build_faiss(vectors, spec)
+    recall = None
+    if spec != "Flat":  # every approximate index reports what it loses against exact search
+        sample = vectors[np.random.default_rng(0).choice(len(vectors), RECALL_SAMPLE, replace=False)]
+        recall = recall_at_k(index, vectors, sample)
     faiss.write_index(index, str(staging / "index.faiss"))
     np.save(staging / "emotions.npy", emotions.astype(np.float32))
     manifest = {"key": key, "sticker_ids": sticker_ids, "emotion_labels": labels,
-                "dim": int(vectors.shape[1]), "index_type": "Flat"}
+                "dim": int(vectors.shape[1]), "index_type": spec, "recall_at_10": recall}
     (staging / "manifest.json").write_text(json.dumps(manifest))
     try:
         os.rename(staging, folder)
@@ -110,12 +194,28 @@ def _write_version(folder, key, sticker_ids, vectors, labels, emotions) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def read_index(path: Path) -> faiss.Index:
+    """Large index files are memory-mapped, so the OS pages in only what searches touch."""
+    if path.stat().st_size > MMAP_BYTES:
+        try:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            tune(index)
+            return index
+        except RuntimeError as error:
+            log.info("memory-mapping %s failed (%s); reading it", path, error)
+    index = faiss.read_index(str(path))
+    tune(index)
+    return index
+
+
 def _read_version(folder: Path) -> StickerIndex:
     manifest = json.loads((folder / "manifest.json").read_text())
     return StickerIndex(
         key=manifest["key"],
         sticker_ids=manifest["sticker_ids"],
-        index=faiss.read_index(str(folder / "index.faiss")),
+        index=to_gpu_if_available(read_index(folder / "index.faiss")),
         emotions=np.load(folder / "emotions.npy"),
         emotion_labels=manifest["emotion_labels"],
+        index_type=manifest.get("index_type", "Flat"),
+        recall_at_10=manifest.get("recall_at_10"),
     )

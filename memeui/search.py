@@ -5,6 +5,9 @@ from __future__ import annotations
 import gradio as gr
 
 from engine import Engine
+from engine.emotion import MOOD_LABELS
+
+ANY_EMOTION = "any"
 
 
 def for_api(result: dict) -> dict:
@@ -16,9 +19,9 @@ def for_api(result: dict) -> dict:
 
 
 def build_search_tab(engine: Engine) -> None:
-    def search(query: str, k: float):
+    def search(query: str, k: float, emotion: str = ANY_EMOTION):
         try:
-            results = engine.search(query, int(k))
+            results = engine.search(query, int(k), None if emotion == ANY_EMOTION else emotion)
         except ValueError as error:
             raise gr.Error(str(error), duration=5) from None
         gallery = [(str(r.path), f"{r.emoji} {r.label} · {r.score:.2f} · {r.emotion}")
@@ -26,14 +29,19 @@ def build_search_tab(engine: Engine) -> None:
         return gallery, [for_api(r.to_dict()) for r in results]
 
     with gr.Row():
-        query = gr.Textbox(label="Query", placeholder="e.g. I am so happy today", scale=5,
-                           elem_id="search-query", max_length=2000)
-        k = gr.Slider(1, 48, value=12, step=1, label="How many", scale=2)
+        query = gr.Textbox(label="Query or dialogue", scale=5, lines=2, max_lines=12,
+                           placeholder="I am so happy today\n… or paste a dialogue, "
+                                       "one 'Name: text' per line",
+                           elem_id="search-query", max_length=20_000)
+        with gr.Column(scale=2):
+            k = gr.Slider(1, 48, value=12, step=1, label="How many")
+            emotion = gr.Dropdown([ANY_EMOTION, *MOOD_LABELS], value=ANY_EMOTION,
+                                  label="Sticker emotion", elem_id="search-emotion")
     button = gr.Button("Search", variant="primary", elem_id="search-button")
     gallery = gr.Gallery(label="Stickers", columns=6, height="auto", elem_id="search-gallery",
                          object_fit="contain")
     with gr.Accordion("Scores", open=False):
         scores = gr.JSON(label="results")
     for trigger, api_name in ((button.click, "search"), (query.submit, False)):
-        trigger(search, [query, k], [gallery, scores], api_name=api_name,
+        trigger(search, [query, k, emotion], [gallery, scores], api_name=api_name,
                 concurrency_id="search", concurrency_limit=8)

@@ -90,3 +90,24 @@ def test_tidy_reply_drops_a_sentence_cut_off_by_the_token_limit():
     assert tidy_reply("Oh no!  That is hard. Maybe next") == "Oh no! That is hard."
     assert tidy_reply("no punctuation at all") == "no punctuation at all"
     assert tidy_reply("Version 2.0 is out") == "Version 2.0 is out"
+
+
+def test_search_reads_a_pasted_dialogue_latest_turn_first(engine):
+    transcript = "Ann: I baked a birthday cake\nBob: my dog ran away, I am so worried"
+    labels = [r.label for r in engine.search(transcript, k=5)]
+    assert any("dog" in label or "worried" in label or "anxious" in label for label in labels), labels
+
+
+def test_emotion_filter_keeps_only_that_emotion(engine):
+    results = engine.search("today", k=6, emotion="sadness")
+    assert results and all(r.emotion == "sadness" for r in results)
+    with pytest.raises(ValueError, match="unknown emotion"):
+        engine.search("today", emotion="hangry")
+
+
+def test_transcripts_name_speakers_and_refuse_empty_text():
+    dialogue = Dialogue.from_transcript("A: hi there\n\nB：你好\njust me again")
+    assert dialogue.turns == (Turn("A", "hi there"), Turn("B", "你好"),
+                              Turn("user", "just me again"))
+    with pytest.raises(ValueError, match="empty"):
+        Dialogue.from_transcript(" \n ")
