@@ -45,3 +45,53 @@ def run(engine, queries: int = 200) -> dict:
         "device": engine.device,
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cpus",
     }
+
+
+def synthetic_vectors(n: int, dim: int = 384, latent: int = 24, noise: bool = True,
+                      seed: int = 0, mixing_seed: int = 42) -> np.ndarray:
+    """Vectors with well-defined neighbours (DESIGN.md): a 24-d standard normal latent mapped
+    by one fixed random 24×dim matrix, plus N(0, 0.05²·24) noise, L2-normalised."""
+    mixing = np.random.default_rng(mixing_seed).standard_normal((latent, dim)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):  # in blocks, to bound peak memory
+        z = rng.standard_normal((min(100_000, n - start), latent)).astype(np.float32)
+        block = z @ mixing
+        if noise:
+            block += rng.normal(0, 0.05 * np.sqrt(latent), block.shape).astype(np.float32)
+        out[start:start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def knn_million(n: int = 1_000_000, queries: int = 200, k: int = 10) -> dict:
+    """The index type the library picks at n vectors, against exact search on the same data."""
+    import faiss
+
+    from engine.index import build_faiss, index_spec, recall_at_k
+
+    vectors = synthetic_vectors(n)
+    probes = synthetic_vectors(queries, noise=False, seed=1)
+    exact_index = faiss.IndexFlatIP(vectors.shape[1])
+    exact_index.add(vectors)
+    started = time.perf_counter()
+    exact = exact_index.search(probes, k)[1]
+    exact_ms = (time.perf_counter() - started) * 1000 / queries
+    del exact_index
+    spec = index_spec(n, vectors.shape[1])
+    started = time.perf_counter()
+    index = build_faiss(vectors, spec)
+    build_s = time.perf_counter() - started
+    latencies = []
+    for probe in probes:
+        t0 = time.perf_counter()
+        index.search(probe[None, :], k)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return {
+        "knn_1m_index": spec,
+        "knn_1m_p50_ms": round(float(np.percentile(latencies, 50)), 3),
+        "knn_1m_p95_ms": round(float(np.percentile(latencies, 95)), 3),
+        "knn_1m_recall_at_10": round(recall_at_k(index, vectors, probes, k, exact), 4),
+        "knn_1m_build_s": round(build_s, 1),
+        "knn_1m_exact_ms_per_query": round(exact_ms, 1),
+        "knn_1m_vectors": n,
+    }

@@ -75,7 +75,7 @@ def build_faiss(vectors: np.ndarray, spec: str, train_sample: int = 200_000,
     return index
 
 
-def tune(index: faiss.Index, nprobe: int = 64, ef_search: int = 128, k_factor: int = 4) -> None:
+def tune(index: faiss.Index, nprobe: int = 256, ef_search: int = 128, k_factor: int = 32) -> None:
     """Search-time knobs: more probes / a wider beam buy recall with time."""
     try:
         faiss.extract_index_ivf(index).nprobe = nprobe

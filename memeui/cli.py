@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     remove.set_defaults(run=run_library_remove)
 
+    evaluate = commands.add_parser("eval", help="evaluate on public data; prints JSON")
+    evaluate.add_argument("task", choices=["emoji"], help="emoji: TweetEval emoji as stickers")
+    evaluate.add_argument("--data", type=Path, required=True, help="folder in the task's format")
+    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--fit", action="store_true", help="train on DATA's train split first")
+    evaluate.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    evaluate.set_defaults(run=run_eval)
+
     spaces = commands.add_parser("spaces", help="build a Hugging Face Space from spaces.yaml")
     spaces.add_argument("action", choices=["build"])
     spaces.add_argument("out", type=Path, help="folder to write the Space into")
@@ -212,6 +220,15 @@ class ProgressBar:
 
     def __exit__(self, *exc) -> None:
         sys.stderr.write("\n")
+
+
+def run_eval(args) -> int:
+    from engine.evaluate import EmojiEvaluation
+
+    with stdout_for_json_only():
+        result = EmojiEvaluation(make_engine()).run(args.data, args.split, fit=args.fit)
+    print_json(result)
+    return 0
 
 
 def run_spaces(args) -> int:

@@ -1,0 +1,155 @@
+"""Evaluation on public data, as commands anyone can rerun.
+
+TweetEval emoji as sticker selection: each of the 20 emoji classes is a sticker of the library;
+for each tweet the selector ranks those 20 stickers (the official metric is macro-F1 of the top
+one). Dialogue features (embeddings, emotions) are cached by content hash, as are fitted
+selectors, so reruns are quick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from engine.selector import Selector
+
+log = logging.getLogger(__name__)
+VARIATION_SELECTORS = {"\ufe0f", "\ufe0e"}
+
+
+@dataclass
+class EmojiSplit:
+    texts: list[str]
+    labels: np.ndarray  # class index per tweet
+    emojis: list[str]  # class index → emoji
+    digest: str  # content hash of the split's files
+
+
+def read_tweeteval_emoji(folder: Path, split: str) -> EmojiSplit:
+    """``{split}_text.txt``, ``{split}_labels.txt`` and ``mapping.txt`` in ``folder``."""
+    folder = Path(folder)
+    paths = [folder / f"{split}_text.txt", folder / f"{split}_labels.txt", folder / "mapping.txt"]
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: expected TweetEval's emoji format")
+    texts = paths[0].read_text("utf-8").rstrip("\n").split("\n")
+    labels = np.array([int(x) for x in paths[1].read_text().split()])
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} tweets but {len(labels)} labels in {folder} ({split})")
+    emojis = [line.split("\t")[1] for line in paths[2].read_text("utf-8").splitlines() if line.strip()]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:16]
+    return EmojiSplit(texts, labels, emojis, digest)
+
+
+def plain_emoji(emoji: str) -> str:
+    return "".join(ch for ch in emoji if ch not in VARIATION_SELECTORS)
+
+
+def stickers_for_emojis(library, emojis: list[str]) -> list[str]:
+    """The library sticker of each emoji; a clear error names the ones it lacks."""
+    by_emoji = {plain_emoji(s.emoji): s.id for s in library.stickers if s.emoji}
+    missing = [e for e in emojis if plain_emoji(e) not in by_emoji]
+    if missing:
+        raise ValueError(f"no sticker in the library for {' '.join(missing)}")
+    return [by_emoji[plain_emoji(e)] for e in emojis]
+
+
+def ranking_metrics(scores: np.ndarray, gold: np.ndarray, seed: int = 0) -> dict:
+    """In percent: macro-F1 and accuracy of the top sticker, R10@1 (gold among 9 random
+    others), MRR over all candidates; plus n."""
+    n, n_classes = scores.shape
+    predicted = scores.argmax(axis=1)
+    f1s = []
+    for c in range(n_classes):
+        tp = np.sum((predicted == c) & (gold == c))
+        precision = tp / max(np.sum(predicted == c), 1)
+        recall = tp / max(np.sum(gold == c), 1)
+        f1s.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+    gold_scores = scores[np.arange(n), gold]
+    ranks = 1 + np.sum(scores > gold_scores[:, None], axis=1)
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for i in range(n):
+        others = rng.choice(np.delete(np.arange(n_classes), gold[i]), min(9, n_classes - 1),
+                            replace=False)
+        hits += bool(np.all(scores[i, others] < gold_scores[i]))
+    return {
+        "macro_f1": round(100 * float(np.mean(f1s)), 2),
+        "accuracy": round(100 * float(np.mean(predicted == gold)), 2),
+        "r10_at_1": round(100 * hits / n, 2),
+        "mrr": round(100 * float(np.mean(1.0 / ranks)), 2),
+        "n": int(n),
+    }
+
+
+def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    if path.is_file():
+        return np.load(path)
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, value)
+    tmp.rename(path)
+    return value
+
+
+class EmojiEvaluation:
+    """Zero-shot or fitted selector on a TweetEval emoji split; needs an Engine."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.cache = engine.settings.data_dir / "cache"
+
+    def features(self, split: EmojiSplit) -> tuple[np.ndarray, np.ndarray]:
+        encoder, emotion = self.engine.encoder.get(), self.engine.emotion.get()
+        vectors = cached_array(self.cache / f"emb-{encoder.name}-{split.digest}.npy",
+                               lambda: encoder.encode(split.texts, batch_size=128))
+        moods = cached_array(self.cache / f"mood-nade-{split.digest}.npy",
+                             lambda: np.concatenate([emotion.predict(split.texts[i:i + 2000])
+                                                     for i in range(0, len(split.texts), 2000)]))
+        return vectors, moods
+
+    def stickers(self, emojis: list[str]):
+        live = self.engine.live.get()
+        ids = stickers_for_emojis(live.library, emojis)
+        rows = [live.index.sticker_ids.index(sid) for sid in ids]
+        vectors = np.stack([live.index.index.reconstruct(row) for row in rows])
+        return ids, vectors, live.index.emotions[rows], live.index.emotion_labels
+
+    def fitted_selector(self, train: EmojiSplit, progress=log.info) -> tuple[Selector, dict]:
+        """Train on ``train`` (or load the selector already trained on the same data)."""
+        ids, vectors, emotions, labels = self.stickers(train.emojis)
+        folder = self.engine.settings.data_dir / "selectors" / \
+            f"emoji-{self.engine.encoder.get().name}-{train.digest}"
+        if (folder / "selector.pt").is_file():
+            return Selector.load(folder, vectors.shape[1]), json.loads((folder / "fit.json").read_text())
+        started = time.perf_counter()
+        progress(f"embedding {len(train.texts)} training tweets (cached for reruns)")
+        dialogue_vectors, moods = self.features(train)
+        selector = Selector(self.engine.settings.emotion_weight)
+        report = selector.fit(train.texts, dialogue_vectors, moods,
+                              [ids[c] for c in train.labels], ids, vectors, emotions, labels)
+        info = {"fit_seconds": round(time.perf_counter() - started, 1), "epochs": report.epochs,
+                "holdout_balanced_accuracy": round(100 * report.holdout_accuracy, 2),
+                "train_examples": report.examples}
+        selector.save(folder)
+        (folder / "fit.json").write_text(json.dumps(info))
+        return selector, info
+
+    def run(self, data: Path, split: str, fit: bool = False) -> dict:
+        evaluated = read_tweeteval_emoji(data, split)
+        selector, info = Selector(self.engine.settings.emotion_weight), {}
+        if fit:
+            selector, info = self.fitted_selector(read_tweeteval_emoji(data, "train"))
+        ids, vectors, emotions, _ = self.stickers(evaluated.emojis)
+        dialogue_vectors, moods = self.features(evaluated)
+        scores = selector.scores(evaluated.texts, dialogue_vectors, moods, ids, vectors, emotions)
+        return {**ranking_metrics(scores, evaluated.labels), "split": split,
+                "selector": "fitted" if fit else "zero-shot", **info}

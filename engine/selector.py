@@ -1,0 +1,228 @@
+"""The learned part of sticker selection: fusion weights, a text adapter and sticker priors.
+
+score(dialogue, sticker) = w_text · cos(dialogue, sticker text)      (IEF's query↔caption)
+                         + w_emotion · fit(mood, sticker emotion)    (PBR's emotion awareness)
+                         + adapter(dialogue n-grams) · sticker text  (learned from choices)
+                         + bias[sticker]                             (how often people pick it)
+
+Untrained, the adapter and biases are zero and the score is the zero-shot fusion the engine
+uses. ``fit`` learns all four from (dialogue, chosen sticker) pairs with a softmax over the
+chosen sticker and its negatives: semantically similar stickers and stickers of the opposite
+sentiment (PBR's hard negatives), or every candidate when there are few.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+BUCKETS = 2**18  # hashed word and character n-grams (fastText's trick, fewer buckets)
+NGRAM_DIM = 48
+TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+POSITIVE = {"joy", "trust", "anticipation"}
+NEGATIVE = {"anger", "disgust", "fear", "sadness"}
+PATIENCE = 3  # epochs without held-out improvement before training stops
+
+
+def ngram_ids(text: str) -> list[int]:
+    """Stable bucket ids of a text's words, word bigrams and character 3–5-grams."""
+    words = TOKEN.findall(text.lower())
+    grams = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    for word in words:
+        padded = f"<{word}>"
+        grams += [padded[i:i + n] for n in (3, 4, 5) for i in range(len(padded) - n + 1)]
+    return [zlib.crc32(gram.encode()) % BUCKETS for gram in grams] or [0]
+
+
+@dataclass
+class FitReport:
+    epochs: int
+    seconds: float
+    holdout_accuracy: float
+    examples: int
+
+
+class Selector:
+    """Scores candidate stickers for dialogues; see the module docstring for the formula."""
+
+    def __init__(self, emotion_weight: float = 0.3) -> None:
+        self.w_text = 1.0
+        self.w_emotion = emotion_weight
+        self.adapter = None  # torch module after fit
+        self.bias: dict[str, float] = {}
+
+    @property
+    def trained(self) -> bool:
+        return self.adapter is not None
+
+    def scores(self, texts: list[str], dialogue_vectors: np.ndarray, moods: np.ndarray,
+               sticker_ids: list[str], sticker_vectors: np.ndarray,
+               sticker_emotions: np.ndarray) -> np.ndarray:
+        """(n_dialogues, n_stickers) scores, higher is better."""
+        text = dialogue_vectors @ sticker_vectors.T
+        fit = _cosine(moods, sticker_emotions)
+        total = self.w_text * text + self.w_emotion * fit
+        if self.trained:
+            total = total + self._adapter_scores(texts, sticker_vectors)
+            total = total + np.array([self.bias.get(sid, 0.0) for sid in sticker_ids])[None, :]
+        return total
+
+    def _adapter_scores(self, texts: list[str], sticker_vectors: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            query = self.adapter(*_bags([ngram_ids(t) for t in texts])).numpy()
+        return query @ sticker_vectors.T
+
+    def fit(self, texts: list[str], dialogue_vectors: np.ndarray, moods: np.ndarray,
+            chosen: list[str], sticker_ids: list[str], sticker_vectors: np.ndarray,
+            sticker_emotions: np.ndarray, emotion_labels: list[str], max_epochs: int = 30,
+            max_seconds: float = 600, seed: int = 0) -> FitReport:
+        """Learn from dialogues and the sticker chosen for each; 10% held out for early stop."""
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+        column = {sid: i for i, sid in enumerate(sticker_ids)}
+        target = np.array([column[sid] for sid in chosen])
+        candidates = hard_negative_candidates(target, sticker_vectors, sticker_emotions,
+                                              emotion_labels)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(texts))
+        holdout, train = order[: len(order) // 10], order[len(order) // 10:]
+        bags = [ngram_ids(t) for t in texts]
+        base = torch.tensor(self.w_text * (dialogue_vectors @ sticker_vectors.T)
+                            + self.w_emotion * _cosine(moods, sticker_emotions), dtype=torch.float32)
+        stickers = torch.tensor(sticker_vectors, dtype=torch.float32)
+        adapter = NgramAdapter(sticker_vectors.shape[1])
+        bias = torch.zeros(len(sticker_ids), requires_grad=True)
+        weights = _balanced_weights(target[train], len(sticker_ids))
+        optimiser = torch.optim.Adam([*adapter.parameters(), bias], lr=2e-3)
+        batch_size = min(256, max(16, len(train) // 8))  # small data still takes many steps
+        best, best_state, epochs, stale = -1.0, None, 0, 0
+        for epoch in range(max_epochs):
+            adapter.train()
+            for batch in np.array_split(rng.permutation(train), -(-len(train) // batch_size)):
+                logits = base[batch] + adapter(*_bags([bags[i] for i in batch])) @ stickers.T + bias
+                logits = _mask(logits, candidates[batch])
+                loss = torch.nn.functional.cross_entropy(
+                    logits, torch.tensor(target[batch]), weight=weights)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            adapter.eval()
+            with torch.inference_mode():
+                logits = base[holdout] + adapter(*_bags([bags[i] for i in holdout])) @ stickers.T + bias
+            accuracy = float(_balanced_accuracy(logits.argmax(1).numpy(), target[holdout]))
+            epochs = epoch + 1
+            if accuracy > best:
+                best, stale = accuracy, 0
+                best_state = ({k: v.clone() for k, v in adapter.state_dict().items()},
+                              bias.detach().clone())
+            else:
+                stale += 1
+                if stale >= PATIENCE:
+                    break  # held-out balanced accuracy stopped improving
+            if time.perf_counter() - started > max_seconds:
+                break
+        adapter.load_state_dict(best_state[0])
+        adapter.eval()
+        self.adapter = adapter
+        self.bias = {sid: float(b) for sid, b in zip(sticker_ids, best_state[1])}
+        return FitReport(epochs, time.perf_counter() - started, best, len(texts))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.half() if v.dtype == torch.float32 else v
+                 for k, v in self.adapter.state_dict().items()}
+        torch.save({"adapter": state, "bias": self.bias, "w_text": self.w_text,
+                    "w_emotion": self.w_emotion}, folder / "selector.pt")
+
+    @classmethod
+    def load(cls, folder: Path, dim: int) -> "Selector":
+        saved = torch.load(folder / "selector.pt", weights_only=True)
+        selector = cls(saved["w_emotion"])
+        selector.w_text = saved["w_text"]
+        selector.adapter = NgramAdapter(dim)
+        selector.adapter.load_state_dict({k: v.float() for k, v in saved["adapter"].items()})
+        selector.adapter.eval()
+        selector.bias = saved["bias"]
+        return selector
+
+
+class NgramAdapter(torch.nn.Module):
+    """Hashed n-grams → a vector in the sticker-text embedding space (a fastText-like tower).
+    Its output layer starts at zero, so an untrained adapter leaves the zero-shot scores."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.bag = torch.nn.EmbeddingBag(BUCKETS, NGRAM_DIM, mode="mean")
+        torch.nn.init.normal_(self.bag.weight, std=0.05)
+        self.project = torch.nn.Linear(NGRAM_DIM, dim)
+        torch.nn.init.zeros_(self.project.weight)
+        torch.nn.init.zeros_(self.project.bias)
+        self.dropout = torch.nn.Dropout(0.2)
+
+    def forward(self, ids, offsets):
+        return self.project(self.dropout(self.bag(ids, offsets)))
+
+
+def hard_negative_candidates(target: np.ndarray, vectors: np.ndarray, emotions: np.ndarray,
+                             labels: list[str], per_kind: int = 16) -> np.ndarray:
+    """Boolean (n, n_stickers) mask of the stickers each example is scored against: the chosen
+    one, its most similar stickers, stickers of opposite sentiment, and all when few."""
+    n_stickers = len(vectors)
+    mask = np.zeros((len(target), n_stickers), dtype=bool)
+    if n_stickers <= 4 * per_kind:
+        mask[:] = True
+        return mask
+    similar = np.argsort(-(vectors @ vectors.T), axis=1)[:, 1:per_kind + 1]
+    polarity = _polarity(emotions, labels)
+    rng = np.random.default_rng(0)
+    for row, gold in enumerate(target):
+        opposite = np.flatnonzero(polarity * polarity[gold] < 0)
+        mask[row, gold] = True
+        mask[row, similar[gold]] = True
+        if len(opposite):
+            mask[row, rng.choice(opposite, min(per_kind, len(opposite)), replace=False)] = True
+        mask[row, rng.choice(n_stickers, per_kind, replace=False)] = True
+    return mask
+
+
+def _polarity(emotions: np.ndarray, labels: list[str]) -> np.ndarray:
+    positive = [i for i, label in enumerate(labels) if label in POSITIVE]
+    negative = [i for i, label in enumerate(labels) if label in NEGATIVE]
+    return emotions[:, positive].sum(axis=1) - emotions[:, negative].sum(axis=1)
+
+
+def _mask(logits, mask: np.ndarray):
+    return logits.masked_fill(~torch.tensor(mask), float("-inf"))
+
+
+def _bags(id_lists: list[list[int]]):
+    offsets = np.cumsum([0] + [len(ids) for ids in id_lists[:-1]])
+    flat = np.fromiter((i for ids in id_lists for i in ids), dtype=np.int64)
+    return torch.from_numpy(flat), torch.from_numpy(offsets.astype(np.int64))
+
+
+def _balanced_weights(target: np.ndarray, n_classes: int):
+    """Rare stickers weigh more, so the selector does not learn to always pick the popular ones
+    (macro-F1 counts every sticker alike)."""
+    counts = np.bincount(target, minlength=n_classes).astype(np.float32)
+    weights = np.where(counts > 0, len(target) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _balanced_accuracy(predicted: np.ndarray, target: np.ndarray) -> float:
+    classes = np.unique(target)
+    return float(np.mean([(predicted[target == c] == c).mean() for c in classes]))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return a @ b.T
