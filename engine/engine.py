@@ -7,6 +7,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
@@ -17,13 +18,16 @@ from engine.dialogue import Dialogue, Reply, SearchResult, Turn, check_message
 from engine.emotion import RECENCY_DECAY, create_emotion_model, forecast_mood
 from engine.encoders import create_text_encoder
 from engine.reply import create_reply_backend
+from engine.selector import Selector
 from engine.settings import Settings
-from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name
+from engine.image import LitTower, create_image_tower, encode_sticker_images
+from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name, decode
 from engine.ocr import StickerOCR
 from engine.stickers import Sticker, StickerLibrary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+NO_TOWER = object()  # the image tower setting is "none"
 CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
 DIALOGUE_TURNS = 4  # turns of context the sticker selector reads
 
@@ -73,10 +77,13 @@ class Engine:
         self.encoder = Lazy("text encoder", lambda: create_text_encoder(
             self.settings.text_encoder, self.device))
         self.emotion = Lazy("emotion model", lambda: create_emotion_model("nade"))
+        self.image_tower = Lazy("image tower", lambda: create_image_tower(
+            self.settings.image_tower, self.encoder.get(), self.device) or NO_TOWER)
         self.live = Lazy("sticker index", lambda: self._build_live(previous=None))
         self.reply_backend = Lazy("reply backend", lambda: create_reply_backend(
             self.settings.reply_backend, self.device, self.settings.max_new_tokens))
         self.ocr = StickerOCR()
+        self.selector = Selector(self.settings.emotion_weight, self.settings.image_weight)
         self._library_lock = threading.Lock()  # one pack change at a time
 
     @property
@@ -106,14 +113,16 @@ class Engine:
 
     def _build_live(self, previous: LiveVersion | None) -> LiveVersion:
         library = StickerLibrary.load(self.pack_dirs())
-        encoder, emotion = self.encoder.get(), self.emotion.get()
+        encoder, tower = self.encoder.get(), self.image_tower.get()
         index = index_versions.open_or_build(
             root=self.settings.data_dir / "index",
-            key=index_versions.index_key(library.fingerprint(), encoder.name),
+            key=index_versions.index_key(library.fingerprint(), encoder.name,
+                                         tower.name if tower is not NO_TOWER else "none"),
             stickers=library.stickers,
             encode=encoder.encode,
             estimate_emotions=self._sticker_emotions,
             previous=previous.index if previous else None,
+            encode_images=None if tower is NO_TOWER else partial(encode_sticker_images, tower),
         )
         return LiveVersion(library, index)
 
@@ -189,21 +198,50 @@ class Engine:
             raise ValueError(f"unknown emotion {emotion!r}; "
                              f"known: {', '.join(live.index.emotion_labels)}")
         pool = max(k, CANDIDATES) * (8 if emotion else 1)
-        scores, rows = live.index.search(self._dialogue_vector(dialogue)[None, :], pool)
+        query = self._dialogue_vector(dialogue)
+        scores, rows = live.index.search(query[None, :], pool)
         scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]  # -1: fewer hits than asked
         if emotion:
             keep = live.index.emotions[rows].argmax(axis=1) == live.index.emotion_labels.index(emotion)
             scores, rows = scores[keep], rows[keep]
-        fit = emotion_fit(live.index.emotions[rows], mood)
-        total = scores + self.settings.emotion_weight * fit
+        parts = self.selector.score_parts(
+            [turn.content() for turn in dialogue.turns], scores[None, :], mood[None, :],
+            [live.index.sticker_ids[row] for row in rows], live.index.emotions[rows],
+            sticker_vectors=lambda: np.stack([live.index.index.reconstruct(int(r)) for r in rows]),
+            dialogue_vectors=lambda: query[None, :],
+            image_similarity=self._image_similarity(live, dialogue, query, rows))
+        total = self.selector.combine(parts)[0]
         order = np.argsort(-total)[:k]
         return [self._result(live, int(rows[i]), float(total[i]),
-                             {"text": float(scores[i]), "emotion": float(fit[i])})
+                             {name: float(part[0, i]) for name, part in parts.items()})
                 for i in order]
 
-    def _dialogue_vector(self, dialogue: Dialogue) -> np.ndarray:
+    def _image_similarity(self, live: LiveVersion, dialogue: Dialogue, text_query: np.ndarray,
+                          rows: np.ndarray) -> np.ndarray | None:
+        """Dialogue ↔ sticker picture (IEF's QI), in the image tower's space."""
+        tower = self.image_tower.get()
+        if tower is NO_TOWER or live.index.images is None:
+            return None
+        query = text_query if isinstance(tower, LitTower) else \
+            self._dialogue_vector(dialogue, tower.encode_texts)
+        return (live.index.images[rows] @ query)[None, :]
+
+    def search_image(self, image_path: Path, k: int = 8) -> list[SearchResult]:
+        """Stickers that look like the given picture (image-tower space), best first."""
+        tower = self.image_tower.get()
+        live = self.live.get()
+        if tower is NO_TOWER or live.index.images is None:
+            raise ValueError("search by image needs an image tower (MEMEUI_IMAGE_TOWER)")
+        frames = decode(Path(image_path).name, Path(image_path).read_bytes(), Limits()).frames
+        query = tower.encode_images([frames])[0]
+        similarity = live.index.images @ query
+        rows = np.argsort(-similarity)[:k]
+        return [self._result(live, int(row), float(similarity[row]),
+                             {"image": float(similarity[row])}) for row in rows]
+
+    def _dialogue_vector(self, dialogue: Dialogue, encode=None) -> np.ndarray:
         texts = [turn.content() for turn in dialogue.turns[-DIALOGUE_TURNS:] if turn.content()]
-        vectors = self.encoder.get().encode(texts)
+        vectors = (encode or self.encoder.get().encode)(texts)
         weights = RECENCY_DECAY ** np.arange(len(texts) - 1, -1, -1, dtype=np.float32)
         vector = (vectors * weights[:, None]).sum(axis=0)
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
@@ -235,19 +273,14 @@ class Engine:
                                       1 + self.settings.alternatives)
         timings["sticker"] = _ms_since(step)
         timings["total"] = _ms_since(started)
+        fits = bool(ranked) and ranked[0].score >= self.settings.sticker_threshold
         return Reply(
             text=text,
-            sticker=ranked[0] if ranked else None,
+            sticker=ranked[0] if fits else None,  # MOD's meme-usage flag: none beats a misfit
             mood={label: float(p) for label, p in zip(emotion.labels, mood)},
-            alternatives=ranked[1:],
+            alternatives=ranked[1:] if fits else ranked[: self.settings.alternatives],
             timings_ms=timings,
         )
-
-
-def emotion_fit(sticker_emotions: np.ndarray, mood: np.ndarray) -> np.ndarray:
-    """Cosine between each sticker's emotion distribution and the mood: 1 = same feeling."""
-    norms = np.linalg.norm(sticker_emotions, axis=1) * max(float(np.linalg.norm(mood)), 1e-12)
-    return (sticker_emotions @ mood) / np.maximum(norms, 1e-12)
 
 
 def _ms_since(start: float) -> float:

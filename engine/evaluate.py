@@ -18,7 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from engine.selector import Selector
+from engine.image import LitTower
+from engine.selector import SELECTOR_FORMAT, Selector, macro_f1
 
 log = logging.getLogger(__name__)
 VARIATION_SELECTORS = {"\ufe0f", "\ufe0e"}
@@ -66,12 +67,6 @@ def ranking_metrics(scores: np.ndarray, gold: np.ndarray, seed: int = 0) -> dict
     others), MRR over all candidates; plus n."""
     n, n_classes = scores.shape
     predicted = scores.argmax(axis=1)
-    f1s = []
-    for c in range(n_classes):
-        tp = np.sum((predicted == c) & (gold == c))
-        precision = tp / max(np.sum(predicted == c), 1)
-        recall = tp / max(np.sum(gold == c), 1)
-        f1s.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
     gold_scores = scores[np.arange(n), gold]
     ranks = 1 + np.sum(scores > gold_scores[:, None], axis=1)
     rng = np.random.default_rng(seed)
@@ -81,7 +76,7 @@ def ranking_metrics(scores: np.ndarray, gold: np.ndarray, seed: int = 0) -> dict
                             replace=False)
         hits += bool(np.all(scores[i, others] < gold_scores[i]))
     return {
-        "macro_f1": round(100 * float(np.mean(f1s)), 2),
+        "macro_f1": round(100 * macro_f1(predicted, gold, n_classes), 2),
         "accuracy": round(100 * float(np.mean(predicted == gold)), 2),
         "r10_at_1": round(100 * hits / n, 2),
         "mrr": round(100 * float(np.mean(1.0 / ranks)), 2),
@@ -121,23 +116,40 @@ class EmojiEvaluation:
         ids = stickers_for_emojis(live.library, emojis)
         rows = [live.index.sticker_ids.index(sid) for sid in ids]
         vectors = np.stack([live.index.index.reconstruct(row) for row in rows])
-        return ids, vectors, live.index.emotions[rows], live.index.emotion_labels
+        images = None if live.index.images is None else live.index.images[rows]
+        return ids, vectors, live.index.emotions[rows], live.index.emotion_labels, images
+
+    def image_similarity(self, split: EmojiSplit, dialogue_vectors: np.ndarray,
+                         images: np.ndarray | None) -> np.ndarray | None:
+        """Tweet ↔ sticker picture in the image tower's space (None without a tower)."""
+        if images is None:
+            return None
+        tower = self.engine.image_tower.get()
+        if isinstance(tower, LitTower):  # its query side is the text encoder itself
+            return dialogue_vectors @ images.T
+        queries = cached_array(self.cache / f"clip-{tower.name}-{split.digest}.npy",
+                               lambda: tower.encode_texts(split.texts))
+        return queries @ images.T
+
+    def tag(self) -> str:
+        tower = self.engine.image_tower.get()
+        return f"{self.engine.encoder.get().name}-{getattr(tower, 'name', 'none')}"
 
     def fitted_selector(self, train: EmojiSplit, progress=log.info) -> tuple[Selector, dict]:
         """Train on ``train`` (or load the selector already trained on the same data)."""
-        ids, vectors, emotions, labels = self.stickers(train.emojis)
-        folder = self.engine.settings.data_dir / "selectors" / \
-            f"emoji-{self.engine.encoder.get().name}-{train.digest}"
+        ids, vectors, emotions, labels, images = self.stickers(train.emojis)
+        folder = self.engine.settings.data_dir / "selectors" / f"emoji-v{SELECTOR_FORMAT}-{self.tag()}-{train.digest}"
         if (folder / "selector.pt").is_file():
             return Selector.load(folder, vectors.shape[1]), json.loads((folder / "fit.json").read_text())
         started = time.perf_counter()
         progress(f"embedding {len(train.texts)} training tweets (cached for reruns)")
         dialogue_vectors, moods = self.features(train)
-        selector = Selector(self.engine.settings.emotion_weight)
+        selector = Selector(self.engine.settings.emotion_weight, self.engine.settings.image_weight)
         report = selector.fit(train.texts, dialogue_vectors, moods,
-                              [ids[c] for c in train.labels], ids, vectors, emotions, labels)
+                              [ids[c] for c in train.labels], ids, vectors, emotions, labels,
+                              image_similarity=self.image_similarity(train, dialogue_vectors, images))
         info = {"fit_seconds": round(time.perf_counter() - started, 1), "epochs": report.epochs,
-                "holdout_balanced_accuracy": round(100 * report.holdout_accuracy, 2),
+                "holdout_macro_f1": round(100 * report.holdout_macro_f1, 2),
                 "train_examples": report.examples}
         selector.save(folder)
         (folder / "fit.json").write_text(json.dumps(info))
@@ -145,11 +157,13 @@ class EmojiEvaluation:
 
     def run(self, data: Path, split: str, fit: bool = False) -> dict:
         evaluated = read_tweeteval_emoji(data, split)
-        selector, info = Selector(self.engine.settings.emotion_weight), {}
+        selector = Selector(self.engine.settings.emotion_weight, self.engine.settings.image_weight)
+        info = {}
         if fit:
             selector, info = self.fitted_selector(read_tweeteval_emoji(data, "train"))
-        ids, vectors, emotions, _ = self.stickers(evaluated.emojis)
+        ids, vectors, emotions, _, images = self.stickers(evaluated.emojis)
         dialogue_vectors, moods = self.features(evaluated)
-        scores = selector.scores(evaluated.texts, dialogue_vectors, moods, ids, vectors, emotions)
+        scores = selector.scores(evaluated.texts, dialogue_vectors, moods, ids, vectors, emotions,
+                                 self.image_similarity(evaluated, dialogue_vectors, images))
         return {**ranking_metrics(scores, evaluated.labels), "split": split,
                 "selector": "fitted" if fit else "zero-shot", **info}

@@ -34,6 +34,7 @@ class StickerIndex:
     index: faiss.Index
     emotions: np.ndarray  # (n_stickers, n_labels) distributions
     emotion_labels: list[str]
+    images: np.ndarray | None = None  # (n_stickers, d) image-tower vectors, if a tower is set
     index_type: str = "Flat"
     recall_at_10: float | None = None  # against exact search; None for an exact index
 
@@ -112,9 +113,9 @@ def to_gpu_if_available(index: faiss.Index) -> faiss.Index:
         return index
 
 
-def index_key(library_fingerprint: str, encoder_name: str) -> str:
-    safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_name)[-48:]
-    return f"{safe_name}-{library_fingerprint}"
+def index_key(library_fingerprint: str, encoder_name: str, image_tower: str = "none") -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder_name}-{image_tower}")[-64:]
+    return f"{safe}-{library_fingerprint}"
 
 
 def open_or_build(
@@ -124,6 +125,7 @@ def open_or_build(
     encode: Callable[[list[str]], np.ndarray],
     estimate_emotions: Callable[[list], tuple[list[str], np.ndarray]],
     previous: StickerIndex | None = None,
+    encode_images: Callable[[list], np.ndarray] | None = None,
 ) -> StickerIndex:
     """Load version ``key`` from ``root``, building and saving it first if it is missing.
 
@@ -133,8 +135,9 @@ def open_or_build(
     folder = root / key
     if not (folder / "manifest.json").is_file():
         started = time.perf_counter()
-        vectors, labels, emotions = _features(stickers, encode, estimate_emotions, previous)
-        _write_version(folder, key, [s.id for s in stickers], vectors, labels, emotions)
+        vectors, labels, emotions, images = _features(stickers, encode, estimate_emotions,
+                                                      encode_images, previous)
+        _write_version(folder, key, [s.id for s in stickers], vectors, labels, emotions, images)
         log.info("built index %s (%d stickers) in %.1fs", key, len(stickers),
                  time.perf_counter() - started)
     return _read_version(folder)
@@ -150,7 +153,7 @@ def _can_reconstruct(previous: StickerIndex | None) -> bool:
         return False
 
 
-def _features(stickers, encode, estimate_emotions, previous):
+def _features(stickers, encode, estimate_emotions, encode_images, previous):
     known = {} if not _can_reconstruct(previous) else {
         sid: row for row, sid in enumerate(previous.sticker_ids)}
     new = [s for s in stickers if s.id not in known]
@@ -158,22 +161,24 @@ def _features(stickers, encode, estimate_emotions, previous):
     if previous is not None and known and previous.emotion_labels != labels:
         known, new = {}, list(stickers)  # the label scheme changed: estimate everything anew
         labels, new_emotions = estimate_emotions(new)
-    new_vectors = encode([s.text() for s in new])
     new_rows = {s.id: i for i, s in enumerate(new)}
-    dim = new_vectors.shape[1]
-    vectors = np.zeros((len(stickers), dim), dtype=np.float32)
-    emotions = np.zeros((len(stickers), len(labels)), dtype=np.float32)
-    for row, sticker in enumerate(stickers):
-        if sticker.id in new_rows:
-            vectors[row], emotions[row] = new_vectors[new_rows[sticker.id]], new_emotions[new_rows[sticker.id]]
-        else:
-            old = known[sticker.id]
-            vectors[row] = previous.index.reconstruct(old)  # Flat and HNSW keep exact vectors
-            emotions[row] = previous.emotions[old]
-    return vectors, labels, emotions
+
+    def merged(new_block: np.ndarray, old_row: Callable[[int], np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(stickers), new_block.shape[1]), dtype=np.float32)
+        for row, sticker in enumerate(stickers):
+            out[row] = (new_block[new_rows[sticker.id]] if sticker.id in new_rows
+                        else old_row(known[sticker.id]))
+        return out
+
+    vectors = merged(encode([s.text() for s in new]), previous.index.reconstruct if known else None)
+    emotions = merged(new_emotions, lambda row: previous.emotions[row])
+    images = None
+    if encode_images is not None:
+        images = merged(encode_images(new), lambda row: previous.images[row])
+    return vectors, labels, emotions, images
 
 
-def _write_version(folder, key, sticker_ids, vectors, labels, emotions) -> None:
+def _write_version(folder, key, sticker_ids, vectors, labels, emotions, images) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -185,6 +190,8 @@ def _write_version(folder, key, sticker_ids, vectors, labels, emotions) -> None:
         recall = recall_at_k(index, vectors, sample)
     faiss.write_index(index, str(staging / "index.faiss"))
     np.save(staging / "emotions.npy", emotions.astype(np.float32))
+    if images is not None:
+        np.save(staging / "images.npy", images.astype(np.float32))
     manifest = {"key": key, "sticker_ids": sticker_ids, "emotion_labels": labels,
                 "dim": int(vectors.shape[1]), "index_type": spec, "recall_at_10": recall}
     (staging / "manifest.json").write_text(json.dumps(manifest))
@@ -216,6 +223,7 @@ def _read_version(folder: Path) -> StickerIndex:
         index=to_gpu_if_available(read_index(folder / "index.faiss")),
         emotions=np.load(folder / "emotions.npy"),
         emotion_labels=manifest["emotion_labels"],
+        images=np.load(folder / "images.npy") if (folder / "images.npy").is_file() else None,
         index_type=manifest.get("index_type", "Flat"),
         recall_at_10=manifest.get("recall_at_10"),
     )

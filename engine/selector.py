@@ -19,17 +19,20 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
+SELECTOR_FORMAT = 3  # bump when saved selectors change shape, so caches are not misread
 BUCKETS = 2**18  # hashed word and character n-grams (fastText's trick, fewer buckets)
 NGRAM_DIM = 48
 TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 POSITIVE = {"joy", "trust", "anticipation"}
 NEGATIVE = {"anger", "disgust", "fear", "sadness"}
-PATIENCE = 3  # epochs without held-out improvement before training stops
+PATIENCE = 2  # epochs without held-out improvement before training stops
+MAX_TUNED_STICKERS = 256  # per-sticker offsets are tuned only for closed, small candidate sets
 
 
 def ngram_ids(text: str) -> list[int]:
@@ -46,16 +49,17 @@ def ngram_ids(text: str) -> list[int]:
 class FitReport:
     epochs: int
     seconds: float
-    holdout_accuracy: float
+    holdout_macro_f1: float
     examples: int
 
 
 class Selector:
     """Scores candidate stickers for dialogues; see the module docstring for the formula."""
 
-    def __init__(self, emotion_weight: float = 0.3) -> None:
+    def __init__(self, emotion_weight: float = 0.3, image_weight: float = 0.0) -> None:
         self.w_text = 1.0
         self.w_emotion = emotion_weight
+        self.w_image = image_weight
         self.adapter = None  # torch module after fit
         self.bias: dict[str, float] = {}
 
@@ -63,28 +67,64 @@ class Selector:
     def trained(self) -> bool:
         return self.adapter is not None
 
+    def score_parts(self, texts: list[str], text_similarity: np.ndarray, moods: np.ndarray,
+                    sticker_ids: list[str], sticker_emotions: np.ndarray,
+                    sticker_vectors: Callable[[], np.ndarray],
+                    dialogue_vectors: Callable[[], np.ndarray] = lambda: None,
+                    image_similarity: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Each term of the score, (n_dialogues, n_stickers) each: why a sticker ranks where it
+        does. The vectors are asked for only when the learned adapter needs them."""
+        parts = {"text": text_similarity, "emotion": emotion_fit(moods, sticker_emotions)}
+        if image_similarity is not None:
+            parts["image"] = image_similarity
+        if self.trained:
+            parts["learned"] = (self._adapter_scores(texts, dialogue_vectors(), sticker_vectors())
+                                + np.array([self.bias.get(sid, 0.0) for sid in sticker_ids])[None, :])
+        return parts
+
+    def combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        total = self.w_text * parts["text"] + self.w_emotion * parts["emotion"]
+        if "image" in parts:
+            total = total + self.w_image * parts["image"]
+        return total + parts["learned"] if "learned" in parts else total
+
     def scores(self, texts: list[str], dialogue_vectors: np.ndarray, moods: np.ndarray,
                sticker_ids: list[str], sticker_vectors: np.ndarray,
-               sticker_emotions: np.ndarray) -> np.ndarray:
+               sticker_emotions: np.ndarray,
+               image_similarity: np.ndarray | None = None) -> np.ndarray:
         """(n_dialogues, n_stickers) scores, higher is better."""
-        text = dialogue_vectors @ sticker_vectors.T
-        fit = _cosine(moods, sticker_emotions)
-        total = self.w_text * text + self.w_emotion * fit
-        if self.trained:
-            total = total + self._adapter_scores(texts, sticker_vectors)
-            total = total + np.array([self.bias.get(sid, 0.0) for sid in sticker_ids])[None, :]
-        return total
+        return self.combine(self.score_parts(texts, dialogue_vectors @ sticker_vectors.T, moods,
+                                             sticker_ids, sticker_emotions,
+                                             lambda: sticker_vectors, lambda: dialogue_vectors,
+                                             image_similarity))
 
-    def _adapter_scores(self, texts: list[str], sticker_vectors: np.ndarray) -> np.ndarray:
+    def _adapter_scores(self, texts: list[str], dialogue_vectors: np.ndarray,
+                        sticker_vectors: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            query = self.adapter(*_bags([ngram_ids(t) for t in texts])).numpy()
-        return query @ sticker_vectors.T
+            query = self.adapter(*_bags([ngram_ids(t) for t in texts]),
+                                 torch.from_numpy(np.ascontiguousarray(dialogue_vectors, np.float32)))
+        return query.numpy() @ sticker_vectors.T
 
     def fit(self, texts: list[str], dialogue_vectors: np.ndarray, moods: np.ndarray,
             chosen: list[str], sticker_ids: list[str], sticker_vectors: np.ndarray,
-            sticker_emotions: np.ndarray, emotion_labels: list[str], max_epochs: int = 30,
-            max_seconds: float = 600, seed: int = 0) -> FitReport:
-        """Learn from dialogues and the sticker chosen for each; 10% held out for early stop."""
+            sticker_emotions: np.ndarray, emotion_labels: list[str], max_seconds: float = 600,
+            image_similarity: np.ndarray | None = None, seed: int = 0) -> FitReport:
+        """Learn from dialogues and the sticker chosen for each."""
+        started = time.perf_counter()
+        adapter, bias, epochs, score = self._fit_member(
+            texts, dialogue_vectors, moods, chosen, sticker_ids, sticker_vectors,
+            sticker_emotions, emotion_labels, seed=seed, max_seconds=max_seconds,
+            image_similarity=image_similarity)
+        self.adapter = adapter
+        self.bias = {sid: float(b) for sid, b in zip(sticker_ids, bias)}
+        return FitReport(epochs, time.perf_counter() - started, score, len(texts))
+
+    def _fit_member(self, texts, dialogue_vectors, moods, chosen, sticker_ids, sticker_vectors,
+                    sticker_emotions, emotion_labels, seed: int, max_seconds: float,
+                    image_similarity=None, max_epochs: int = 30):
+        """The adapter and sticker biases. A held-out 10% stops training when it stops
+        helping, then sets per-sticker offsets so that rare stickers get picked as often as
+        they should (macro-F1 on the held-out part)."""
         torch.manual_seed(seed)
         started = time.perf_counter()
         column = {sid: i for i, sid in enumerate(sticker_ids)}
@@ -95,11 +135,18 @@ class Selector:
         order = rng.permutation(len(texts))
         holdout, train = order[: len(order) // 10], order[len(order) // 10:]
         bags = [ngram_ids(t) for t in texts]
-        base = torch.tensor(self.w_text * (dialogue_vectors @ sticker_vectors.T)
-                            + self.w_emotion * _cosine(moods, sticker_emotions), dtype=torch.float32)
+        base = torch.tensor(self.combine(self.score_parts(
+            texts, dialogue_vectors @ sticker_vectors.T, moods, sticker_ids, sticker_emotions,
+            lambda: sticker_vectors, image_similarity=image_similarity)), dtype=torch.float32)
+        queries = torch.tensor(dialogue_vectors, dtype=torch.float32)
         stickers = torch.tensor(sticker_vectors, dtype=torch.float32)
         adapter = NgramAdapter(sticker_vectors.shape[1])
         bias = torch.zeros(len(sticker_ids), requires_grad=True)
+
+        def logits(rows: np.ndarray) -> torch.Tensor:
+            learned = adapter(*_bags([bags[i] for i in rows]), queries[rows]) @ stickers.T
+            return _mask(base[rows] + learned + bias, candidates[rows])
+
         weights = _balanced_weights(target[train], len(sticker_ids))
         optimiser = torch.optim.Adam([*adapter.parameters(), bias], lr=2e-3)
         batch_size = min(256, max(16, len(train) // 8))  # small data still takes many steps
@@ -107,45 +154,48 @@ class Selector:
         for epoch in range(max_epochs):
             adapter.train()
             for batch in np.array_split(rng.permutation(train), -(-len(train) // batch_size)):
-                logits = base[batch] + adapter(*_bags([bags[i] for i in batch])) @ stickers.T + bias
-                logits = _mask(logits, candidates[batch])
                 loss = torch.nn.functional.cross_entropy(
-                    logits, torch.tensor(target[batch]), weight=weights)
+                    logits(batch), torch.tensor(target[batch]), weight=weights)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
             adapter.eval()
             with torch.inference_mode():
-                logits = base[holdout] + adapter(*_bags([bags[i] for i in holdout])) @ stickers.T + bias
-            accuracy = float(_balanced_accuracy(logits.argmax(1).numpy(), target[holdout]))
+                score = macro_f1(logits(holdout).argmax(1).numpy(), target[holdout],
+                                 len(sticker_ids))
             epochs = epoch + 1
-            if accuracy > best:
-                best, stale = accuracy, 0
+            if score > best:
+                best, stale = score, 0
                 best_state = ({k: v.clone() for k, v in adapter.state_dict().items()},
                               bias.detach().clone())
             else:
                 stale += 1
                 if stale >= PATIENCE:
-                    break  # held-out balanced accuracy stopped improving
+                    break  # held-out macro-F1 stopped improving
             if time.perf_counter() - started > max_seconds:
                 break
         adapter.load_state_dict(best_state[0])
         adapter.eval()
-        self.adapter = adapter
-        self.bias = {sid: float(b) for sid, b in zip(sticker_ids, best_state[1])}
-        return FitReport(epochs, time.perf_counter() - started, best, len(texts))
+        bias = best_state[1]
+        if len(sticker_ids) <= MAX_TUNED_STICKERS:
+            with torch.inference_mode():
+                held = logits(holdout).numpy()
+            offsets, best = tune_offsets(held, target[holdout])
+            bias = bias + torch.from_numpy(offsets).float()
+        return adapter, bias, epochs, best
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.half() if v.dtype == torch.float32 else v
                  for k, v in self.adapter.state_dict().items()}
-        torch.save({"adapter": state, "bias": self.bias, "w_text": self.w_text,
-                    "w_emotion": self.w_emotion}, folder / "selector.pt")
+        torch.save({"adapter": state, "bias": self.bias,
+                    "w_text": self.w_text, "w_emotion": self.w_emotion, "w_image": self.w_image},
+                   folder / "selector.pt")
 
     @classmethod
     def load(cls, folder: Path, dim: int) -> "Selector":
         saved = torch.load(folder / "selector.pt", weights_only=True)
-        selector = cls(saved["w_emotion"])
+        selector = cls(saved["w_emotion"], saved.get("w_image", 0.0))
         selector.w_text = saved["w_text"]
         selector.adapter = NgramAdapter(dim)
         selector.adapter.load_state_dict({k: v.float() for k, v in saved["adapter"].items()})
@@ -155,20 +205,22 @@ class Selector:
 
 
 class NgramAdapter(torch.nn.Module):
-    """Hashed n-grams → a vector in the sticker-text embedding space (a fastText-like tower).
-    Its output layer starts at zero, so an untrained adapter leaves the zero-shot scores."""
+    """Hashed n-grams (a fastText-like tower) plus a linear map of the dialogue embedding, into
+    the sticker-text embedding space. Output layers start at zero, so an untrained adapter
+    leaves the zero-shot scores."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.bag = torch.nn.EmbeddingBag(BUCKETS, NGRAM_DIM, mode="mean")
         torch.nn.init.normal_(self.bag.weight, std=0.05)
         self.project = torch.nn.Linear(NGRAM_DIM, dim)
-        torch.nn.init.zeros_(self.project.weight)
-        torch.nn.init.zeros_(self.project.bias)
+        self.mix = torch.nn.Linear(dim, dim, bias=False)
+        for layer in (self.project.weight, self.project.bias, self.mix.weight):
+            torch.nn.init.zeros_(layer)
         self.dropout = torch.nn.Dropout(0.2)
 
-    def forward(self, ids, offsets):
-        return self.project(self.dropout(self.bag(ids, offsets)))
+    def forward(self, ids, offsets, dialogue_vectors):
+        return self.project(self.dropout(self.bag(ids, offsets))) + self.mix(dialogue_vectors)
 
 
 def hard_negative_candidates(target: np.ndarray, vectors: np.ndarray, emotions: np.ndarray,
@@ -213,16 +265,41 @@ def _balanced_weights(target: np.ndarray, n_classes: int):
     """Rare stickers weigh more, so the selector does not learn to always pick the popular ones
     (macro-F1 counts every sticker alike)."""
     counts = np.bincount(target, minlength=n_classes).astype(np.float32)
-    weights = np.where(counts > 0, len(target) / (n_classes * np.maximum(counts, 1)), 0.0)
+    weights = np.where(counts > 0, np.sqrt(len(target) / (n_classes * np.maximum(counts, 1))), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _balanced_accuracy(predicted: np.ndarray, target: np.ndarray) -> float:
-    classes = np.unique(target)
-    return float(np.mean([(predicted[target == c] == c).mean() for c in classes]))
+def macro_f1(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> float:
+    """Mean F1 over all classes (0 for a class never predicted right), as a fraction."""
+    f1s = []
+    for c in range(n_classes):
+        tp = np.sum((predicted == c) & (target == c))
+        precision = tp / max(np.sum(predicted == c), 1)
+        recall = tp / max(np.sum(target == c), 1)
+        f1s.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+    return float(np.mean(f1s))
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+def tune_offsets(scores: np.ndarray, target: np.ndarray, passes: int = 2,
+                 grid: np.ndarray = np.linspace(-1.0, 1.0, 41)) -> tuple[np.ndarray, float]:
+    """Per-sticker score offsets that maximise macro-F1 on held-out choices (coordinate
+    ascent): the usual correction for a model trained on skewed choices."""
+    n_classes = scores.shape[1]
+    offsets = np.zeros(n_classes)
+    best = macro_f1(scores.argmax(1), target, n_classes)
+    for _ in range(passes):
+        for c in range(n_classes):
+            for value in grid:
+                trial = offsets.copy()
+                trial[c] = value
+                score = macro_f1((scores + trial).argmax(1), target, n_classes)
+                if score > best:
+                    best, offsets = score, trial
+    return offsets, best
+
+
+def emotion_fit(moods: np.ndarray, sticker_emotions: np.ndarray) -> np.ndarray:
+    """Cosine between each mood and each sticker's emotion distribution: 1 = same feeling."""
+    a = moods / np.maximum(np.linalg.norm(moods, axis=1, keepdims=True), 1e-12)
+    b = sticker_emotions / np.maximum(np.linalg.norm(sticker_emotions, axis=1, keepdims=True), 1e-12)
     return a @ b.T

@@ -21,7 +21,10 @@ class Settings:
     device: str = "auto"
     max_new_tokens: int = 40
     emotion_weight: float = 0.3
+    image_tower: str = "lit"  # lit | none | open_clip:MODEL[:PRETRAINED]
+    image_weight: float = 0.2
     alternatives: int = 4
+    sticker_threshold: float = 0.25  # below this score the bot sends no sticker
     ocr: bool = True  # read text in added stickers (MEMEUI_OCR=0 for faster imports)
     offline: bool = True  # no model downloads; set MEMEUI_OFFLINE=0 to allow Hub ids
 

@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="(the output is always JSON)")
     evaluate.set_defaults(run=run_eval)
 
+    train = commands.add_parser("train", help="train a model the engine uses; prints JSON")
+    train.add_argument("model", choices=["image-tower"],
+                       help="image-tower: the offline LiT-style image tower (assets/models/)")
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--out", type=Path, help="weights file (default: the bundled one)")
+    train.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    train.set_defaults(run=run_train)
+
     spaces = commands.add_parser("spaces", help="build a Hugging Face Space from spaces.yaml")
     spaces.add_argument("action", choices=["build"])
     spaces.add_argument("out", type=Path, help="folder to write the Space into")
@@ -228,6 +236,21 @@ def run_eval(args) -> int:
     with stdout_for_json_only():
         result = EmojiEvaluation(make_engine()).run(args.data, args.split, fit=args.fit)
     print_json(result)
+    return 0
+
+
+def run_train(args) -> int:
+    from dataclasses import asdict
+
+    from engine.image import LIT_WEIGHTS, train_lit_tower
+    from engine.stickers import StickerLibrary
+
+    with stdout_for_json_only():
+        engine = make_engine()
+        library = StickerLibrary.load(engine.pack_dirs())
+        report = train_lit_tower(library.stickers, engine.encoder.get(),
+                                 out=args.out or LIT_WEIGHTS, epochs=args.epochs)
+    print_json(asdict(report))
     return 0
 
 

@@ -26,8 +26,9 @@ def test_sad_and_happy_queries_rank_differently(engine):
 
 def test_search_scores_explain_their_parts(engine):
     result = engine.search("pizza party", k=1)[0]
-    assert set(result.parts) == {"text", "emotion"}
-    expected = result.parts["text"] + engine.settings.emotion_weight * result.parts["emotion"]
+    assert set(result.parts) == {"text", "emotion", "image"}
+    expected = (result.parts["text"] + engine.settings.emotion_weight * result.parts["emotion"]
+                + engine.settings.image_weight * result.parts["image"])
     assert result.score == pytest.approx(expected, abs=1e-5)
     assert "pizza" in result.label or "party" in result.label
 
@@ -41,7 +42,8 @@ def test_bad_queries_are_refused_with_a_reason(engine, query, message):
 
 def test_index_version_is_reused_across_engines(engine, data_dir):
     library = engine.live.get().library
-    folder = data_dir / "index" / index_key(library.fingerprint(), "minilm")
+    folder = data_dir / "index" / index_key(library.fingerprint(), "minilm",
+                                            engine.image_tower.get().name)
     written = (folder / "index.faiss").stat().st_mtime_ns
     second = Engine(Settings.from_env({}, data_dir=data_dir))
     assert second.live.get().index.index.ntotal == len(library)
@@ -111,3 +113,11 @@ def test_transcripts_name_speakers_and_refuse_empty_text():
                               Turn("user", "just me again"))
     with pytest.raises(ValueError, match="empty"):
         Dialogue.from_transcript(" \n ")
+
+
+def test_bot_sends_no_sticker_when_none_fits(engine, data_dir):
+    picky = Engine(Settings.from_env({}, data_dir=data_dir, sticker_threshold=5.0))
+    picky.reply_backend = engine.reply_backend  # share the loaded model
+    reply = picky.chat(Dialogue((Turn("user", "hello there"),)))
+    assert reply.sticker is None
+    assert len(reply.alternatives) == picky.settings.alternatives  # still offered to pick
