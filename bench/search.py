@@ -18,10 +18,17 @@ QUERIES = [
 ]
 
 
-def run(engine, queries: int = 200) -> dict:
+def run(engine, queries: int = 200, knn_vectors: int = 1_000_000, ingest_stickers: int = 200) -> dict:
+    """Everything `memeui bench search` prints: query latency, 1M-vector knn, ingest rates."""
+    return {**query_latency(engine, queries), **knn_million(knn_vectors),
+            **ingest_rates(engine, ingest_stickers)}
+
+
+def query_latency(engine, queries: int = 200) -> dict:
     started = time.perf_counter()
     engine.live.get()
     engine.emotion.get()
+    engine.image_tower.get()
     load_s = time.perf_counter() - started
     for query in QUERIES[:5]:  # warm caches and lazy paths
         engine.search(query, 8)
@@ -95,3 +102,26 @@ def knn_million(n: int = 1_000_000, queries: int = 200, k: int = 10) -> dict:
         "knn_1m_exact_ms_per_query": round(exact_ms, 1),
         "knn_1m_vectors": n,
     }
+
+
+def ingest_rates(engine, stickers: int = 200, ocr_stickers: int = 40) -> dict:
+    """Stickers per second into a pack, from real pack images, without and with OCR."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from engine.ingest import build_pack
+
+    sources = [s.path for s in engine.live.get().library.stickers[:stickers]]
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, count, ocr in (("ingest_per_s", len(sources), None),
+                                 ("ingest_ocr_per_s", min(ocr_stickers, len(sources)), engine.ocr)):
+            folder = Path(tmp) / name
+            folder.mkdir()
+            for path in sources[:count]:
+                shutil.copy(path, folder / path.name)
+            started = time.perf_counter()
+            report = build_pack(folder, Path(tmp) / f"{name}-pack", name, ocr=ocr)
+            rates[name] = round(len(report.added) / (time.perf_counter() - started), 1)
+    return rates

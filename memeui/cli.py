@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=["search"])
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
+    bench.add_argument("--knn-vectors", type=int, default=1_000_000,
+                       help="size of the synthetic knn benchmark (default 1M)")
+    bench.add_argument("--ingest-stickers", type=int, default=200)
     bench.set_defaults(run=run_bench)
     return parser
 
@@ -265,7 +268,8 @@ def run_bench(args) -> int:
     from bench.search import run as bench_search
 
     with stdout_for_json_only():
-        result = bench_search(make_engine(), queries=args.queries)
+        result = bench_search(make_engine(), queries=args.queries, knn_vectors=args.knn_vectors,
+                              ingest_stickers=args.ingest_stickers)
     print_json(result)
     return 0
 

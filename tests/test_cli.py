@@ -45,8 +45,12 @@ def test_bad_input_exits_2_with_a_message(data_dir):
 
 def test_bench_search_prints_latency_json(data_dir, engine):
     engine.live.get()
-    done = run_memeui(data_dir, "bench", "search", "--json", "--queries", "20")
+    done = run_memeui(data_dir, "bench", "search", "--json", "--queries", "20",
+                      "--knn-vectors", "20000", "--ingest-stickers", "10")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["queries"] == 20
     assert 0 < result["query_p50_ms"] <= result["query_p95_ms"]
+    assert result["knn_1m_vectors"] == 20000 and result["knn_1m_index"] == "HNSW32,Flat"
+    assert 0.5 < result["knn_1m_recall_at_10"] <= 1.0
+    assert result["ingest_per_s"] > 0 and result["ingest_ocr_per_s"] > 0
