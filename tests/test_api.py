@@ -42,3 +42,25 @@ def test_chat_endpoint_refuses_an_empty_message(server_url):
         Client(server_url, verbose=False).predict("  ", [], api_name="/chat")
     with pytest.raises(AppError, match="limit"):
         Client(server_url, verbose=False).predict("x" * 3000, [], api_name="/chat")
+
+
+def test_search_image_endpoint_finds_the_same_sticker(server_url, engine, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    sticker = engine.live.get().library.stickers[42]
+    client = Client(server_url, verbose=False)
+    gallery, results = client.predict(handle_file(str(sticker.path)), 3, api_name="/search_image")
+    assert results[0]["id"] == sticker.id and len(gallery) == 3
+    import pytest
+    from PIL import Image
+
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (5000, 5000), "white").save(huge)
+    with pytest.raises(AppError, match="cannot be used.*pixels"):
+        client.predict(handle_file(str(huge)), 3, api_name="/search_image")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(AppError, match="cannot identify image"):  # Gradio's own check
+        client.predict(handle_file(str(broken)), 3, api_name="/search_image")
+    assert client.predict("I am so happy today", 2, api_name="/search")[1]  # still serving
