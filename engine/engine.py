@@ -49,10 +49,6 @@ class Lazy(Generic[T]):
                     log.info("loaded %s in %.1fs", self.name, time.perf_counter() - started)
         return self._value
 
-    @property
-    def ready(self) -> bool:
-        return self._value is not None
-
     def replace(self, value: T) -> None:
         """Swap in a new value at once; callers holding the old one finish with it."""
         with self._lock:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.ingest import Limits, decode, on_white
 from engine.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,7 @@ LIT_SIZE = 64
 
 def sticker_frames(path: Path, max_frames: int = 4) -> list[Image.Image]:
     """The frames a tower sees: the still, or the quartile frames of an animation."""
-    from engine.ingest import Limits, decode
-
     return decode(path.name, path.read_bytes(), Limits()).frames[:max_frames]
-
-
-def on_white(image: Image.Image, size: int) -> Image.Image:
-    background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    flat = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-    return flat.resize((size, size), Image.BILINEAR)
 
 
 class LitCNN(torch.nn.Module):
@@ -119,7 +112,7 @@ class OpenClipTower:
         flat = [frame for frames in frame_lists for frame in frames]
         if not flat:
             return np.zeros((0, self.dim), np.float32)
-        pixels = torch.stack([self.preprocess(on_white(f, f.size[0])) for f in flat])
+        pixels = torch.stack([self.preprocess(on_white(f)) for f in flat])
         with self._lock, torch.inference_mode():
             vectors = self.model.encode_image(pixels.to(self.device)).float().cpu().numpy()
         return _mean_per_sticker(vectors, [len(frames) for frames in frame_lists])

@@ -211,6 +211,14 @@ def _decode_video(suffix: str, data: bytes, limits: Limits) -> Decoded:
     return Decoded(frames, True, width, height)
 
 
+def on_white(image: Image.Image, size: int | None = None) -> Image.Image:
+    """An opaque RGB copy with transparency flattened onto white (OCR models and image towers
+    expect opaque pictures), resized to size×size when asked."""
+    background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    flat = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    return flat.resize((size, size), Image.BILINEAR) if size else flat
+
+
 def quartile_frames(count: int) -> list[int]:
     """Indices of the frames at 0, ¼, ½ and ¾ of an animation (fewer for short ones)."""
     return sorted({min(count - 1, (count * q) // 4) for q in range(4)}) if count > 0 else []

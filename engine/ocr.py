@@ -8,6 +8,8 @@ import threading
 import numpy as np
 from PIL import Image
 
+from engine.ingest import on_white
+
 MIN_CONFIDENCE = 0.5
 
 
@@ -29,15 +31,9 @@ class StickerOCR:
         lines: list[str] = []
         with self._lock:
             for frame in frames:
-                result, _ = self._rapidocr()(on_white(frame))
+                result, _ = self._rapidocr()(np.asarray(on_white(frame)))
                 for _box, text, confidence in result or []:
                     text = text.strip()
                     if text and float(confidence) >= MIN_CONFIDENCE and text not in lines:
                         lines.append(text)
         return " ".join(lines)
-
-
-def on_white(frame: Image.Image) -> np.ndarray:
-    """RGB pixels with transparency flattened onto white (OCR models expect opaque images)."""
-    background = Image.new("RGBA", frame.size, (255, 255, 255, 255))
-    return np.asarray(Image.alpha_composite(background, frame.convert("RGBA")).convert("RGB"))
