@@ -232,7 +232,9 @@ def hard_negative_candidates(target: np.ndarray, vectors: np.ndarray, emotions: 
     if n_stickers <= 4 * per_kind:
         mask[:] = True
         return mask
-    similar = np.argsort(-(vectors @ vectors.T), axis=1)[:, 1:per_kind + 1]
+    chosen = np.unique(target)  # only stickers someone chose need neighbours: not n² memory
+    nearest = np.argsort(-(vectors[chosen] @ vectors.T), axis=1)[:, 1:per_kind + 1]
+    similar = dict(zip(chosen.tolist(), nearest))
     polarity = _polarity(emotions, labels)
     rng = np.random.default_rng(0)
     for row, gold in enumerate(target):
