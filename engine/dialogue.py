@@ -16,6 +16,8 @@ class Turn:
     speaker: str  # "user" or "bot" (or a name, for imported dialogues)
     text: str = ""
     sticker_text: str = ""  # what the engine knows of a sticker sent in this turn
+    emotion: str = ""  # a label people gave this turn, in the source's scheme (imported data)
+    sentiment: str = ""
 
     def content(self) -> str:
         """The turn as text, a sticker standing in as its label (like MOD's [IMG] tokens)."""
@@ -26,9 +28,14 @@ class Turn:
 @dataclass(frozen=True)
 class Dialogue:
     turns: tuple[Turn, ...] = ()
+    id: str = ""  # where it came from, for imported dialogues
+
+    @property
+    def speakers(self) -> list[str]:
+        return [turn.speaker for turn in self.turns]
 
     def then(self, turn: Turn) -> "Dialogue":
-        return Dialogue(self.turns + (turn,))
+        return Dialogue(self.turns + (turn,), self.id)
 
     @classmethod
     def from_transcript(cls, text: str, default_speaker: str = "user") -> "Dialogue":

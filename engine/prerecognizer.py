@@ -1,0 +1,287 @@
+"""Emotion pre-recognition (TCMP, text only): the emotion of the utterance nobody has said yet.
+
+Each past turn is read as its sentence embedding, a light recognizer's view of it (emotion and
+sentiment from that embedding) and who said it relative to the next speaker; a GRU runs over
+the turns; the forecast head reads the GRU state plus what the next speaker felt last time they
+spoke and what the last turn felt. Pre-training (``pretrain``) is TCMP's contrastive objective on
+unlabelled dialogues: from the state after turn t, pick turn t+1's embedding out of the batch.
+``fit`` then learns the labels; the per-turn heads learn from the context turns' own labels at
+the same time (a linear map of a frozen embedding, so it cannot memorise its training turns).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.dialogue import Dialogue
+from engine.labels import EKMAN7, scheme
+
+log = logging.getLogger(__name__)
+SENTIMENT3 = scheme("sentiment3").labels
+VIEW = len(EKMAN7) + len(SENTIMENT3)  # a turn's recognized emotion + sentiment
+MAX_TURNS = 24  # the forecast reads the latest turns only
+HIDDEN = 128
+
+
+@dataclass
+class Encoded:
+    """One dialogue as the model reads it: turn embeddings and speakers."""
+
+    vectors: np.ndarray  # (turns, dim)
+    speakers: list[str]
+
+
+@dataclass
+class Targets:
+    """Gold labels of a dialogue's turns (indices; −1 where unknown), or soft distributions."""
+
+    emotion: np.ndarray  # (turns, 7) distributions, rows of zeros where unknown
+    sentiment: np.ndarray  # (turns, 3)
+
+
+def speaker_features(speakers: list[str], next_speaker: str) -> np.ndarray:
+    """Per turn: spoken by the next speaker? by the same speaker as the turn before?"""
+    return np.array([[float(s == next_speaker), float(i > 0 and s == speakers[i - 1])]
+                     for i, s in enumerate(speakers)], dtype=np.float32).reshape(-1, 2)
+
+
+def _last_by(speakers: list[str], who: str) -> int:
+    for i in range(len(speakers) - 1, -1, -1):
+        if speakers[i] == who:
+            return i
+    return -1
+
+
+class PreRecognizer(torch.nn.Module):
+    def __init__(self, dim: int = 384, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.dim = dim
+        self.turn_view = torch.nn.Linear(dim, VIEW)  # the light recognizer
+        self.turn_in = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(dim + VIEW + 2, hidden),
+                                           torch.nn.GELU())
+        self.gru = torch.nn.GRU(hidden, hidden, batch_first=True)
+        self.start = torch.nn.Parameter(torch.zeros(hidden))  # the state before any turn
+        self.predict_next = torch.nn.Linear(hidden, dim)  # TCMP's contrastive pre-training head
+        features = hidden + 2 * VIEW + 2
+        self.emotion_head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(features, len(EKMAN7)))
+        self.sentiment_head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(features, len(SENTIMENT3)))
+
+    def views(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Each turn's recognized emotion and sentiment, as distributions (…, 10)."""
+        logits = self.turn_view(vectors)
+        return torch.cat([logits[..., :len(EKMAN7)].softmax(-1),
+                          logits[..., len(EKMAN7):].softmax(-1)], dim=-1)
+
+    def states(self, vectors: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """GRU states after each turn, with the start state in front: (batch, turns + 1, hidden)."""
+        views = self.views(vectors).detach()
+        inputs = self.turn_in(torch.cat([vectors, views, speaker], dim=-1))
+        start = self.start.expand(len(vectors), 1, -1)
+        output, _ = self.gru(inputs, start.transpose(0, 1).contiguous())
+        return torch.cat([start, output], dim=1)
+
+    def heads(self, state: torch.Tensor, next_view: torch.Tensor, last_view: torch.Tensor,
+              flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = torch.cat([state, next_view, last_view, flags], dim=-1)
+        return self.emotion_head(features), self.sentiment_head(features)
+
+    @torch.inference_mode()
+    def forecast(self, encoded: Encoded, next_speaker: str) -> tuple[np.ndarray, np.ndarray]:
+        """(emotion over EKMAN7, sentiment over SENTIMENT3) of ``next_speaker``'s next turn."""
+        self.eval()
+        vectors, speakers = encoded.vectors[-MAX_TURNS:], encoded.speakers[-MAX_TURNS:]
+        if not len(speakers):
+            emotion = np.eye(len(EKMAN7), dtype=np.float32)[EKMAN7.index("neutral")]
+            return emotion, np.eye(3, dtype=np.float32)[SENTIMENT3.index("neutral")]
+        x = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))[None]
+        speaker = torch.from_numpy(speaker_features(speakers, next_speaker))[None]
+        state = self.states(x, speaker)[0, -1]
+        views = self.views(x[0])
+        last = _last_by(speakers, next_speaker)
+        next_view = views[last] if last >= 0 else torch.zeros(VIEW)
+        flags = torch.tensor([float(last >= 0), float(speakers[-1] == next_speaker)])
+        emotion, sentiment = self.heads(state, next_view, views[-1], flags)
+        return emotion.softmax(-1).numpy(), sentiment.softmax(-1).numpy()
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": {k: v.half() for k, v in self.state_dict().items()}, "dim": self.dim},
+                   folder / "prerecognizer.pt")
+
+    @classmethod
+    def load(cls, folder: Path) -> "PreRecognizer":
+        saved = torch.load(Path(folder) / "prerecognizer.pt", weights_only=True)
+        model = cls(saved["dim"])
+        model.load_state_dict({k: v.float() for k, v in saved["state"].items()})
+        return model.eval()
+
+
+# ------------------------------------------------------------------ training
+
+
+def _batches(n: int, size: int, rng: np.random.Generator):
+    order = rng.permutation(n)
+    return [order[i:i + size] for i in range(0, n, size)]
+
+
+def _padded(dialogues: list[Encoded], rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn vectors (batch, turns, dim) padded with zeros, and their lengths."""
+    chosen = [dialogues[i] for i in rows]
+    longest = max(len(d.speakers) for d in chosen)
+    x = np.zeros((len(chosen), longest, chosen[0].vectors.shape[1]), dtype=np.float32)
+    for row, dialogue in enumerate(chosen):
+        x[row, :len(dialogue.speakers)] = dialogue.vectors
+    return torch.from_numpy(x), torch.tensor([len(d.speakers) for d in chosen])
+
+
+def windows(dialogues: list[Encoded], length: int = MAX_TURNS) -> list[Encoded]:
+    """Long dialogues cut into overlapping windows the model's length (training only)."""
+    out = []
+    for d in dialogues:
+        for start in range(0, max(1, len(d.speakers) - length // 2), length // 2):
+            out.append(Encoded(d.vectors[start:start + length], d.speakers[start:start + length]))
+    return out
+
+
+def pretrain(model: PreRecognizer, dialogues: list[Encoded], epochs: int = 3,
+             batch_size: int = 32, temperature: float = 0.05, seed: int = 0,
+             max_seconds: float = 300, progress=log.info) -> dict:
+    """TCMP's contrastive objective: after turns ≤ t, tell turn t+1 from the batch's others."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    dialogues = [d for d in windows(dialogues) if len(d.speakers) >= 2]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    started, losses = time.perf_counter(), []
+    for epoch in range(epochs):
+        for rows in _batches(len(dialogues), batch_size, rng):
+            x, lengths = _padded(dialogues, rows)
+            # pre-training has no next speaker: mark turns by the speaker who speaks after them
+            speaker = torch.zeros(*x.shape[:2], 2)
+            for row, i in enumerate(rows):
+                speakers = dialogues[i].speakers
+                for t in range(len(speakers)):
+                    speaker[row, t, 0] = float(t + 1 < len(speakers) and speakers[t] == speakers[t + 1])
+                    speaker[row, t, 1] = float(t > 0 and speakers[t] == speakers[t - 1])
+            states = model.states(x, speaker)[:, 1:-1]  # after turn t, for t < last
+            valid = torch.arange(x.shape[1] - 1)[None, :] < (lengths - 1)[:, None]
+            predicted = torch.nn.functional.normalize(model.predict_next(states[valid]), dim=-1)
+            actual = torch.nn.functional.normalize(x[:, 1:][valid], dim=-1)
+            logits = predicted @ actual.T / temperature
+            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(logits)))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        progress(f"pre-training epoch {epoch + 1}/{epochs}: contrastive loss {np.mean(losses[-50:]):.3f}")
+        if time.perf_counter() - started > max_seconds:
+            break
+    return {"pretrain_epochs": epoch + 1, "pretrain_loss": round(float(np.mean(losses[-50:])), 4),
+            "pretrain_dialogues": len(dialogues)}
+
+
+def _weights(distributions: np.ndarray) -> torch.Tensor:
+    counts = distributions.sum(axis=0) + 1.0
+    weights = np.sqrt(counts.sum() / (len(counts) * counts))
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
+        holdout: float = 0.1, max_epochs: int = 40, batch_size: int = 16, seed: int = 0,
+        max_seconds: float = 300, progress=log.info) -> dict:
+    """Learn to forecast every turn t ≥ 1 from the turns before it (P-MELD's construction),
+    with the turn heads learning each turn's own label alongside. Early stop on the held-out
+    dialogues' sentiment macro-F1."""
+    from engine.selector import macro_f1
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(dialogues))
+    held, train = order[:max(1, int(len(order) * holdout))], order[max(1, int(len(order) * holdout)):]
+    all_emotion = np.concatenate([targets[i].emotion for i in train])
+    all_sentiment = np.concatenate([targets[i].sentiment for i in train])
+    emotion_weights, sentiment_weights = _weights(all_emotion), _weights(all_sentiment)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    best, best_state, stale, started, epoch = -1.0, None, 0, time.perf_counter(), 0
+    for epoch in range(max_epochs):
+        model.train()
+        for rows in _batches(len(train), batch_size, rng):
+            chosen = train[rows]
+            emotion_logits, sentiment_logits, view_logits, emotion, sentiment, view_emotion, \
+                view_sentiment = _forward_all(model, [dialogues[i] for i in chosen],
+                                              [targets[i] for i in chosen])
+            loss = (_soft_ce(emotion_logits, emotion, emotion_weights)
+                    + _soft_ce(sentiment_logits, sentiment, sentiment_weights)
+                    + 0.5 * _soft_ce(view_logits[:, :len(EKMAN7)], view_emotion, emotion_weights)
+                    + 0.5 * _soft_ce(view_logits[:, len(EKMAN7):], view_sentiment, sentiment_weights))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        model.eval()
+        with torch.inference_mode():
+            _, sentiment_logits, _, _, sentiment, _, _ = _forward_all(
+                model, [dialogues[i] for i in held], [targets[i] for i in held])
+        known = sentiment.sum(1) > 0
+        score = macro_f1(sentiment_logits.argmax(1).numpy()[known], sentiment.argmax(1)[known], 3)
+        progress(f"pre-recognizer epoch {epoch + 1}: held-out sentiment macro-F1 {100 * score:.1f}")
+        if score > best:
+            best, stale = score, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= 3:
+                break
+        if time.perf_counter() - started > max_seconds:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return {"epochs": epoch + 1, "holdout_sentiment_macro_f1": round(100 * best, 2),
+            "dialogues": len(dialogues)}
+
+
+def _forward_all(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets]):
+    """Forecast logits for every turn t ≥ 1 of each dialogue (the next speaker being who really
+    spoke), the turn heads' logits for every turn, and the matching label rows:
+    (forecast emotion, forecast sentiment, view logits, emotion labels, sentiment labels,
+    view emotion labels, view sentiment labels)."""
+    forecast_emotion, forecast_sentiment, views_out = [], [], []
+    emotion_rows, sentiment_rows = [], []
+    for dialogue, target in zip(dialogues, targets):
+        n = len(dialogue.speakers)
+        x = torch.from_numpy(np.ascontiguousarray(dialogue.vectors, np.float32))
+        views_out.append(model.turn_view(x))
+        views = model.views(x).detach()
+        # the speaker features depend on who speaks next: one GRU run per distinct next speaker
+        for who in dict.fromkeys(dialogue.speakers[1:]):
+            steps = [t for t in range(1, n) if dialogue.speakers[t] == who]
+            speaker = torch.from_numpy(speaker_features(dialogue.speakers, who))[None]
+            states = model.states(x[None], speaker)[0]  # states[t]: after the turns before t
+            rows = []
+            for t in steps:
+                last = _last_by(dialogue.speakers[:t], who)
+                next_view = views[last] if last >= 0 else torch.zeros(VIEW)
+                flags = torch.tensor([float(last >= 0), float(dialogue.speakers[t - 1] == who)])
+                rows.append(torch.cat([states[t], next_view, views[t - 1], flags]))
+            features = torch.stack(rows)
+            forecast_emotion.append(model.emotion_head(features))
+            forecast_sentiment.append(model.sentiment_head(features))
+            emotion_rows.append(target.emotion[steps])
+            sentiment_rows.append(target.sentiment[steps])
+    return (torch.cat(forecast_emotion), torch.cat(forecast_sentiment), torch.cat(views_out),
+            np.concatenate(emotion_rows), np.concatenate(sentiment_rows),
+            np.concatenate([t.emotion for t in targets]),
+            np.concatenate([t.sentiment for t in targets]))
+
+
+def _soft_ce(logits: torch.Tensor, target: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
+    target = torch.from_numpy(np.ascontiguousarray(target, np.float32))
+    known = target.sum(-1) > 0
+    if not known.any():
+        return logits.sum() * 0.0
+    per_class = -target[known] * logits[known].log_softmax(-1) * weights
+    return per_class.sum(-1).mean()

@@ -1,0 +1,190 @@
+"""Emotion recognition in conversation (ERC): an utterance, read with the turn before it, → a
+distribution over Ekman-7 emotions and over sentiment-3.
+
+A MiniLM sentence encoder (mean pooling, as sentence-transformers does it) reads the pair
+(previous turn, utterance) and two linear heads answer. ``fit`` fine-tunes the top of the
+encoder with the heads; the untuned recognizer (heads only, encoder frozen) is what the
+bundled default weights hold, small enough to commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.dialogue import Dialogue
+from engine.labels import EKMAN7, scheme
+
+log = logging.getLogger(__name__)
+SENTIMENT3 = scheme("sentiment3").labels
+MAX_TOKENS = 64
+
+
+def turn_text(dialogue: Dialogue, index: int) -> str:
+    turn = dialogue.turns[index]
+    return f"{turn.speaker}: {turn.content()}" if turn.speaker else turn.content()
+
+
+def utterance_pairs(dialogue: Dialogue) -> list[tuple[str, str]]:
+    """(previous turn, this turn's words) for every turn: what the recognizer reads."""
+    return [(turn_text(dialogue, i - 1) if i else "", dialogue.turns[i].content())
+            for i in range(len(dialogue.turns))]
+
+
+@dataclass
+class Recognition:
+    emotion: np.ndarray  # (n, 7) over EKMAN7
+    sentiment: np.ndarray  # (n, 3) over SENTIMENT3
+
+    def features(self) -> np.ndarray:
+        return np.concatenate([self.emotion, self.sentiment], axis=1)
+
+
+class Recognizer(torch.nn.Module):
+    def __init__(self, encoder_path: str, tuned_layers: int = 0) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.encoder_path = encoder_path
+        self.tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+        self.encoder = AutoModel.from_pretrained(encoder_path)
+        dim = self.encoder.config.hidden_size
+        self.emotion_head = torch.nn.Linear(dim, len(EKMAN7))
+        self.sentiment_head = torch.nn.Linear(dim, len(SENTIMENT3))
+        self.tuned_layers = tuned_layers
+        self._freeze()
+
+    def _freeze(self) -> None:
+        """Only the top ``tuned_layers`` transformer layers learn (0: heads only)."""
+        layers = self.encoder.encoder.layer
+        for name, parameter in self.encoder.named_parameters():
+            parameter.requires_grad = any(name.startswith(f"encoder.layer.{i}.")
+                                          for i in range(len(layers) - self.tuned_layers, len(layers)))
+
+    def embed(self, pairs: list[tuple[str, str]]) -> torch.Tensor:
+        contexts, utterances = zip(*pairs)
+        batch = self.tokenizer(list(utterances), list(contexts) if any(contexts) else None,
+                               truncation="longest_first", max_length=MAX_TOKENS,
+                               padding=True, return_tensors="pt")
+        hidden = self.encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.embed(pairs)
+        return self.emotion_head(pooled), self.sentiment_head(pooled)
+
+    @torch.inference_mode()
+    def recognize_pairs(self, pairs: list[tuple[str, str]], batch_size: int = 64) -> Recognition:
+        self.eval()
+        emotions, sentiments = [], []
+        for start in range(0, len(pairs), batch_size):
+            emotion, sentiment = self(pairs[start:start + batch_size])
+            emotions.append(emotion.softmax(-1).numpy())
+            sentiments.append(sentiment.softmax(-1).numpy())
+        if not pairs:
+            return Recognition(np.zeros((0, len(EKMAN7)), np.float32),
+                               np.zeros((0, len(SENTIMENT3)), np.float32))
+        return Recognition(np.concatenate(emotions), np.concatenate(sentiments))
+
+    def recognize(self, dialogue: Dialogue) -> Recognition:
+        """Each turn's emotion, read with the turn before it."""
+        return self.recognize_pairs(utterance_pairs(dialogue))
+
+    def save(self, folder: Path) -> None:
+        """Heads always; the encoder's tuned layers only when some were tuned."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tuned = {name: value.half() for name, value in self.state_dict().items()
+                 if name.startswith(("emotion_head", "sentiment_head"))
+                 or any(name.startswith(f"encoder.encoder.layer.{i}.")
+                        for i in range(len(self.encoder.encoder.layer) - self.tuned_layers,
+                                       len(self.encoder.encoder.layer)))}
+        torch.save({"state": tuned, "tuned_layers": self.tuned_layers}, folder / "recognizer.pt")
+
+    @classmethod
+    def load(cls, folder: Path, encoder_path: str) -> "Recognizer":
+        saved = torch.load(Path(folder) / "recognizer.pt", weights_only=True)
+        model = cls(encoder_path, saved["tuned_layers"])
+        model.load_state_dict({k: v.float() for k, v in saved["state"].items()}, strict=False)
+        return model.eval()
+
+
+@dataclass
+class Labelled:
+    """Training data: pairs and their gold (or soft) labels."""
+
+    pairs: list[tuple[str, str]]
+    emotion: np.ndarray  # (n, 7) distributions (one-hot for gold labels)
+    sentiment: np.ndarray  # (n, 3)
+
+    @classmethod
+    def from_dialogues(cls, dialogues: list[Dialogue]) -> "Labelled":
+        """Gold Ekman-7 emotions and sentiments of every turn (MELD)."""
+        emotions, sentiments = scheme("ekman7"), scheme("sentiment3")
+        pairs, emotion, sentiment = [], [], []
+        for dialogue in dialogues:
+            pairs += utterance_pairs(dialogue)
+            emotion += [emotions.one_hot(turn.emotion) for turn in dialogue.turns]
+            sentiment += [sentiments.one_hot(turn.sentiment) for turn in dialogue.turns]
+        return cls(pairs, np.stack(emotion), np.stack(sentiment))
+
+    def subset(self, rows: np.ndarray) -> "Labelled":
+        return Labelled([self.pairs[i] for i in rows], self.emotion[rows], self.sentiment[rows])
+
+
+def _class_weights(distributions: np.ndarray) -> torch.Tensor:
+    """sqrt-inverse frequency: rare emotions count more, without drowning neutral."""
+    counts = distributions.sum(axis=0) + 1.0
+    weights = np.sqrt(counts.sum() / (len(counts) * counts))
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def fit_recognizer(model: Recognizer, data: Labelled, epochs: int = 3, batch_size: int = 32,
+                   lr: float = 5e-5, head_lr: float = 2e-3, seed: int = 0,
+                   max_seconds: float = 420, progress=log.info) -> dict:
+    """Fine-tune (soft-label cross-entropy on both heads); returns what it did."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    heads = [*model.emotion_head.parameters(), *model.sentiment_head.parameters()]
+    tuned = [p for p in model.encoder.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW([{"params": heads, "lr": head_lr},
+                                   {"params": tuned, "lr": lr}], weight_decay=0.01)
+    steps = epochs * -(-len(data.pairs) // batch_size)
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay
+        optimiser, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup + 1))))
+    emotion_weights, sentiment_weights = _class_weights(data.emotion), _class_weights(data.sentiment)
+    started, step = time.perf_counter(), 0
+    model.train()
+    for epoch in range(epochs):
+        order = rng.permutation(len(data.pairs))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            emotion, sentiment = model([data.pairs[i] for i in rows])
+            loss = _soft_ce(emotion, data.emotion[rows], emotion_weights) + \
+                _soft_ce(sentiment, data.sentiment[rows], sentiment_weights)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step += 1
+            if step % 50 == 0:
+                progress(f"recognizer epoch {epoch + 1}/{epochs}, step {step}/{steps}, "
+                         f"loss {loss.item():.3f}")
+            if time.perf_counter() - started > max_seconds:
+                log.warning("recognizer fit stopped at its time budget (%ss)", max_seconds)
+                model.eval()
+                return {"epochs": epoch + 1, "steps": step, "stopped_early": True}
+    model.eval()
+    return {"epochs": epochs, "steps": step, "stopped_early": False}
+
+
+def _soft_ce(logits: torch.Tensor, target: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
+    target = torch.from_numpy(np.ascontiguousarray(target, np.float32))
+    per_class = -target * logits.log_softmax(-1) * weights
+    return per_class.sum(-1).mean()
