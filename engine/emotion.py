@@ -1,30 +1,42 @@
-"""Emotion of texts and the mood forecast for the bot's next turn.
+"""Emotion of conversations: each turn's (recognition) and the next one's (pre-recognition).
 
-The default model is ``nade``: per-label intensities for Plutchik's eight emotions from text.
-Intensities are independent, so they become a distribution here, with ``neutral`` taking the
-mass that no emotion claims: (1 − strongest intensity)², so a text whose strongest emotion
-stays under about 0.38 reads as neutral.
+The engine works in Ekman-7 internally and shows the deployment's label scheme
+(``engine.labels``). ``ConversationEmotion`` owns the models: the pre-recognizer (bundled
+default weights, or a folder fitted on labels) and, optionally, a fine-tuned recognizer; without
+one, turns are recognized by the pre-recognizer's own turn view, which reads the sentence
+embedding the engine computes anyway, so recognition and forecasting cost one cached encoder call
+per new turn.
+
+``NadeEmotion`` (Plutchik intensities from text) is the teacher of the bundled weights: its
+reading of chitchat messages is their weak label.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from engine.dialogue import Dialogue
+from engine.labels import EKMAN7, SCHEMES, convert, scheme
+from engine.prerecognizer import Encoded, PreRecognizer
 
 PLUTCHIK = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
-MOOD_LABELS = PLUTCHIK + ("neutral",)
-RECENCY_DECAY = 0.5  # each older turn counts half as much as the one after it
-FORECAST_TURNS = 4
+BOT = "bot"
 
 
 class NadeEmotion:
-    """Text → distribution over ``MOOD_LABELS``; thread-safe, loads on first use."""
+    """Text → distribution over Plutchik-8 + neutral; thread-safe, loads on first use.
 
-    labels = MOOD_LABELS
+    Intensities are independent, so they become a distribution here, with ``neutral`` taking
+    the mass that no emotion claims: (1 − strongest intensity)².
+    """
+
+    labels = scheme("plutchik8").labels
 
     def __init__(self) -> None:
         self._model = None
@@ -52,27 +64,119 @@ class NadeEmotion:
         distribution = np.concatenate([intensities, neutral], axis=1) + 1e-6
         return distribution / distribution.sum(axis=1, keepdims=True)
 
-
-EMOTION_MODELS = {"nade": NadeEmotion}
-
-
-def create_emotion_model(name: str) -> NadeEmotion:
-    if name not in EMOTION_MODELS:
-        raise ValueError(f"unknown emotion model {name!r}; known: {', '.join(EMOTION_MODELS)}")
-    return EMOTION_MODELS[name]()
+    def predict_ekman(self, texts: list[str]) -> np.ndarray:
+        return convert(self.predict(texts), "plutchik8", "ekman7")
 
 
-def forecast_mood(model: NadeEmotion, dialogue: Dialogue) -> np.ndarray:
-    """The mood the bot answers in: the recent conversation's emotion, latest turns weighing most.
+@dataclass
+class TurnEmotion:
+    speaker: str
+    text: str
+    emotion: dict[str, float]  # in the deployment's scheme
 
-    A mirror of the conversation is the empathetic baseline; the trained pre-recognizer
-    (forecasting the next utterance's emotion) replaces it when it lands.
-    """
-    turns = [turn.content() for turn in dialogue.turns[-FORECAST_TURNS:] if turn.content()]
-    if not turns:
-        neutral = np.zeros(len(model.labels), dtype=np.float32)
-        neutral[model.labels.index("neutral")] = 1.0
-        return neutral
-    weights = RECENCY_DECAY ** np.arange(len(turns) - 1, -1, -1, dtype=np.float32)
-    mood = (model.predict(turns) * weights[:, None]).sum(axis=0)
-    return mood / mood.sum()
+
+@dataclass
+class EmotionReading:
+    """What the Emotion tab and the API show: each turn, and the forecast for the next one."""
+
+    scheme: str
+    turns: list[TurnEmotion]
+    next_speaker: str
+    forecast: dict[str, float]
+    forecast_sentiment: dict[str, float]
+
+    def to_dict(self) -> dict:
+        rounded = lambda d: {k: round(float(v), 4) for k, v in d.items()}  # noqa: E731
+        return {"scheme": self.scheme, "next_speaker": self.next_speaker,
+                "forecast": rounded(self.forecast),
+                "forecast_sentiment": rounded(self.forecast_sentiment),
+                "turns": [{"speaker": t.speaker, "text": t.text, "emotion": rounded(t.emotion)}
+                          for t in self.turns]}
+
+
+class ConversationEmotion:
+    """Recognition and pre-recognition over one text encoder; thread-safe."""
+
+    labels = EKMAN7
+
+    def __init__(self, encoder, prerecognizer: PreRecognizer, recognizer=None,
+                 fingerprint: str = "") -> None:
+        self.encoder = encoder
+        self.fingerprint = fingerprint  # names the models, so caches of their output are keyed
+        self.prerecognizer = prerecognizer
+        self.recognizer = recognizer  # a fine-tuned engine.recognizer.Recognizer, or None
+        self._lock = threading.Lock()  # torch modules are not re-entrant under inference
+
+    @classmethod
+    def load(cls, encoder, prerecognizer: Path, recognizer: str = "default") -> "ConversationEmotion":
+        model = PreRecognizer.load(Path(prerecognizer))
+        if model.dim != encoder.dim:
+            raise ValueError(f"the pre-recognizer in {prerecognizer} reads {model.dim}-d "
+                             f"embeddings but the text encoder {encoder.name} gives {encoder.dim}")
+        fine_tuned = None
+        if recognizer != "default":
+            from engine.encoders import TEXT_ENCODERS
+            from engine.recognizer import Recognizer
+
+            base = TEXT_ENCODERS["minilm"]()
+            fine_tuned = Recognizer.load(Path(recognizer), base)
+        digest = hashlib.sha256((Path(prerecognizer) / "prerecognizer.pt").read_bytes())
+        return cls(encoder, model, fine_tuned, f"e{digest.hexdigest()[:8]}")
+
+    def encode(self, dialogue: Dialogue) -> Encoded:
+        texts = [turn.content() for turn in dialogue.turns]
+        return Encoded(self.encoder.encode_turns(texts), [turn.speaker for turn in dialogue.turns])
+
+    def recognize_texts(self, texts: list[str]) -> np.ndarray:
+        """(n, 7) Ekman-7 distributions of texts read on their own (sticker texts)."""
+        return self.recognize_vectors(self.encoder.encode(texts))
+
+    def recognize_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """The turn view of texts already embedded by this encoder."""
+        import torch
+
+        if not len(vectors):
+            return np.zeros((0, len(EKMAN7)), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))
+            return self.prerecognizer.views(x)[:, :len(EKMAN7)].numpy()
+
+    def recognize(self, dialogue: Dialogue) -> np.ndarray:
+        """(turns, 7): each turn's emotion, read in its conversation."""
+        import torch
+
+        if not dialogue.turns:
+            return np.zeros((0, len(EKMAN7)), dtype=np.float32)
+        if self.recognizer is not None:
+            with self._lock:
+                return self.recognizer.recognize(dialogue).emotion
+        vectors = torch.from_numpy(self.encode(dialogue).vectors)
+        with self._lock, torch.inference_mode():
+            return self.prerecognizer.views(vectors)[:, :len(EKMAN7)].numpy()
+
+    def forecast(self, dialogue: Dialogue, next_speaker: str = BOT) -> tuple[np.ndarray, np.ndarray]:
+        """(Ekman-7, sentiment-3) distributions of ``next_speaker``'s coming utterance."""
+        encoded = self.encode(dialogue)
+        with self._lock:
+            return self.prerecognizer.forecast(encoded, next_speaker)
+
+    def read(self, dialogue: Dialogue, next_speaker: str, scheme_name: str) -> EmotionReading:
+        """Each turn's emotion and the next speaker's forecast, in ``scheme_name``."""
+        target = scheme(scheme_name)
+        if scheme_name not in SCHEMES or target.ekman_links is None:
+            raise ValueError(f"cannot show emotions in the {scheme_name} scheme: it has no "
+                             "mapping from Ekman-7")
+        recognized = convert(self.recognize(dialogue), "ekman7", scheme_name)
+        emotion, sentiment = self.forecast(dialogue, next_speaker)
+        as_dict = lambda row: dict(zip(target.labels, row.tolist()))  # noqa: E731
+        return EmotionReading(
+            scheme_name,
+            [TurnEmotion(turn.speaker, turn.content(), as_dict(row))
+             for turn, row in zip(dialogue.turns, recognized)],
+            next_speaker, as_dict(convert(emotion, "ekman7", scheme_name)),
+            dict(zip(scheme("sentiment3").labels, sentiment.tolist())))
+
+
+def forecast_mood(model: ConversationEmotion, dialogue: Dialogue) -> np.ndarray:
+    """The mood the bot answers in (Ekman-7): the pre-recognizer's forecast of its own turn."""
+    return model.forecast(dialogue, BOT)[0]

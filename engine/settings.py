@@ -8,6 +8,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PACK = PROJECT_ROOT / "assets" / "stickers" / "fluent-emoji-3d"
+DEFAULT_PRERECOGNIZER = PROJECT_ROOT / "assets" / "models" / "prerecognizer"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Settings:
     sticker_threshold: float = 0.25  # below this score the bot sends no sticker
     ocr: bool = True  # read text in added stickers (MEMEUI_OCR=0 for faster imports)
     offline: bool = True  # no model downloads; set MEMEUI_OFFLINE=0 to allow Hub ids
+    label_scheme: str = "ekman7"  # ekman7 | sentiment3 | plutchik8 | iemocap | emorynlp
+    prerecognizer: Path = DEFAULT_PRERECOGNIZER  # a folder from `memeui eval premeld --fit`
+    recognizer: str = "default"  # default (the pre-recognizer's turn view) | a folder from `memeui eval erc --fit`
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

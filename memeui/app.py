@@ -6,6 +6,7 @@ import gradio as gr
 
 from engine import Engine
 from memeui.chat import build_chat_tab
+from memeui.emotion import build_emotion_tab
 from memeui.library import build_library_tab
 from memeui.search import build_search_tab
 
@@ -22,6 +23,8 @@ def build_app(engine: Engine) -> gr.Blocks:
             build_chat_tab(engine)
         with gr.Tab("Search"):
             build_search_tab(engine)
+        with gr.Tab("Emotion"):
+            build_emotion_tab(engine)
         with gr.Tab("Library"):
             build_library_tab(engine)
     demo.queue(max_size=QUEUE_SIZE)

@@ -64,20 +64,33 @@ def build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(run=run_library_remove)
 
     evaluate = commands.add_parser("eval", help="evaluate on public data; prints JSON")
-    evaluate.add_argument("task", choices=["emoji"], help="emoji: TweetEval emoji as stickers")
+    evaluate.add_argument("task", choices=["emoji", "premeld", "erc"],
+                          help="emoji: TweetEval emoji as stickers; premeld: forecast the next "
+                               "utterance's sentiment (MELD); erc: each utterance's emotion (MELD)")
     evaluate.add_argument("--data", type=Path, required=True, help="folder in the task's format")
-    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--split", help="default: val (emoji), dev (MELD)")
     evaluate.add_argument("--fit", action="store_true", help="train on DATA's train split first")
     evaluate.add_argument("--json", action="store_true", help="(the output is always JSON)")
     evaluate.set_defaults(run=run_eval)
 
     train = commands.add_parser("train", help="train a model the engine uses; prints JSON")
-    train.add_argument("model", choices=["image-tower"],
-                       help="image-tower: the offline LiT-style image tower (assets/models/)")
-    train.add_argument("--epochs", type=int, default=60)
-    train.add_argument("--out", type=Path, help="weights file (default: the bundled one)")
+    train.add_argument("model", choices=["image-tower", "emotion"],
+                       help="image-tower: the offline LiT-style image tower; emotion: the bundled "
+                            "pre-recognizer from chitchat-dataset + nade (both in assets/models/)")
+    train.add_argument("--epochs", type=int, default=60, help="image tower epochs")
+    train.add_argument("--conversations", type=int, default=1200,
+                       help="chitchat conversations for the emotion model")
+    train.add_argument("--out", type=Path, help="where to write (default: the bundled weights)")
     train.add_argument("--json", action="store_true", help="(the output is always JSON)")
     train.set_defaults(run=run_train)
+
+    emotion = commands.add_parser("emotion", help="each turn's emotion and the next speaker's forecast")
+    emotion.add_argument("transcript", help="'Name: text' per line (use $'A: hi\\nB: hey')")
+    emotion.add_argument("--next", dest="next_speaker", help="who speaks next (default: the "
+                         "speaker before the last one, or 'bot')")
+    emotion.add_argument("--scheme", help="label scheme (default: MEMEUI_LABEL_SCHEME or ekman7)")
+    emotion.add_argument("--json", action="store_true", help="print one JSON object")
+    emotion.set_defaults(run=run_emotion)
 
     spaces = commands.add_parser("spaces", help="build a Hugging Face Space from spaces.yaml")
     spaces.add_argument("action", choices=["build"])
@@ -85,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     spaces.set_defaults(run=run_spaces)
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
-    bench.add_argument("name", choices=["search"])
+    bench.add_argument("name", choices=["search", "emotion"])
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
     bench.add_argument("--knn-vectors", type=int, default=1_000_000,
@@ -234,11 +247,34 @@ class ProgressBar:
 
 
 def run_eval(args) -> int:
-    from engine.evaluate import EmojiEvaluation
+    from engine.evaluate import EmojiEvaluation, EmotionEvaluation
 
     with stdout_for_json_only():
-        result = EmojiEvaluation(make_engine()).run(args.data, args.split, fit=args.fit)
+        engine = make_engine()
+        if args.task == "emoji":
+            result = EmojiEvaluation(engine).run(args.data, args.split or "val", fit=args.fit)
+        else:
+            evaluation = EmotionEvaluation(engine)
+            run = evaluation.premeld if args.task == "premeld" else evaluation.erc
+            result = run(args.data, args.split or "dev", fit=args.fit)
     print_json(result)
+    return 0
+
+
+def run_emotion(args) -> int:
+    from engine.dialogue import Dialogue
+
+    dialogue = Dialogue.from_transcript(args.transcript.replace("\\n", "\n"))
+    with stdout_for_json_only():
+        engine = make_engine()
+        reading = engine.read_emotion(dialogue, args.next_speaker, args.scheme)
+    if args.json:
+        print_json(reading.to_dict())
+        return 0
+    for turn in reading.turns:
+        print(f"{turn.speaker}: {turn.text}  [{max(turn.emotion, key=turn.emotion.get)}]")
+    top = sorted(reading.forecast.items(), key=lambda item: -item[1])[:3]
+    print(f"next, {reading.next_speaker}: " + ", ".join(f"{label} {p:.0%}" for label, p in top))
     return 0
 
 
@@ -248,6 +284,15 @@ def run_train(args) -> int:
     from engine.image import LIT_WEIGHTS, train_lit_tower
     from engine.stickers import StickerLibrary
 
+    if args.model == "emotion":
+        from engine.emotion_recipes import train_default
+
+        with stdout_for_json_only():
+            engine = make_engine()
+            info = train_default(engine.emotion_encoder(), args.out or engine.settings.prerecognizer,
+                                 args.conversations, cache=engine.settings.data_dir / "cache")
+        print_json(info)
+        return 0
     with stdout_for_json_only():
         engine = make_engine()
         library = StickerLibrary.load(engine.pack_dirs())
@@ -265,11 +310,17 @@ def run_spaces(args) -> int:
 
 
 def run_bench(args) -> int:
-    from bench.search import run as bench_search
-
     with stdout_for_json_only():
-        result = bench_search(make_engine(), queries=args.queries, knn_vectors=args.knn_vectors,
-                              ingest_stickers=args.ingest_stickers)
+        if args.name == "emotion":
+            from bench.emotion import run as bench_emotion
+
+            result = bench_emotion(make_engine(), forecasts=args.queries)
+        else:
+            from bench.search import run as bench_search
+
+            result = bench_search(make_engine(), queries=args.queries,
+                                  knn_vectors=args.knn_vectors,
+                                  ingest_stickers=args.ingest_stickers)
     print_json(result)
     return 0
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import gradio as gr
 
 from engine import Engine
-from engine.emotion import MOOD_LABELS
 
 ANY_EMOTION = "any"
 
@@ -47,7 +46,7 @@ def build_search_tab(engine: Engine) -> None:
                            elem_id="search-query", max_length=20_000)
         with gr.Column(scale=2):
             k = gr.Slider(1, 48, value=12, step=1, label="How many")
-            emotion = gr.Dropdown([ANY_EMOTION, *MOOD_LABELS], value=ANY_EMOTION,
+            emotion = gr.Dropdown([ANY_EMOTION, *engine.scheme.labels], value=ANY_EMOTION,
                                   label="Sticker emotion", elem_id="search-emotion")
     with gr.Row():
         button = gr.Button("Search", variant="primary", elem_id="search-button", scale=3)

