@@ -46,6 +46,7 @@ test: setup browser
 
 bench: setup
 	$(BIN)/memeui bench search --json
+	$(BIN)/memeui bench emotion --json
 
 clean-data:
 	rm -rf data

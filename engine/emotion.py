@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from engine.dialogue import Dialogue
-from engine.labels import EKMAN7, SCHEMES, convert, scheme
+from engine.labels import EKMAN7, convert, scheme
 from engine.prerecognizer import Encoded, PreRecognizer
+from engine.recognizer import Recognition
 
 PLUTCHIK = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
 BOT = "bot"
+EMPATHY = 0.5  # how much the bot's mood mirrors the last speaker's emotion
 
 
 class NadeEmotion:
@@ -141,18 +143,19 @@ class ConversationEmotion:
             x = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))
             return self.prerecognizer.views(x)[:, :len(EKMAN7)].numpy()
 
-    def recognize(self, dialogue: Dialogue) -> np.ndarray:
-        """(turns, 7): each turn's emotion, read in its conversation."""
+    def recognize(self, dialogue: Dialogue) -> Recognition:
+        """Each turn's emotion (Ekman-7) and sentiment, read in its conversation."""
         import torch
 
         if not dialogue.turns:
-            return np.zeros((0, len(EKMAN7)), dtype=np.float32)
+            return Recognition(np.zeros((0, len(EKMAN7)), np.float32), np.zeros((0, 3), np.float32))
         if self.recognizer is not None:
             with self._lock:
-                return self.recognizer.recognize(dialogue).emotion
+                return self.recognizer.recognize(dialogue)
         vectors = torch.from_numpy(self.encode(dialogue).vectors)
         with self._lock, torch.inference_mode():
-            return self.prerecognizer.views(vectors)[:, :len(EKMAN7)].numpy()
+            views = self.prerecognizer.views(vectors).numpy()
+        return Recognition(views[:, :len(EKMAN7)], views[:, len(EKMAN7):])
 
     def forecast(self, dialogue: Dialogue, next_speaker: str = BOT) -> tuple[np.ndarray, np.ndarray]:
         """(Ekman-7, sentiment-3) distributions of ``next_speaker``'s coming utterance."""
@@ -163,20 +166,31 @@ class ConversationEmotion:
     def read(self, dialogue: Dialogue, next_speaker: str, scheme_name: str) -> EmotionReading:
         """Each turn's emotion and the next speaker's forecast, in ``scheme_name``."""
         target = scheme(scheme_name)
-        if scheme_name not in SCHEMES or target.ekman_links is None:
+        if target.ekman_links is None:
             raise ValueError(f"cannot show emotions in the {scheme_name} scheme: it has no "
                              "mapping from Ekman-7")
-        recognized = convert(self.recognize(dialogue), "ekman7", scheme_name)
+        recognized = self.recognize(dialogue)
         emotion, sentiment = self.forecast(dialogue, next_speaker)
+        if scheme_name == "sentiment3":  # the models' own sentiment heads, not a mapping
+            turns, ahead = recognized.sentiment, sentiment
+        else:
+            turns = convert(recognized.emotion, "ekman7", scheme_name)
+            ahead = convert(emotion, "ekman7", scheme_name)
         as_dict = lambda row: dict(zip(target.labels, row.tolist()))  # noqa: E731
         return EmotionReading(
             scheme_name,
             [TurnEmotion(turn.speaker, turn.content(), as_dict(row))
-             for turn, row in zip(dialogue.turns, recognized)],
-            next_speaker, as_dict(convert(emotion, "ekman7", scheme_name)),
+             for turn, row in zip(dialogue.turns, turns)],
+            next_speaker, as_dict(ahead),
             dict(zip(scheme("sentiment3").labels, sentiment.tolist())))
 
 
 def forecast_mood(model: ConversationEmotion, dialogue: Dialogue) -> np.ndarray:
-    """The mood the bot answers in (Ekman-7): the pre-recognizer's forecast of its own turn."""
-    return model.forecast(dialogue, BOT)[0]
+    """The mood the bot answers in (Ekman-7): the pre-recognizer's forecast of the bot's own
+    turn, pulled toward what the last speaker feels. Forecasts lean to neutral (most replies in
+    conversations are), and a bot that meets "I failed my exam" in a neutral mood reads as
+    cold; the mirror half is the empathy."""
+    forecast, _ = model.forecast(dialogue, BOT)
+    last = model.recognize(Dialogue(dialogue.turns[-2:])).emotion[-1]
+    mood = (1.0 - EMPATHY) * forecast + EMPATHY * last
+    return mood / mood.sum()

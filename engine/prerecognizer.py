@@ -125,13 +125,13 @@ class PreRecognizer(torch.nn.Module):
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": {k: v.half() for k, v in self.state_dict().items()}, "dim": self.dim},
-                   folder / "prerecognizer.pt")
+        torch.save({"state": {k: v.half() for k, v in self.state_dict().items()}, "dim": self.dim,
+                    "hidden": self.gru.hidden_size}, folder / "prerecognizer.pt")
 
     @classmethod
     def load(cls, folder: Path) -> "PreRecognizer":
         saved = torch.load(Path(folder) / "prerecognizer.pt", weights_only=True)
-        model = cls(saved["dim"])
+        model = cls(saved["dim"], saved.get("hidden", HIDDEN))
         model.load_state_dict({k: v.float() for k, v in saved["state"].items()})
         return model.eval()
 
@@ -227,7 +227,7 @@ def _weights(distributions: np.ndarray) -> torch.Tensor:
 
 def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
         holdout: float = 0.1, max_epochs: int = 40, batch_size: int = 16, lr: float = 1e-3,
-        patience: int = 3, seed: int = 0, max_seconds: float = 300, progress=log.info) -> dict:
+        patience: int = 4, seed: int = 0, max_seconds: float = 300, progress=log.info) -> dict:
     """Learn to forecast every turn t ≥ 1 from the turns before it (P-MELD's construction),
     with the turn heads learning each turn's own label alongside. Early stop on the held-out
     dialogues' sentiment macro-F1."""
@@ -242,6 +242,7 @@ def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
     emotion_weights, sentiment_weights = _weights(all_emotion), _weights(all_sentiment)
     view_loss = fit_turn_view(model, [dialogues[i] for i in train], [targets[i] for i in train])
     progress(f"turn view fitted (loss {view_loss:.3f})")
+    batch_size = max(2, min(batch_size, len(train) // 20))  # small data still takes many steps
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     best, best_state, stale, started, epoch = -1.0, None, 0, time.perf_counter(), 0
     for epoch in range(max_epochs):

@@ -2,9 +2,10 @@
 distribution over Ekman-7 emotions and over sentiment-3.
 
 A MiniLM sentence encoder (mean pooling, as sentence-transformers does it) reads the pair
-(previous turn, utterance) and two linear heads answer. ``fit`` fine-tunes the top of the
-encoder with the heads; the untuned recognizer (heads only, encoder frozen) is what the
-bundled default weights hold, small enough to commit.
+(previous turn, utterance) and two linear heads answer. ``fit_recognizer`` fine-tunes the
+encoder's top ``tuned_layers`` with the heads, in batches of similar length. Without a
+fine-tuned recognizer the engine recognizes turns with the pre-recognizer's light turn view
+(``engine.prerecognizer``), which costs nothing beyond the sentence embedding.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ score(dialogue, sticker) = w_text · cos(dialogue, sticker text)      (IEF's que
                          + bias[sticker]                             (how often people pick it)
 
 Untrained, the adapter and biases are zero and the score is the zero-shot fusion the engine
-uses. ``fit`` learns all four from (dialogue, chosen sticker) pairs with a softmax over the
+uses with the weights from settings. ``fit`` learns the fusion weights, the adapter and the
+biases from (dialogue, chosen sticker) pairs with a softmax over the
 chosen sticker and its negatives: semantically similar stickers and stickers of the opposite
 sentiment (PBR's hard negatives), or every candidate when there are few.
 """
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
-SELECTOR_FORMAT = 3  # bump when saved selectors change shape, so caches are not misread
+SELECTOR_FORMAT = 4  # bump when saved selectors change shape, so caches are not misread
 BUCKETS = 2**18  # hashed word and character n-grams (fastText's trick, fewer buckets)
 NGRAM_DIM = 48
 TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -82,6 +83,9 @@ class Selector:
                                 + np.array([self.bias.get(sid, 0.0) for sid in sticker_ids])[None, :])
         return parts
 
+    def _weight(self, part: str) -> float:
+        return {"text": self.w_text, "emotion": self.w_emotion, "image": self.w_image}[part]
+
     def combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         total = self.w_text * parts["text"] + self.w_emotion * parts["emotion"]
         if "image" in parts:
@@ -111,12 +115,15 @@ class Selector:
             image_similarity: np.ndarray | None = None, seed: int = 0) -> FitReport:
         """Learn from dialogues and the sticker chosen for each."""
         started = time.perf_counter()
-        adapter, bias, epochs, score = self._fit_member(
+        adapter, bias, epochs, score, fusion = self._fit_member(
             texts, dialogue_vectors, moods, chosen, sticker_ids, sticker_vectors,
             sticker_emotions, emotion_labels, seed=seed, max_seconds=max_seconds,
             image_similarity=image_similarity)
         self.adapter = adapter
         self.bias = {sid: float(b) for sid, b in zip(sticker_ids, bias)}
+        self.w_text = fusion["text"]
+        self.w_emotion = fusion["emotion"]
+        self.w_image = fusion.get("image", self.w_image)
         return FitReport(epochs, time.perf_counter() - started, score, len(texts))
 
     def _fit_member(self, texts, dialogue_vectors, moods, chosen, sticker_ids, sticker_vectors,
@@ -135,9 +142,12 @@ class Selector:
         order = rng.permutation(len(texts))
         holdout, train = order[: len(order) // 10], order[len(order) // 10:]
         bags = [ngram_ids(t) for t in texts]
-        base = torch.tensor(self.combine(self.score_parts(
-            texts, dialogue_vectors @ sticker_vectors.T, moods, sticker_ids, sticker_emotions,
-            lambda: sticker_vectors, image_similarity=image_similarity)), dtype=torch.float32)
+        parts = self.score_parts(texts, dialogue_vectors @ sticker_vectors.T, moods, sticker_ids,
+                                 sticker_emotions, lambda: sticker_vectors,
+                                 image_similarity=image_similarity)
+        names = list(parts)  # text, emotion (, image): their weights are learned too
+        part_values = torch.stack([torch.tensor(parts[n], dtype=torch.float32) for n in names], -1)
+        fusion = torch.nn.Parameter(torch.tensor([self._weight(n) for n in names]))
         queries = torch.tensor(dialogue_vectors, dtype=torch.float32)
         stickers = torch.tensor(sticker_vectors, dtype=torch.float32)
         adapter = NgramAdapter(sticker_vectors.shape[1])
@@ -145,10 +155,10 @@ class Selector:
 
         def logits(rows: np.ndarray) -> torch.Tensor:
             learned = adapter(*_bags([bags[i] for i in rows]), queries[rows]) @ stickers.T
-            return _mask(base[rows] + learned + bias, candidates[rows])
+            return _mask(part_values[rows] @ fusion + learned + bias, candidates[rows])
 
         weights = _balanced_weights(target[train], len(sticker_ids))
-        optimiser = torch.optim.Adam([*adapter.parameters(), bias], lr=2e-3)
+        optimiser = torch.optim.Adam([*adapter.parameters(), bias, fusion], lr=2e-3)
         batch_size = min(256, max(16, len(train) // 8))  # small data still takes many steps
         best, best_state, epochs, stale = -1.0, None, 0, 0
         for epoch in range(max_epochs):
@@ -167,7 +177,7 @@ class Selector:
             if score > best:
                 best, stale = score, 0
                 best_state = ({k: v.clone() for k, v in adapter.state_dict().items()},
-                              bias.detach().clone())
+                              bias.detach().clone(), fusion.detach().clone())
             else:
                 stale += 1
                 if stale >= PATIENCE:
@@ -177,12 +187,14 @@ class Selector:
         adapter.load_state_dict(best_state[0])
         adapter.eval()
         bias = best_state[1]
+        with torch.no_grad():
+            fusion.copy_(best_state[2])
         if len(sticker_ids) <= MAX_TUNED_STICKERS:
             with torch.inference_mode():
                 held = logits(holdout).numpy()
             offsets, best = tune_offsets(held, target[holdout])
             bias = bias + torch.from_numpy(offsets).float()
-        return adapter, bias, epochs, best
+        return adapter, bias, epochs, best, dict(zip(names, fusion.detach().tolist()))
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

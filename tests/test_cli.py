@@ -62,4 +62,5 @@ def test_bench_emotion_prints_forecast_latency_json(data_dir, engine):
     result = json.loads(done.stdout)
     assert result["forecasts"] == 12 and result["turns"] == 20
     assert 0 < result["forecast_p50_ms"] <= result["forecast_p95_ms"]
-    assert result["forecast_cold_p50_ms"] > 0 and isinstance(result["fit_seconds"], dict)
+    assert result["forecast_new_turn_p50_ms"] > 0 and result["forecast_cold_p50_ms"] > 0
+    assert isinstance(result["fit_seconds"], dict)

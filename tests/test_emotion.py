@@ -241,7 +241,9 @@ def test_reading_a_conversation_in_any_scheme(engine):
 
 
 def test_sticker_emotions_come_from_labels_people_gave_in_any_scheme(engine):
-    assert engine._given_emotion("Mad")[EKMAN7.index("anger")] == pytest.approx(1.0)
+    assert engine._given_emotion("sadness")[EKMAN7.index("sadness")] == pytest.approx(1.0)
+    mad = engine._given_emotion("Mad")  # EmoryNLP's: anger or disgust
+    assert mad[EKMAN7.index("anger")] == mad[EKMAN7.index("disgust")] == pytest.approx(0.5)
     assert engine._given_emotion("positive")[EKMAN7.index("joy")] == pytest.approx(0.5)
     assert engine._given_emotion("") is None and engine._given_emotion("hangry") is None
 
@@ -273,7 +275,7 @@ def test_eval_premeld_and_erc_live_and_fitted(meld_dir, data_dir, engine):
     assert live["n"] == 12 and live["split"] == "dev"
     assert {"wa", "aa", "macro_f1", "emotion_macro_f1"} <= set(live)
     fitted = run("premeld", "--fit")
-    assert fitted["model"].endswith(fitted["model"].split("/")[-1]) and fitted["fit_seconds"] > 0
+    assert "prerecognizer-" in fitted["model"] and fitted["fit_seconds"] > 0
     assert fitted["macro_f1"] >= 80.0  # the fixture's moods are learnable from the words
     erc = run("erc", "--fit")
     assert erc["n"] == 16 and erc["fit_seconds"] > 0 and 0 <= erc["weighted_f1"] <= 100
