@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from engine.image import LitTower
-from engine.selector import SELECTOR_FORMAT, Selector, macro_f1
+from engine.selector import SELECTOR_FORMAT, Selector, f1_per_class, macro_f1
 
 log = logging.getLogger(__name__)
 VARIATION_SELECTORS = {"\ufe0f", "\ufe0e"}
@@ -186,18 +186,11 @@ def read_meld_split(folder: Path, split: str):
 
 def class_metrics(predicted: np.ndarray, gold: np.ndarray, n_classes: int) -> dict:
     """In percent: accuracy (WA), mean per-class recall (AA), macro-F1 and weighted-F1."""
-    recalls, f1s, support = [], [], []
-    for c in range(n_classes):
-        true_c, predicted_c = gold == c, predicted == c
-        tp = np.sum(true_c & predicted_c)
-        recall = tp / max(true_c.sum(), 1)
-        precision = tp / max(predicted_c.sum(), 1)
-        recalls.append(recall)
-        f1s.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
-        support.append(true_c.sum())
-    support = np.array(support, dtype=np.float64)
+    f1s = f1_per_class(predicted, gold, n_classes)
+    support = np.array([np.sum(gold == c) for c in range(n_classes)], dtype=np.float64)
+    recalls = [np.sum((predicted == c) & (gold == c)) / s for c, s in enumerate(support) if s]
     return {"wa": round(100 * float(np.mean(predicted == gold)), 2),
-            "aa": round(100 * float(np.mean([r for r, s in zip(recalls, support) if s])), 2),
+            "aa": round(100 * float(np.mean(recalls)), 2),
             "macro_f1": round(100 * float(np.mean(f1s)), 2),
             "weighted_f1": round(100 * float(np.dot(f1s, support) / max(support.sum(), 1)), 2)}
 

@@ -21,6 +21,7 @@ import torch
 
 from engine.dialogue import Dialogue
 from engine.labels import EKMAN7, scheme
+from engine.recognizer import class_weights, soft_cross_entropy
 
 log = logging.getLogger(__name__)
 SENTIMENT3 = scheme("sentiment3").labels
@@ -207,22 +208,16 @@ def fit_turn_view(model: PreRecognizer, dialogues: list[Encoded], targets: list[
     x = torch.from_numpy(np.ascontiguousarray(np.concatenate([d.vectors for d in dialogues]), np.float32))
     emotion = np.concatenate([t.emotion for t in targets])
     sentiment = np.concatenate([t.sentiment for t in targets])
-    weights = _weights(emotion), _weights(sentiment)
+    weights = class_weights(emotion), class_weights(sentiment)
     optimiser = torch.optim.Adam(model.turn_view.parameters(), lr=lr)
     for _ in range(epochs):
         logits = model.turn_view(x)
-        loss = _soft_ce(logits[:, :len(EKMAN7)], emotion, weights[0]) + \
-            _soft_ce(logits[:, len(EKMAN7):], sentiment, weights[1])
+        loss = soft_cross_entropy(logits[:, :len(EKMAN7)], emotion, weights[0]) + \
+            soft_cross_entropy(logits[:, len(EKMAN7):], sentiment, weights[1])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     return float(loss.detach())
-
-
-def _weights(distributions: np.ndarray) -> torch.Tensor:
-    counts = distributions.sum(axis=0) + 1.0
-    weights = np.sqrt(counts.sum() / (len(counts) * counts))
-    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
 def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
@@ -239,7 +234,7 @@ def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
     held, train = order[:max(1, int(len(order) * holdout))], order[max(1, int(len(order) * holdout)):]
     all_emotion = np.concatenate([targets[i].emotion for i in train])
     all_sentiment = np.concatenate([targets[i].sentiment for i in train])
-    emotion_weights, sentiment_weights = _weights(all_emotion), _weights(all_sentiment)
+    emotion_weights, sentiment_weights = class_weights(all_emotion), class_weights(all_sentiment)
     view_loss = fit_turn_view(model, [dialogues[i] for i in train], [targets[i] for i in train])
     progress(f"turn view fitted (loss {view_loss:.3f})")
     batch_size = max(2, min(batch_size, len(train) // 20))  # small data still takes many steps
@@ -252,10 +247,10 @@ def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
             emotion_logits, sentiment_logits, view_logits, emotion, sentiment, view_emotion, \
                 view_sentiment = _forward_all(model, [dialogues[i] for i in chosen],
                                               [targets[i] for i in chosen])
-            loss = (_soft_ce(emotion_logits, emotion, emotion_weights)
-                    + _soft_ce(sentiment_logits, sentiment, sentiment_weights)
-                    + 0.5 * _soft_ce(view_logits[:, :len(EKMAN7)], view_emotion, emotion_weights)
-                    + 0.5 * _soft_ce(view_logits[:, len(EKMAN7):], view_sentiment, sentiment_weights))
+            loss = (soft_cross_entropy(emotion_logits, emotion, emotion_weights)
+                    + soft_cross_entropy(sentiment_logits, sentiment, sentiment_weights)
+                    + 0.5 * soft_cross_entropy(view_logits[:, :len(EKMAN7)], view_emotion, emotion_weights)
+                    + 0.5 * soft_cross_entropy(view_logits[:, len(EKMAN7):], view_sentiment, sentiment_weights))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -323,12 +318,3 @@ def _forward_all(model: PreRecognizer, dialogues: list[Encoded], targets: list[T
             np.concatenate([t.sentiment[1:] for t in targets]),
             np.concatenate([t.emotion for t in targets]),
             np.concatenate([t.sentiment for t in targets]))
-
-
-def _soft_ce(logits: torch.Tensor, target: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
-    target = torch.from_numpy(np.ascontiguousarray(target, np.float32))
-    known = target.sum(-1) > 0
-    if not known.any():
-        return logits.sum() * 0.0
-    per_class = -target[known] * logits[known].log_softmax(-1) * weights
-    return per_class.sum(-1).mean()

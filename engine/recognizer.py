@@ -149,11 +149,22 @@ class Labelled:
         return Labelled([self.pairs[i] for i in rows], self.emotion[rows], self.sentiment[rows])
 
 
-def _class_weights(distributions: np.ndarray) -> torch.Tensor:
-    """sqrt-inverse frequency: rare emotions count more, without drowning neutral."""
+def class_weights(distributions: np.ndarray) -> torch.Tensor:
+    """sqrt-inverse frequency from label rows: rare emotions count more, without drowning
+    neutral."""
     counts = distributions.sum(axis=0) + 1.0
     weights = np.sqrt(counts.sum() / (len(counts) * counts))
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against label distributions; rows of zeros (no label) are left out."""
+    target = torch.from_numpy(np.ascontiguousarray(target, np.float32))
+    known = target.sum(-1) > 0
+    if not known.any():
+        return logits.sum() * 0.0
+    per_class = -target[known] * logits[known].log_softmax(-1) * weights
+    return per_class.sum(-1).mean()
 
 
 def fit_recognizer(model: Recognizer, data: Labelled, epochs: int = 2, batch_size: int = 32,
@@ -171,15 +182,15 @@ def fit_recognizer(model: Recognizer, data: Labelled, epochs: int = 2, batch_siz
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay
         optimiser, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup + 1))))
     emotion_weights, sentiment_weights = (
-        (_class_weights(data.emotion), _class_weights(data.sentiment)) if balanced
+        (class_weights(data.emotion), class_weights(data.sentiment)) if balanced
         else (torch.ones(len(EKMAN7)), torch.ones(len(SENTIMENT3))))
     started, step = time.perf_counter(), 0
     model.train()
     for epoch in range(epochs):
         for rows in length_batches(data.pairs, batch_size, rng):
             emotion, sentiment = model([data.pairs[i] for i in rows])
-            loss = _soft_ce(emotion, data.emotion[rows], emotion_weights) + \
-                _soft_ce(sentiment, data.sentiment[rows], sentiment_weights)
+            loss = soft_cross_entropy(emotion, data.emotion[rows], emotion_weights) + \
+                soft_cross_entropy(sentiment, data.sentiment[rows], sentiment_weights)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -194,9 +205,3 @@ def fit_recognizer(model: Recognizer, data: Labelled, epochs: int = 2, batch_siz
                 return {"epochs": epoch + 1, "steps": step, "stopped_early": True}
     model.eval()
     return {"epochs": epochs, "steps": step, "stopped_early": False}
-
-
-def _soft_ce(logits: torch.Tensor, target: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
-    target = torch.from_numpy(np.ascontiguousarray(target, np.float32))
-    per_class = -target * logits.log_softmax(-1) * weights
-    return per_class.sum(-1).mean()

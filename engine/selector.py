@@ -283,15 +283,20 @@ def _balanced_weights(target: np.ndarray, n_classes: int):
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def macro_f1(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> float:
-    """Mean F1 over all classes (0 for a class never predicted right), as a fraction."""
-    f1s = []
+def f1_per_class(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> np.ndarray:
+    """F1 of each class (0 for a class never predicted right), as fractions."""
+    f1s = np.zeros(n_classes)
     for c in range(n_classes):
         tp = np.sum((predicted == c) & (target == c))
         precision = tp / max(np.sum(predicted == c), 1)
         recall = tp / max(np.sum(target == c), 1)
-        f1s.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
-    return float(np.mean(f1s))
+        f1s[c] = 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
+    return f1s
+
+
+def macro_f1(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> float:
+    """Mean F1 over all classes, as a fraction."""
+    return float(np.mean(f1_per_class(predicted, target, n_classes)))
 
 
 def tune_offsets(scores: np.ndarray, target: np.ndarray, passes: int = 2,
