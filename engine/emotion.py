@@ -99,8 +99,6 @@ class EmotionReading:
 class ConversationEmotion:
     """Recognition and pre-recognition over one text encoder; thread-safe."""
 
-    labels = EKMAN7
-
     def __init__(self, encoder, prerecognizer: PreRecognizer, recognizer=None,
                  fingerprint: str = "") -> None:
         self.encoder = encoder
@@ -129,32 +127,24 @@ class ConversationEmotion:
         texts = [turn.content() for turn in dialogue.turns]
         return Encoded(self.encoder.encode_turns(texts), [turn.speaker for turn in dialogue.turns])
 
-    def recognize_texts(self, texts: list[str]) -> np.ndarray:
-        """(n, 7) Ekman-7 distributions of texts read on their own (sticker texts)."""
-        return self.recognize_vectors(self.encoder.encode(texts))
-
     def recognize_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        """The turn view of texts already embedded by this encoder."""
+        """Ekman-7 of texts already embedded by this encoder (sticker texts), by the turn view."""
+        return self._views(vectors)[:, :len(EKMAN7)]
+
+    def _views(self, vectors: np.ndarray) -> np.ndarray:
+        """The pre-recognizer's turn view: (n, 7 emotions + 3 sentiments)."""
         import torch
 
-        if not len(vectors):
-            return np.zeros((0, len(EKMAN7)), dtype=np.float32)
         with self._lock, torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))
-            return self.prerecognizer.views(x)[:, :len(EKMAN7)].numpy()
+            return self.prerecognizer.views(x).numpy()
 
     def recognize(self, dialogue: Dialogue) -> Recognition:
         """Each turn's emotion (Ekman-7) and sentiment, read in its conversation."""
-        import torch
-
-        if not dialogue.turns:
-            return Recognition(np.zeros((0, len(EKMAN7)), np.float32), np.zeros((0, 3), np.float32))
-        if self.recognizer is not None:
+        if self.recognizer is not None and dialogue.turns:
             with self._lock:
                 return self.recognizer.recognize(dialogue)
-        vectors = torch.from_numpy(self.encode(dialogue).vectors)
-        with self._lock, torch.inference_mode():
-            views = self.prerecognizer.views(vectors).numpy()
+        views = self._views(self.encode(dialogue).vectors)
         return Recognition(views[:, :len(EKMAN7)], views[:, len(EKMAN7):])
 
     def forecast(self, dialogue: Dialogue, next_speaker: str = BOT) -> tuple[np.ndarray, np.ndarray]:

@@ -19,12 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.dialogue import Dialogue
-from engine.labels import EKMAN7, scheme
-from engine.recognizer import class_weights, soft_cross_entropy
+from engine.labels import EKMAN7
+from engine.recognizer import SENTIMENT3, class_weights, soft_cross_entropy
 
 log = logging.getLogger(__name__)
-SENTIMENT3 = scheme("sentiment3").labels
 VIEW = len(EKMAN7) + len(SENTIMENT3)  # a turn's recognized emotion + sentiment
 MAX_TURNS = 24  # the forecast reads the latest turns only
 HIDDEN = 128
@@ -40,7 +38,8 @@ class Encoded:
 
 @dataclass
 class Targets:
-    """Gold labels of a dialogue's turns (indices; −1 where unknown), or soft distributions."""
+    """Labels of a dialogue's turns as distributions: one-hot (gold), soft (weak labels), or a
+    row of zeros where a turn has none."""
 
     emotion: np.ndarray  # (turns, 7) distributions, rows of zeros where unknown
     sentiment: np.ndarray  # (turns, 3)

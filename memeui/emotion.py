@@ -16,11 +16,15 @@ EXAMPLE = ("Ross: I got the job at the museum!\n"
 SHOWABLE = [name for name, s in SCHEMES.items() if s.ekman_links is not None]
 
 
+def records(rows) -> list[list]:
+    """The editor table's rows, whether Gradio hands a DataFrame or lists."""
+    return rows.values.tolist() if isinstance(rows, pd.DataFrame) else list(rows or [])
+
+
 def dialogue_from_rows(rows) -> Dialogue:
     """The editor's table (speaker, text) as a dialogue; empty rows are skipped."""
-    records = rows.values.tolist() if isinstance(rows, pd.DataFrame) else (rows or [])
     turns = []
-    for record in records:
+    for record in records(rows):
         speaker, text = (str(value or "").strip() for value in (list(record) + ["", ""])[:2])
         if not text:
             continue
@@ -77,10 +81,9 @@ def build_emotion_tab(engine: Engine) -> None:
             raise gr.Error(str(error), duration=8) from None
 
     def add_turn(rows, speaker: str, text: str):
-        records = rows.values.tolist() if isinstance(rows, pd.DataFrame) else list(rows or [])
         if not text.strip():
             raise gr.Error("Type what the speaker says first.", duration=5)
-        return [*[r for r in records if any(str(v or "").strip() for v in r)],
+        return [*[r for r in records(rows) if any(str(v or "").strip() for v in r)],
                 [speaker.strip() or "user", text.strip()]], ""
 
     with gr.Row():
