@@ -2,6 +2,7 @@
 
 from engine.dialogue import Dialogue, Reply, SearchResult, Turn
 from engine.engine import Engine
+from engine.reply import ReplyError
 from engine.settings import Settings
 
-__all__ = ["Dialogue", "Engine", "Reply", "SearchResult", "Settings", "Turn"]
+__all__ = ["Dialogue", "Engine", "Reply", "ReplyError", "SearchResult", "Settings", "Turn"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +155,21 @@ def read_chitchat(limit: int | None = None) -> list[Dialogue]:
         if limit and len(dialogues) >= limit:
             break
     return dialogues
+
+
+def read_conversations(source: str, limit: int | None = None) -> list[Dialogue]:
+    """Conversations by setting: ``chitchat`` (the package), a MOD JSON file, or a transcript
+    file (``Name: text`` per line, a blank line between conversations)."""
+    if source == "chitchat":
+        return read_chitchat(limit)
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"no conversation file at {path}: give chitchat, a MOD JSON file or "
+                         "a transcript file")
+    if path.suffix.lower() == ".json":
+        return read_mod(path)[:limit]
+    blocks = re.split(r"\n\s*\n", path.read_text("utf-8"))
+    return [Dialogue.from_transcript(block) for block in blocks if block.strip()][:limit]
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,41 @@ from typing import Callable
 import numpy as np
 
 
+RECENCY_DECAY = 0.5  # in a dialogue's vector each older turn counts half as much as the next
+
+
+def recency_vector(vectors: np.ndarray) -> np.ndarray:
+    """One unit vector for a run of turns (oldest first), recent turns weighing more."""
+    weights = RECENCY_DECAY ** np.arange(len(vectors) - 1, -1, -1, dtype=np.float32)
+    vector = (vectors * weights[:, None]).sum(axis=0)
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+class _Pending:
+    """Texts one caller waits to have embedded, and then their vectors (or the error)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.vectors: np.ndarray | None = None
+        self.error: BaseException | None = None
+
+
 class TextEncoder:
-    """Thread-safe sentence embeddings, L2-normalised, float32."""
+    """Thread-safe sentence embeddings, L2-normalised, float32.
+
+    Concurrent callers are micro-batched: while the model embeds one batch, new requests
+    queue up, and whichever caller gets the model next embeds everything queued in one call
+    (batches of short chat turns cost little more than one turn on a CPU)."""
 
     CACHED_TEXTS = 8192
 
     def __init__(self, name: str, model) -> None:
         self.name = name
         self._model = model
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the model: one batch at a time
+        self._cache_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.dim = self._dimension()
 
@@ -36,9 +62,30 @@ class TextEncoder:
         """Sticker texts and dialogue turns alike (symmetric models)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        request = _Pending(list(texts))
+        with self._queue_lock:
+            self._queue.append(request)
         with self._lock:
-            vectors = self._embed(list(texts), batch_size)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+            if request.vectors is None and request.error is None:  # nobody took it along
+                self._embed_queued(batch_size)
+        if request.error is not None:
+            raise request.error
+        return request.vectors
+
+    def _embed_queued(self, batch_size: int) -> None:
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        try:
+            vectors = np.ascontiguousarray(
+                self._embed([t for r in batch for t in r.texts], batch_size), dtype=np.float32)
+        except BaseException as error:  # every waiting caller hears of it
+            for request in batch:
+                request.error = error
+            raise
+        start = 0
+        for request in batch:
+            request.vectors = vectors[start:start + len(request.texts)]
+            start += len(request.texts)
 
     def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
         return self._model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
@@ -47,12 +94,12 @@ class TextEncoder:
     def encode_turns(self, texts: list[str]) -> np.ndarray:
         """Like ``encode``, remembering recent texts: a conversation's earlier turns are read
         again at every turn (mood, sticker, forecast), so each is embedded once."""
-        with self._lock:
+        with self._cache_lock:
             known = {t: self._cache[t] for t in texts if t in self._cache}
         missing = list(dict.fromkeys(t for t in texts if t not in known))
         if missing:
             known.update(zip(missing, self.encode(missing)))
-        with self._lock:
+        with self._cache_lock:
             for text in texts:
                 self._cache[text] = known[text]
                 self._cache.move_to_end(text)

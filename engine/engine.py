@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
@@ -17,12 +17,13 @@ from engine import index as index_versions
 from engine.dialogue import Dialogue, Reply, SearchResult, Turn, check_message
 from engine.emotion import ConversationEmotion, forecast_mood
 from engine.labels import EKMAN7, SCHEMES, convert, scheme
-from engine.encoders import create_text_encoder
-from engine.reply import create_reply_backend
+from engine.encoders import create_text_encoder, recency_vector
+from engine.reply import (CausalLMReply, OpenAIReply, ReplyBackend, ReplyError, RetrievalReply,
+                          smollm2_gguf, tidy_reply)
 from engine.selector import Selector
 from engine.settings import Settings
 from engine.image import LitTower, create_image_tower, encode_sticker_images
-from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name, decode
+from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name, read_frames
 from engine.ocr import StickerOCR
 from engine.stickers import Sticker, StickerLibrary
 
@@ -32,7 +33,6 @@ NO_TOWER = object()  # the image tower setting is "none"
 CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
 DIALOGUE_TURNS = 4  # turns of context the sticker selector reads
 EMOTION_ENCODER = "minilm"  # the space the bundled emotion weights were trained in
-RECENCY_DECAY = 0.5  # each older turn counts half as much as the one after it
 
 
 class Lazy(Generic[T]):
@@ -81,8 +81,7 @@ class Engine:
         self.image_tower = Lazy("image tower", lambda: create_image_tower(
             self.settings.image_tower, self.encoder.get(), self.device) or NO_TOWER)
         self.live = Lazy("sticker index", lambda: self._build_live(previous=None))
-        self.reply_backend = Lazy("reply backend", lambda: create_reply_backend(
-            self.settings.reply_backend, self.device, self.settings.max_new_tokens))
+        self.reply_backend = Lazy("reply backend", self._create_reply_backend)
         self.ocr = StickerOCR()
         self.selector = Selector(self.settings.emotion_weight, self.settings.image_weight)
         self._library_lock = threading.Lock()  # one pack change at a time
@@ -93,6 +92,37 @@ class Engine:
         if self.settings.text_encoder == EMOTION_ENCODER:
             return self.encoder.get()
         return create_text_encoder(EMOTION_ENCODER, self.device)
+
+    def _create_reply_backend(self) -> ReplyBackend:
+        s = self.settings
+        if s.reply_backend == "retrieval":
+            return self._retrieval_reply()
+        if s.reply_backend == "openai":
+            return OpenAIReply(s.openai_base_url, s.openai_model, s.openai_api_key,
+                               s.reply_timeout, s.max_new_tokens)
+        folder, gguf_file = smollm2_gguf() if s.reply_backend == "smollm2" \
+            else (s.reply_backend, None)
+        return CausalLMReply(folder, gguf_file, self.device, s.max_new_tokens, s.reply_workers,
+                             s.reply_timeout)
+
+    def _retrieval_reply(self) -> RetrievalReply:
+        """Replies from real conversations, embedded once (cached under data/cache)."""
+        from engine.corpora import read_conversations
+        from engine.emotion_recipes import encode_dialogues
+
+        dialogues = read_conversations(self.settings.retrieval_corpus,
+                                       self.settings.retrieval_conversations)
+        encoded = encode_dialogues(self.encoder.get(), dialogues, self.settings.data_dir / "cache")
+        return RetrievalReply.from_dialogues(dialogues, [e.vectors for e in encoded],
+                                             self.text_emotions, self._dialogue_vector)
+
+    def text_emotions(self, texts: list[str], vectors: np.ndarray) -> np.ndarray:
+        """Ekman-7 of each text, read from its vector in the engine's encoder space (the
+        emotion models embed the texts again when they use another encoder)."""
+        emotion = self.emotion.get()
+        if emotion.encoder is not self.encoder.get():
+            vectors = emotion.encoder.encode(texts)
+        return emotion.recognize_vectors(vectors)
 
     @property
     def user_packs_dir(self) -> Path:
@@ -140,10 +170,7 @@ class Engine:
         """Ekman-7 per sticker: a label people gave wins (in the deployment's scheme, or any
         scheme that names it), otherwise the recognizer reads the sticker's text (from the
         index's own vectors when both use one encoder)."""
-        emotion = self.emotion.get()
-        if emotion.encoder is not self.encoder.get():
-            vectors = emotion.encoder.encode([sticker.text() for sticker in stickers])
-        emotions = emotion.recognize_vectors(vectors)
+        emotions = self.text_emotions([sticker.text() for sticker in stickers], vectors)
         for row, sticker in enumerate(stickers):
             given = self._given_emotion(sticker.emotion)
             if given is not None:
@@ -263,19 +290,20 @@ class Engine:
         live = self.live.get()
         if tower is NO_TOWER or live.index.images is None:
             raise ValueError("search by image needs an image tower (MEMEUI_IMAGE_TOWER)")
-        frames = decode(Path(image_path).name, Path(image_path).read_bytes(), Limits()).frames
-        query = tower.encode_images([frames])[0]
+        query = tower.encode_images([read_frames(image_path)])[0]
         similarity = live.index.images @ query
         rows = np.argsort(-similarity)[:k]
         return [self._result(live, int(row), float(similarity[row]),
                              {"image": float(similarity[row])}) for row in rows]
 
+    def describe_image(self, image_path: Path) -> str:
+        """What the bot reads of a picture a user sends: the text in it (OCR), else its name."""
+        text = self.ocr(read_frames(image_path)) if self.settings.ocr else ""
+        return text or f"a picture called {Path(image_path).stem}"
+
     def _dialogue_vector(self, dialogue: Dialogue, encode=None) -> np.ndarray:
         texts = [turn.content() for turn in dialogue.turns[-DIALOGUE_TURNS:] if turn.content()]
-        vectors = (encode or self.encoder.get().encode_turns)(texts)
-        weights = RECENCY_DECAY ** np.arange(len(texts) - 1, -1, -1, dtype=np.float32)
-        vector = (vectors * weights[:, None]).sum(axis=0)
-        return vector / max(float(np.linalg.norm(vector)), 1e-12)
+        return recency_vector((encode or self.encoder.get().encode_turns)(texts))
 
     def _result(self, live: LiveVersion, row: int, score: float,
                 parts: dict[str, float]) -> SearchResult:
@@ -299,16 +327,28 @@ class Engine:
 
     def chat(self, dialogue: Dialogue) -> Reply:
         """The bot's next turn: mood, then text, then the sticker that fits both."""
+        for step in self.chat_stream(dialogue):
+            pass
+        return step
+
+    def chat_stream(self, dialogue: Dialogue) -> Iterator[str | Reply]:
+        """The bot's next turn as it is made: the reply text so far (str) while the backend
+        writes, then the finished Reply. Raises ReplyError when the backend cannot answer."""
         if not dialogue.turns:
             raise ValueError("The conversation is empty: say something first.")
         timings: dict[str, float] = {}
         started = time.perf_counter()
         mood = forecast_mood(self.emotion.get(), dialogue)
-        mood_label = EKMAN7[int(np.argmax(mood))]
         timings["mood"] = _ms_since(started)
 
-        step = time.perf_counter()
-        text = self.reply_backend.get().generate(dialogue, mood_label)
+        step, text = time.perf_counter(), ""
+        for piece in self.reply_backend.get().stream(dialogue, mood):
+            timings.setdefault("first_text", _ms_since(started))
+            text += piece
+            yield text
+        text = tidy_reply(text)
+        if not text:
+            raise ReplyError("The reply backend returned nothing: try again.")
         timings["reply"] = _ms_since(step)
 
         step = time.perf_counter()
@@ -317,7 +357,7 @@ class Engine:
         timings["sticker"] = _ms_since(step)
         timings["total"] = _ms_since(started)
         fits = bool(ranked) and ranked[0].score >= self.settings.sticker_threshold
-        return Reply(
+        yield Reply(
             text=text,
             sticker=ranked[0] if fits else None,  # MOD's meme-usage flag: none beats a misfit
             mood={label: float(p) for label, p in zip(self.scheme.labels, self.shown(mood))},

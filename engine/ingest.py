@@ -105,6 +105,12 @@ def _read_limited(file: Path, limits: Limits) -> bytes:
     return file.read_bytes()
 
 
+def read_frames(path: Path, limits: Limits = Limits()) -> list[Image.Image]:
+    """The frames of one picture on disk, within the limits (ValueError says why not)."""
+    path = Path(path)
+    return decode(path.name, _read_limited(path, limits), limits).frames
+
+
 def _refuse(reason: str) -> Callable[[], bytes]:
     def reader() -> bytes:
         raise ValueError(reason)

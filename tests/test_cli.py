@@ -3,7 +3,7 @@
 import json
 import subprocess
 
-from conftest import MEMEUI, ROOT, memeui_env
+from conftest import MEMEUI, ROOT, free_port, memeui_env
 
 
 def run_memeui(data_dir, *args):
@@ -64,3 +64,24 @@ def test_bench_emotion_prints_forecast_latency_json(data_dir, engine):
     assert 0 < result["forecast_p50_ms"] <= result["forecast_p95_ms"]
     assert result["forecast_new_turn_p50_ms"] > 0 and result["forecast_cold_p50_ms"] > 0
     assert isinstance(result["fit_seconds"], dict)
+
+
+def test_chat_json_with_the_retrieval_backend_and_a_clear_error_from_openai(data_dir, engine,
+                                                                          tmp_path):
+    corpus = tmp_path / "chats.txt"
+    corpus.write_text("A: I failed my exam today\nB: Oh no, you will ace the next one!\n\n"
+                      "A: We adopted a puppy!\nB: Aww, what is its name?\n")
+    engine.live.get()
+    env = {"MEMEUI_RETRIEVAL_CORPUS": str(corpus)}
+    done = subprocess.run([str(MEMEUI), "chat", "--json", "my exam went badly", "--backend",
+                           "retrieval"], cwd=ROOT, env={**memeui_env(data_dir), **env},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["text"] == "Oh no, you will ace the next one!"
+    port = free_port()
+    env = {"MEMEUI_OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "MEMEUI_REPLY_TIMEOUT": "2"}
+    done = subprocess.run([str(MEMEUI), "chat", "--json", "hello", "--backend", "openai"],
+                          cwd=ROOT, env={**memeui_env(data_dir), **env},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "Could not reach the reply server" in done.stderr
+    assert done.stdout == ""

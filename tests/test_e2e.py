@@ -1,5 +1,6 @@
 """The app in a real Chromium (Debian's /usr/bin/chromium) driven by Playwright."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -34,8 +35,20 @@ def save_screenshot(page, name: str) -> None:
         page.screenshot(path=str(Path(target) / name))
 
 
-def test_chat_reply_shows_a_sticker_image(page):
+# Every text the newest bot message shows, in order: a streamed reply shows several.
+WATCH_BOT_TEXT = """() => {
+  window.botTexts = [];
+  new MutationObserver(() => {
+    const bots = document.querySelectorAll('#chatbot .bot');
+    const text = bots.length ? bots[bots.length - 1].innerText.trim() : '';
+    if (text && text !== window.botTexts[window.botTexts.length - 1]) window.botTexts.push(text);
+  }).observe(document.querySelector('#chatbot'), {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_chat_streams_a_reply_with_a_sticker_and_an_alternative_swaps_in(page, data_dir):
     page.get_by_role("tab", name="Chat").click()
+    page.evaluate(WATCH_BOT_TEXT)
     box = page.locator("#chat-input textarea")
     box.fill("I just failed my exam")
     box.press("Enter")
@@ -44,7 +57,23 @@ def test_chat_reply_shows_a_sticker_image(page):
     sticker.wait_for(state="visible", timeout=180_000)
     assert sticker.evaluate("img => img.complete && img.naturalWidth > 0")
     assert "mood:" in page.locator("#chatbot").inner_text()
+    texts = page.evaluate("window.botTexts")
+    assert len(texts) >= 3, texts  # the words came in pieces before the sticker
     save_screenshot(page, "chat.png")
+
+    before = sticker.get_attribute("src")
+    options = page.locator("#chat-alternatives img")
+    options.first.wait_for(state="visible", timeout=30_000)
+    picked = options.first.get_attribute("src").rsplit("/", 1)[-1]  # the sticker's file name
+    options.first.click()
+    page.wait_for_function(
+        "before => { const bots = document.querySelectorAll('#chatbot .bot');"
+        " const img = bots[bots.length - 1].querySelector('img');"
+        " return img && img.src !== before; }", arg=before, timeout=30_000)
+    now = page.locator("#chatbot .bot").last.locator("img").first.get_attribute("src")
+    assert now.endswith("/" + picked)
+    labels = [json.loads(line) for line in (data_dir / "feedback.jsonl").read_text().splitlines()]
+    assert [label["verdict"] for label in labels[-2:]] == ["picked", "replaced"]
 
 
 def test_search_shows_a_gallery(page):

@@ -73,7 +73,7 @@ def test_chat_turn_has_text_sticker_mood_alternatives_and_timings(engine):
     assert set(reply.mood) == set(EKMAN7)
     assert sum(reply.mood.values()) == pytest.approx(1.0, abs=1e-4)
     assert max(reply.mood, key=reply.mood.get) in {"sadness", "fear", "anger", "disgust"}
-    assert set(reply.timings_ms) == {"mood", "reply", "sticker", "total"}
+    assert set(reply.timings_ms) == {"mood", "first_text", "reply", "sticker", "total"}
     assert reply.timings_ms["total"] >= reply.timings_ms["reply"] > 0
 
 

