@@ -3,18 +3,26 @@
 - ``retrieval_turn_p50_ms`` / ``_p95_ms``: the retrieval backend, in process;
 - ``smollm2_turn_p50_ms``: SmolLM2-135M writing at most 40 new tokens, in process;
 - ``concurrency_speedup``: turns per second of 16 clients at once through the HTTP API
-  (``/chat`` via gradio_client, retrieval backend) over one client asking one turn at a time;
-  ``concurrent_p95_ms`` is a turn's latency under that load.
+  (``/chat`` over Gradio's REST API, retrieval backend, ``memeui serve`` in its own process) over
+  one client asking one turn at a time; ``concurrent_p95_ms`` is a turn's latency under that
+  load.
+In-process turns run with the server's thread setting (``MEMEUI_THREADS``, default 1).
 Messages are the opening lines of chitchat-dataset conversations that the retrieval corpus
 does not hold; each turn answers a one-turn dialogue, so no turn is a cache hit.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -39,23 +47,34 @@ def turn_latencies(engine: Engine, texts: list[str]) -> list[float]:
     return latencies
 
 
-def http_throughput(url: str, texts: list[str], clients: int) -> tuple[float, list[float]]:
-    """Turns per second with ``clients`` API clients working through ``texts`` together."""
-    from gradio_client import Client
+def http_turn(client, text: str) -> None:
+    """One turn through the HTTP API, as curl users call ``/chat``."""
+    answer = client.post("gradio_api/run/chat", json={"data": [text, []]})
+    answer.raise_for_status()
+    if not answer.json()["data"][0]["text"]:
+        raise RuntimeError(f"/chat answered without text: {answer.text[:300]}")
 
-    pool = [Client(url, verbose=False) for _ in range(clients)]
+
+def http_throughput(url: str, texts: list[str], clients: int) -> tuple[float, list[float]]:
+    """Turns per second with ``clients`` HTTP clients working through ``texts`` together."""
+    import httpx
+
+    pool = [httpx.Client(base_url=url, timeout=120) for _ in range(clients)]
     latencies: list[float] = []
 
     def work(worker: int) -> None:
         for text in texts[worker::clients]:
             started = time.perf_counter()
-            pool[worker].predict(text, [], api_name="/chat")
+            http_turn(pool[worker], text)
             latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as executor:
         list(executor.map(work, range(clients)))
-    return len(texts) / (time.perf_counter() - started), latencies
+    elapsed = time.perf_counter() - started
+    for client in pool:
+        client.close()
+    return len(texts) / elapsed, latencies
 
 
 def free_port() -> int:
@@ -64,9 +83,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run(turns: int = 200, smollm2_turns: int = 8) -> dict:
-    from memeui.app import build_app
+@contextmanager
+def served(environ: dict[str, str]):
+    """``memeui serve`` in its own process, as users run it; yields its URL once it answers."""
+    port = free_port()
+    memeui = Path(sys.executable).parent / "memeui"
+    process = subprocess.Popen([str(memeui), "serve", "--port", str(port)],
+                               env={**os.environ, **environ, "MEMEUI_LOG_LEVEL": "WARNING"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("memeui serve did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
+
+def run(turns: int = 200, smollm2_turns: int = 8) -> dict:
     settings = Settings.from_env(reply_backend="retrieval")
     engine = Engine(settings)
     engine.warm_up().join()
@@ -74,16 +116,10 @@ def run(turns: int = 200, smollm2_turns: int = 8) -> dict:
     turn_latencies(engine, texts[:8])  # warm lazy paths
     retrieval = turn_latencies(engine, texts[8:turns + 8])
 
-    port = free_port()
-    demo = build_app(engine)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        http_throughput(url, texts[:CLIENTS], CLIENTS)  # connect and warm every client
+    with served({"MEMEUI_REPLY_BACKEND": "retrieval"}) as url:
+        http_throughput(url, texts[:CLIENTS], CLIENTS)  # load lazy parts, warm every client
         sequential, _ = http_throughput(url, texts[:turns // 4], 1)
         concurrent, loaded = http_throughput(url, texts[:turns], CLIENTS)
-    finally:
-        demo.close()
 
     generator = Engine(Settings.from_env(reply_backend="smollm2", max_new_tokens=40))
     generator.warm_up().join()

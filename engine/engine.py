@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -74,7 +75,7 @@ class Engine:
         self.settings.apply_offline_mode()
         self.device = self.settings.resolved_device()
         self.encoder = Lazy("text encoder", lambda: create_text_encoder(
-            self.settings.text_encoder, self.device))
+            self.settings.text_encoder, self.device, self._encoder_copies()))
         self.scheme = scheme(self.settings.label_scheme)  # what people see; Ekman-7 inside
         self.emotion = Lazy("emotion models", lambda: ConversationEmotion.load(
             self.emotion_encoder(), self.settings.prerecognizer, self.settings.recognizer))
@@ -86,12 +87,17 @@ class Engine:
         self.selector = Selector(self.settings.emotion_weight, self.settings.image_weight)
         self._library_lock = threading.Lock()  # one pack change at a time
 
+    def _encoder_copies(self) -> int:
+        if self.settings.encoder_copies:
+            return self.settings.encoder_copies
+        return 1 if self.device != "cpu" else min(4, os.cpu_count() or 1)
+
     def emotion_encoder(self):
         """The emotion models read MiniLM embeddings: the engine's own encoder when it is
         MiniLM (one cache for both), else a second MiniLM just for them."""
         if self.settings.text_encoder == EMOTION_ENCODER:
             return self.encoder.get()
-        return create_text_encoder(EMOTION_ENCODER, self.device)
+        return create_text_encoder(EMOTION_ENCODER, self.device, self._encoder_copies())
 
     def _create_reply_backend(self) -> ReplyBackend:
         s = self.settings
@@ -114,7 +120,8 @@ class Engine:
                                        self.settings.retrieval_conversations)
         encoded = encode_dialogues(self.encoder.get(), dialogues, self.settings.data_dir / "cache")
         return RetrievalReply.from_dialogues(dialogues, [e.vectors for e in encoded],
-                                             self.text_emotions, self._dialogue_vector)
+                                             self.text_emotions, self._dialogue_vector,
+                                             remember=self.encoder.get().remember)
 
     def text_emotions(self, texts: list[str], vectors: np.ndarray) -> np.ndarray:
         """Ekman-7 of each text, read from its vector in the engine's encoder space (the

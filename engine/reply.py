@@ -186,20 +186,23 @@ class RetrievalReply(ReplyBackend):
     CANDIDATES = 32
     MOOD_WEIGHT = 0.15  # context similarity first; the mood breaks near-ties
 
-    def __init__(self, contexts: np.ndarray, replies: list[str], reply_emotions: np.ndarray,
-                 dialogue_vector: Callable[[Dialogue], np.ndarray], workers: int = 16,
-                 wait_seconds: float = 30) -> None:
+    def __init__(self, contexts: np.ndarray, replies: list[str], reply_vectors: np.ndarray,
+                 reply_emotions: np.ndarray, dialogue_vector: Callable[[Dialogue], np.ndarray],
+                 remember: Callable[[list[str], np.ndarray], None] = lambda texts, vectors: None,
+                 workers: int = 16, wait_seconds: float = 30) -> None:
         super().__init__(workers, wait_seconds)
         if not replies:
             raise ValueError("the retrieval corpus has no replies")
-        self.contexts, self.replies, self.reply_emotions = contexts, replies, reply_emotions
+        self.contexts, self.replies = contexts, replies
+        self.reply_vectors, self.reply_emotions = reply_vectors, reply_emotions
         self.dialogue_vector = dialogue_vector
+        self.remember = remember  # hands the chosen reply's vector on: it is not embedded again
 
     @classmethod
     def from_dialogues(cls, dialogues: list[Dialogue], turn_vectors: list[np.ndarray],
                        emotions_of: Callable[[list[str], np.ndarray], np.ndarray],
                        dialogue_vector: Callable[[Dialogue], np.ndarray],
-                       context_turns: int = 2) -> "RetrievalReply":
+                       context_turns: int = 2, **options) -> "RetrievalReply":
         """(context → reply) pairs from consecutive turns; ``turn_vectors`` are each
         dialogue's turn embeddings, ``emotions_of`` reads Ekman-7 from texts and vectors."""
         contexts, replies, reply_vectors = [], [], []
@@ -211,8 +214,9 @@ class RetrievalReply(ReplyBackend):
                     reply_vectors.append(vectors[i])
         if not replies:
             raise ValueError("the retrieval corpus has no replies")
-        return cls(np.stack(contexts).astype(np.float32), replies,
-                   emotions_of(replies, np.stack(reply_vectors)), dialogue_vector)
+        reply_vectors = np.stack(reply_vectors).astype(np.float32)
+        return cls(np.stack(contexts).astype(np.float32), replies, reply_vectors,
+                   emotions_of(replies, reply_vectors), dialogue_vector, **options)
 
     def choose(self, dialogue: Dialogue, mood: np.ndarray) -> str:
         similarity = self.contexts @ self.dialogue_vector(dialogue)
@@ -221,7 +225,9 @@ class RetrievalReply(ReplyBackend):
         said = {turn.text.strip().lower() for turn in dialogue.turns}
         fresh = np.array([self.replies[i].strip().lower() not in said for i in pool])
         score = similarity[pool] + self.MOOD_WEIGHT * fit - 10.0 * ~fresh
-        return self.replies[int(pool[int(np.argmax(score))])]
+        best = int(pool[int(np.argmax(score))])
+        self.remember([self.replies[best]], self.reply_vectors[best:best + 1])
+        return self.replies[best]
 
     def _stream(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
         yield self.choose(dialogue, mood)

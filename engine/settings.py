@@ -18,6 +18,7 @@ class Settings:
     data_dir: Path = Path("data")
     packs: tuple[Path, ...] = (DEFAULT_PACK,)
     text_encoder: str = "minilm"
+    encoder_copies: int = 0  # text-model copies serving sessions side by side; 0: one per core (≤ 4) on a CPU
     reply_backend: str = "smollm2"  # smollm2 | retrieval | openai | a transformers path or Hub id
     reply_workers: int = 1  # generations at once for local models (more only with a GPU)
     reply_timeout: float = 30.0  # seconds to wait for a free slot or for the OpenAI server

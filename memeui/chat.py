@@ -224,7 +224,7 @@ def build_chat_tab(engine: Engine, feedback: FeedbackLog) -> tuple[gr.Dropdown, 
 
     turn_outputs = [chatbot, details, replies, alternatives, message]
     queue = {"concurrency_id": "reply", "concurrency_limit": CHAT_CONCURRENCY}
-    gr.api(chat, api_name="chat", **queue)
+    gr.api(chat, api_name="chat", queue=False)  # request → reply: no queue round trips
     for trigger, api_name in ((message.submit, "respond"), (send.click, False)):
         trigger(respond, [message, chatbot, replies], turn_outputs, api_name=api_name, **queue)
     send_picked.click(send_sticker, [picker, chatbot, replies], turn_outputs, api_name=False, **queue)

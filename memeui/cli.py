@@ -21,12 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=os.environ.get("MEMEUI_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from engine.reply import ReplyError
-
     try:
         return args.run(args)
-    except (ValueError, ReplyError) as error:  # bad input or no reply: say what, no traceback
+    except ValueError as error:  # bad input: say what, without a traceback
         print(f"memeui: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        from engine.reply import ReplyError  # imported late: see serving_threads
+
+        if not isinstance(error, ReplyError):
+            raise
+        print(f"memeui: {error}", file=sys.stderr)  # no reply: say why
         return 2
 
 
@@ -133,10 +138,21 @@ def print_json(value) -> None:
 def run_serve(args) -> int:
     from memeui.app import build_app, launch
 
+    serving_threads()
     engine = make_engine()
     engine.warm_up()
     launch(build_app(engine), engine, host=args.host, port=args.port)
     return 0
+
+
+def serving_threads() -> None:
+    """One thread per operation (torch, BLAS, OpenMP) in the server, MEMEUI_THREADS to change:
+    chat requests are small and run side by side, and a small operation spread over all
+    cores costs more in thread wake-ups and spinning than it saves. Batch commands keep every
+    core. Environment variables, because the libraries read them once, when first imported."""
+    threads = os.environ.get("MEMEUI_THREADS", "1")
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, threads)
 
 
 def run_search(args) -> int:
@@ -326,6 +342,7 @@ def run_spaces(args) -> int:
 def run_bench(args) -> int:
     with stdout_for_json_only():
         if args.name == "chat":
+            serving_threads()  # the in-process turns run as the server runs them
             from bench.chat import run as bench_chat
 
             result = bench_chat(turns=args.queries)

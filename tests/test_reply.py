@@ -48,6 +48,7 @@ def test_retrieval_answers_with_the_reply_to_the_most_similar_context(retrieval)
     assert len(backend.replies) == 3
     said = Dialogue((Turn("user", "I did really badly on my test"),))
     assert backend.choose(said, NEUTRAL) == "Oh no, you will ace the next one!"
+    assert "Oh no, you will ace the next one!" in retrieval.encoder.get()._cache  # not re-embedded
     puppy = Dialogue((Turn("user", "guess what, we got a new dog"),))
     assert backend.choose(puppy, NEUTRAL) == "Aww, what is its name?"
     repeated = said.then(Turn("bot", "Oh no, you will ace the next one!")).then(
@@ -67,7 +68,7 @@ def test_a_chat_turn_streams_text_then_a_reply_with_sticker_mood_and_timings(ret
 
 
 def test_a_full_backend_says_busy_instead_of_waiting_forever():
-    backend = RetrievalReply(np.eye(2, dtype=np.float32), ["a", "b"], np.ones((2, 7)),
+    backend = RetrievalReply(np.eye(2, dtype=np.float32), ["a", "b"], np.eye(2), np.ones((2, 7)),
                              lambda dialogue: np.array([1.0, 0.0]), workers=1, wait_seconds=0.05)
     assert list(backend.stream(Dialogue((Turn("user", "hi"),)), NEUTRAL)) == ["a"]
     with backend.slot():
@@ -144,14 +145,16 @@ def test_concurrent_encodes_are_micro_batched_with_the_same_vectors(engine, monk
     encoder = engine.encoder.get()
     texts = [f"message number {i} about cats" for i in range(8)]
     alone = np.stack([encoder.encode([text])[0] for text in texts])
-    calls, embed = [], encoder._embed
+    calls, models, embed = [], set(), encoder._embed
 
-    def slow_embed(batch, batch_size):
+    def slow_embed(model, batch, batch_size):
         calls.append(len(batch))
+        models.add(id(model))
         time.sleep(0.05)  # long enough that the other callers queue up
-        return embed(batch, batch_size)
+        return embed(model, batch, batch_size)
 
-    monkeypatch.setattr(encoder, "_embed", slow_embed)
+    for lane in encoder._lanes:
+        monkeypatch.setattr(lane, "_embed", slow_embed)
     results = [None] * len(texts)
 
     def encode(i: int) -> None:
@@ -163,6 +166,7 @@ def test_concurrent_encodes_are_micro_batched_with_the_same_vectors(engine, monk
     for thread in threads:
         thread.join()
     assert sum(calls) == len(texts) and len(calls) < len(texts)
+    assert len(models) == len(encoder._lanes)  # every copy of the model took a share
     assert np.allclose(np.stack(results), alone, atol=1e-4)
 
 
