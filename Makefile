@@ -47,6 +47,7 @@ test: setup browser
 bench: setup
 	$(BIN)/memeui bench search --json
 	$(BIN)/memeui bench emotion --json
+	$(BIN)/memeui bench chat --json
 
 clean-data:
 	rm -rf data

@@ -78,6 +78,11 @@ def test_chat_json_with_the_retrieval_backend_and_a_clear_error_from_openai(data
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["text"] == "Oh no, you will ace the next one!"
+    chat = subprocess.run([str(MEMEUI), "chat", "--backend", "retrieval"], cwd=ROOT,
+                          input="we got a puppy today!\n\n", env={**memeui_env(data_dir), **env},
+                          capture_output=True, text=True, timeout=600)
+    assert chat.returncode == 0, chat.stderr
+    assert "bot: Aww, what is its name?" in chat.stdout and "mood:" in chat.stdout
     port = free_port()
     env = {"MEMEUI_OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "MEMEUI_REPLY_TIMEOUT": "2"}
     done = subprocess.run([str(MEMEUI), "chat", "--json", "hello", "--backend", "openai"],

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,21 @@ def test_chat_streams_a_reply_with_a_sticker_and_an_alternative_swaps_in(page, d
         " return img && img.src !== before; }", arg=before, timeout=30_000)
     now = page.locator("#chatbot .bot").last.locator("img").first.get_attribute("src")
     assert now.endswith("/" + picked)
-    labels = [json.loads(line) for line in (data_dir / "feedback.jsonl").read_text().splitlines()]
+    feedback = data_dir / "feedback.jsonl"
+    labels = [json.loads(line) for line in feedback.read_text().splitlines()]
     assert [label["verdict"] for label in labels[-2:]] == ["picked", "replaced"]
+    assert labels[-1]["dialogue"][0] == "I just failed my exam"
+
+    page.locator("#chatbot button[aria-label='Like']").last.click()
+    deadline = time.monotonic() + 30
+    while len(feedback.read_text().splitlines()) == len(labels) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    liked = json.loads(feedback.read_text().splitlines()[-1])
+    assert liked["verdict"] == "like" and liked["sticker"] == labels[-2]["sticker"]
+
+    page.locator("#chatbot button[aria-label='Undo']").last.click()
+    page.wait_for_function("() => !document.querySelector('#chatbot .bot')", timeout=30_000)
+    assert box.input_value() == "I just failed my exam"  # the undone message, back to edit
 
 
 def test_search_shows_a_gallery(page):

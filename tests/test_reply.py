@@ -93,7 +93,8 @@ class CompletionServer(BaseHTTPRequestHandler):
             self.wfile.write(b'{"error": "model not loaded"}')
             return
         if body["model"] == "slow":
-            time.sleep(3)
+            time.sleep(3)  # the client has given up by now: nothing to answer
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -193,3 +194,15 @@ def test_chinese_chat_end_to_end_with_the_multilingual_encoder(data_dir, tmp_pat
     assert reply.sticker is not None and reply.sticker.pack == "zh"
     exam = bot.chat(Dialogue((Turn("user", "这次考试考砸了"),)))
     assert exam.text == "别难过，下次一定行！"
+
+
+def test_a_picture_a_user_sends_reads_as_its_text_and_bad_files_are_refused(engine, tmp_path):
+    from PIL import Image
+
+    plain = tmp_path / "beach day.png"
+    Image.new("RGB", (64, 64), "skyblue").save(plain)
+    assert engine.describe_image(plain) == "a picture called beach day"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match="not an image"):
+        engine.describe_image(broken)
