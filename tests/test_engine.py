@@ -134,3 +134,28 @@ def test_multilingual_encoder_reads_chinese():
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # glad ≈ happy, not the train
     again = encoder.encode_turns(["我很高兴"])  # the turn cache hands back the same vector
     assert again[0] == pytest.approx(vectors[1], abs=1e-5)
+
+
+def test_onnx_runtime_encoder_gives_torch_vectors_and_is_exported_once(engine, tmp_path,
+                                                                        monkeypatch):
+    from engine import encoders
+
+    fast = encoders.create_text_encoder("minilm", "cpu", 2, onnx_dir=tmp_path)
+    assert isinstance(fast, encoders.OnnxTextEncoder) and len(fast._lanes) == 2
+    torch_encoder = encoders.create_text_encoder("minilm", "cpu")
+    texts = ["hi", "I just failed my exam and I feel awful about it " * 3, "生日快乐"]
+    cosine = (fast.encode(texts) * torch_encoder.encode(texts)).sum(axis=1)
+    assert cosine == pytest.approx(1.0, abs=1e-4)  # every length, padded together or not
+    assert fast.encode(texts[1:2])[0] @ torch_encoder.encode(texts[1:2])[0] == pytest.approx(1.0, abs=1e-4)
+    exported = list(tmp_path.glob("minilm-*.onnx"))
+    assert len(exported) == 1
+    stamp = exported[0].stat().st_mtime_ns
+    encoders.create_text_encoder("minilm", "cpu", 1, onnx_dir=tmp_path)
+    assert exported[0].stat().st_mtime_ns == stamp  # reused, not exported again
+
+    def broken_export(source, target):
+        raise RuntimeError("no exporter here")
+
+    monkeypatch.setattr(encoders, "export_onnx", broken_export)
+    fallback = encoders.create_text_encoder("minilm", "cpu", 1, onnx_dir=tmp_path / "other")
+    assert type(fallback) is encoders.TextEncoder  # torch still serves, a log says why
