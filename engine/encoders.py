@@ -185,14 +185,20 @@ class OnnxTextEncoder(TextEncoder):
 
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_EXPORTING = threading.Lock()  # torch's exporter is process-global: one export at a time
 
 
 def export_onnx(source: str, target: Path) -> Path:
     """Write a BERT-style sentence-transformers model (mean pooling, normalised) as one ONNX
     graph, unless ``target`` exists. Position ids are passed explicitly so the trace does
     not freeze them at the example's length."""
-    if target.is_file():
-        return target
+    with _EXPORTING:
+        if not target.is_file():
+            _export(source, target)
+    return target
+
+
+def _export(source: str, target: Path) -> None:
     import warnings
 
     import torch
@@ -217,7 +223,7 @@ def export_onnx(source: str, target: Path) -> Path:
         ["a short one", "and a somewhat longer example sentence"], padding=True,
         return_tensors="pt")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
+    partial = target.with_suffix(f".{os.getpid()}.partial")  # processes may export at once
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(Pooled(model), tuple(example[name] for name in ONNX_INPUTS),
@@ -226,7 +232,6 @@ def export_onnx(source: str, target: Path) -> Path:
                           dynamic_axes={**{name: {0: "batch", 1: "tokens"} for name in ONNX_INPUTS},
                                         "embedding": {0: "batch"}})
     partial.rename(target)
-    return target
 
 
 def _minilm_path() -> str:

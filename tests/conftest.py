@@ -43,8 +43,9 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def engine(data_dir) -> Engine:
     engine = Engine(Settings.from_env({}, data_dir=data_dir))
-    engine.warm_up()
-    return engine
+    loading = engine.warm_up()
+    yield engine
+    loading.join()  # native threads still loading at interpreter exit would abort it
 
 
 def memeui_env(data_dir: Path) -> dict[str, str]:
