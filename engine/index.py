@@ -137,7 +137,8 @@ def open_or_build(
         started = time.perf_counter()
         vectors, labels, emotions, images = _features(stickers, encode, estimate_emotions,
                                                       encode_images, previous)
-        _write_version(folder, key, [s.id for s in stickers], vectors, labels, emotions, images)
+        _write_version(folder, key, [s.id for s in stickers], vectors, labels, emotions, images,
+                       previous)
         log.info("built index %s (%d stickers) in %.1fs", key, len(stickers),
                  time.perf_counter() - started)
     return _read_version(folder)
@@ -180,12 +181,34 @@ def _features(stickers, encode, estimate_emotions, encode_images, previous):
     return vectors, labels, emotions, images
 
 
-def _write_version(folder, key, sticker_ids, vectors, labels, emotions, images) -> None:
+def grown(previous: StickerIndex | None, sticker_ids: list[str], vectors: np.ndarray,
+          spec: str) -> faiss.Index | None:
+    """The previous version's index with the new stickers added, when the new version only
+    appends stickers and keeps the index type: a trained IVF keeps its centroids and codebooks,
+    an HNSW graph grows. None when it must be built anew (a Flat index costs nothing to build)."""
+    if previous is None or spec == "Flat" or previous.index_type != spec:
+        return None
+    old = len(previous.sticker_ids)
+    if sticker_ids[:old] != previous.sticker_ids or previous.index.ntotal != old:
+        return None
+    try:
+        index = faiss.clone_index(previous.index)
+    except RuntimeError:  # e.g. a GPU or memory-mapped index: build anew
+        return None
+    index.add(vectors[old:])
+    tune(index)
+    return index
+
+
+def _write_version(folder, key, sticker_ids, vectors, labels, emotions, images,
+                   previous=None) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     spec = index_spec(len(vectors), vectors.shape[1])
-    index = build_faiss(vectors, spec)
+    index = grown(previous, sticker_ids, vectors, spec)
+    built_from = previous.key if index is not None else None
+    index = index if index is not None else build_faiss(vectors, spec)
     recall = None
     if spec != "Flat":  # every approximate index reports what it loses against exact search
         sample = vectors[np.random.default_rng(0).choice(len(vectors), RECALL_SAMPLE, replace=False)]
@@ -195,7 +218,8 @@ def _write_version(folder, key, sticker_ids, vectors, labels, emotions, images) 
     if images is not None:
         np.save(staging / "images.npy", images.astype(np.float32))
     manifest = {"key": key, "sticker_ids": sticker_ids, "emotion_labels": labels,
-                "dim": int(vectors.shape[1]), "index_type": spec, "recall_at_10": recall}
+                "dim": int(vectors.shape[1]), "index_type": spec, "recall_at_10": recall,
+                "grown_from": built_from}
     (staging / "manifest.json").write_text(json.dumps(manifest))
     try:
         os.rename(staging, folder)

@@ -135,3 +135,34 @@ def test_switching_versions_prunes_the_index_folder(small_engine, tmp_path):
                 if not p.name.startswith(".")]
     assert len(versions) <= 4  # the live one, the one before it, two spares
     assert small_engine.search("cat", k=1)[0].label == "cat"
+
+
+@pytest.mark.parametrize("spec", ["HNSW32,Flat", "IVF8,Flat"])
+def test_appending_stickers_grows_the_previous_index_instead_of_rebuilding(tmp_path, monkeypatch,
+                                                                           spec):
+    import numpy as np
+
+    from engine import index as versions
+    from engine.stickers import Sticker
+
+    monkeypatch.setattr(versions, "index_spec", lambda n, dim: spec)  # as for a big library
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(600, 16)).astype(np.float32)
+    table /= np.linalg.norm(table, axis=1, keepdims=True)
+    stickers = [Sticker(id=f"s{i}", pack="p", path=tmp_path / f"{i}.png", label=f"{i}")
+                for i in range(600)]
+    encode = lambda texts: table[[int(t) for t in texts]]  # noqa: E731
+    emotions = lambda stickers, vectors: (["joy"], np.ones((len(stickers), 1), np.float32))  # noqa: E731
+    first = versions.open_or_build(tmp_path, "v1", stickers[:500], encode, emotions)
+    second = versions.open_or_build(tmp_path, "v2", stickers, encode, emotions, previous=first)
+    manifest = json.loads((tmp_path / "v2" / "manifest.json").read_text())
+    assert manifest["grown_from"] == "v1" and second.index.ntotal == 600
+    scores, rows = second.search(table[550:560], 1)
+    assert (rows[:, 0] == np.arange(550, 560)).all()  # the added stickers are found
+    if spec.startswith("IVF"):  # the centroids were kept, not trained again
+        centroids = lambda index: versions.faiss.extract_index_ivf(index).quantizer.reconstruct_n(0, 8)  # noqa: E731
+        assert np.array_equal(centroids(first.index), centroids(second.index))
+    shuffled = versions.open_or_build(tmp_path, "v3", stickers[100:] + stickers[:100], encode,
+                                      emotions, previous=second)
+    assert json.loads((tmp_path / "v3" / "manifest.json").read_text())["grown_from"] is None
+    assert shuffled.index.ntotal == 600  # a reordered library is built anew
