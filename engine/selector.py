@@ -32,7 +32,7 @@ NGRAM_DIM = 48
 TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 POSITIVE = {"joy", "trust", "anticipation"}
 NEGATIVE = {"anger", "disgust", "fear", "sadness"}
-PATIENCE = 2  # epochs without held-out improvement before training stops
+PATIENCE = 4  # epochs without held-out improvement before training stops
 MAX_TUNED_STICKERS = 256  # per-sticker offsets are tuned only for closed, small candidate sets
 
 
