@@ -152,7 +152,7 @@ class EmojiEvaluation:
                               image_similarity=self.image_similarity(train, dialogue_vectors, images))
         info = {"fit_seconds": round(time.perf_counter() - started, 1), "epochs": report.epochs,
                 "holdout_macro_f1": round(100 * report.holdout_macro_f1, 2),
-                "train_examples": report.examples}
+                "train_examples": report.examples, "parts": report.parts}
         selector.save(folder)
         (folder / "fit.json").write_text(json.dumps(info))
         return selector, info

@@ -68,3 +68,26 @@ def test_eval_zero_shot_and_fitted(emoji_dir, data_dir, engine):
     assert fitted["accuracy"] > zero_shot["accuracy"]
     again = run("--fit")  # cached by the data's hash: no second training
     assert again["fit_seconds"] == fitted["fit_seconds"] and again["accuracy"] == 100.0
+
+
+def test_selector_keeps_the_emotion_part_when_only_it_tells_the_stickers_apart():
+    from engine.labels import EKMAN7
+    from engine.selector import Selector
+
+    rng = np.random.default_rng(0)
+    n, stickers = 700, [f"s{i}" for i in range(len(EKMAN7))]
+    emotions = np.eye(len(EKMAN7), dtype=np.float32)  # one feeling per sticker
+    unit = lambda rows: (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    sticker_vectors = unit(rng.normal(size=(len(stickers), 64)))
+    gold = rng.integers(0, len(stickers), n)
+    moods = emotions[gold] * 0.7 + 0.3 / len(EKMAN7)  # the mood says which sticker fits
+    texts = [f"word{rng.integers(1000)} word{rng.integers(1000)}" for _ in range(n)]  # noise
+    vectors = unit(rng.normal(size=(n, 64)))
+    selector = Selector(emotion_weight=0.3)
+    report = selector.fit(texts, vectors, moods, [stickers[g] for g in gold], stickers,
+                          sticker_vectors, emotions, list(EKMAN7), max_seconds=120)
+    assert "emotion" in report.parts and selector.w_emotion > 0
+    assert report.holdout_macro_f1 > 0.6  # chance: 1/7
+    scores = selector.scores(texts[:50], vectors[:50], moods[:50], stickers, sticker_vectors,
+                             emotions)
+    assert (scores.argmax(axis=1) == gold[:50]).mean() > 0.6
