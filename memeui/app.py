@@ -12,7 +12,10 @@ from memeui.library import build_library_tab
 from memeui.search import build_search_tab
 
 TITLE = "memeui · chat with stickers"
-CSS = "#chatbot img { max-height: 160px; width: auto; }"  # stickers, not posters
+CSS = """
+#chatbot img { max-height: 160px; width: auto; }  /* stickers, not posters */
+#chat-alternatives .grid-container { grid-template-columns: repeat(auto-fill, 110px) !important; }
+"""
 FEEDBACK_FILE = "feedback.jsonl"  # likes, dislikes and sticker swaps, under MEMEUI_DATA_DIR
 QUEUE_SIZE = 64  # requests waiting beyond this are refused ("queue is full") instead of piling up
 MAX_UPLOAD = "200mb"  # per file; ingest limits then apply per sticker

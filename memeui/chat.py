@@ -206,7 +206,8 @@ def build_chat_tab(engine: Engine, feedback: FeedbackLog) -> tuple[gr.Dropdown, 
                              scale=5, elem_id="chat-input", max_length=2000)
         send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
     alternatives = gr.Gallery(label="Other stickers for the last reply: click one to swap",
-                              columns=6, height=150, allow_preview=False, elem_id="chat-alternatives")
+                              columns=8, rows=1, height=130, object_fit="contain",
+                              allow_preview=False, elem_id="chat-alternatives")
     with gr.Accordion("Send a sticker or a picture, load a conversation", open=False):
         with gr.Row():
             picker = gr.Dropdown([], label="A sticker from the library", scale=3,
