@@ -83,25 +83,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextmanager
-def served(environ: dict[str, str]):
-    """``memeui serve`` in its own process, as users run it; yields its URL once it answers."""
+def start_server(environ: dict[str, str], output=subprocess.DEVNULL, cwd=None,
+                 timeout: float = 300) -> tuple[subprocess.Popen, str]:
+    """``memeui serve`` in its own process, as users run it: the process and its URL, once it
+    answers (RuntimeError if it exits or stays silent for ``timeout`` seconds)."""
     port = free_port()
     memeui = Path(sys.executable).parent / "memeui"
-    process = subprocess.Popen([str(memeui), "serve", "--port", str(port)],
-                               env={**os.environ, **environ, "MEMEUI_LOG_LEVEL": "WARNING"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([str(memeui), "serve", "--port", str(port)], cwd=cwd,
+                               env={**os.environ, **environ}, stdout=output,
+                               stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return process, url
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("memeui serve did not start") from None
+            time.sleep(0.5)
+
+
+@contextmanager
+def served(environ: dict[str, str]):
+    """The URL of a ``memeui serve`` that stops when the block ends."""
+    process, url = start_server({**environ, "MEMEUI_LOG_LEVEL": "WARNING"})
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("memeui serve did not start") from None
-                time.sleep(0.5)
         yield url
     finally:
         process.terminate()

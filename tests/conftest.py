@@ -5,16 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from bench.chat import free_port, start_server  # noqa: F401 - free_port: for tests
 from engine import Engine, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,31 +49,15 @@ def memeui_env(data_dir: Path) -> dict[str, str]:
     return {**os.environ, "MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server_url(data_dir, engine) -> str:
     """`memeui serve` in its own process, as a user starts it; yields its URL once it answers."""
     engine.live.get()  # build the index here first, so the server only loads it
-    port = free_port()
     log = open(data_dir / "server.log", "w")
-    process = subprocess.Popen([str(MEMEUI), "serve", "--port", str(port)], cwd=ROOT,
-                               env=memeui_env(data_dir), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("memeui serve did not start:\n" + (data_dir / "server.log").read_text())
-            time.sleep(0.5)
+    try:
+        process, url = start_server(memeui_env(data_dir), output=log, cwd=ROOT, timeout=180)
+    except RuntimeError as error:
+        pytest.fail(f"{error}:\n" + (data_dir / "server.log").read_text())
     yield url
     process.terminate()
     process.wait(timeout=30)
