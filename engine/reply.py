@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import re
 import threading
@@ -29,7 +28,6 @@ from engine.dialogue import Dialogue
 from engine.encoders import recency_vector
 from engine.labels import EKMAN7
 
-log = logging.getLogger(__name__)
 CONTEXT_TURNS = 6
 SYSTEM_PROMPT = (
     "You are Memebot, a warm, funny friend texting. Keep replies under 25 words. {hint} "
