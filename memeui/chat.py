@@ -162,11 +162,9 @@ def build_chat_tab(engine: Engine, feedback: FeedbackLog) -> tuple[gr.Dropdown, 
         if index not in replies or not replies[index]["alternatives"]:
             raise gr.Error("Only the last reply's sticker can be swapped.", duration=5)
         old, reply = replies[index], swap_sticker(replies[index], selected.index)
-        dialogue = [_text_of(m["content"]) for m in history[:index]] + [reply["text"]]
-        labels = [Feedback(dialogue, reply["sticker"]["id"], "picked", _who(request), reply["text"])]
+        labels = [verdict(history[:index], reply, reply["sticker"], "picked", request)]
         if old["sticker"]:
-            labels.append(Feedback(dialogue, old["sticker"]["id"], "replaced", _who(request),
-                                   reply["text"]))
+            labels.append(verdict(history[:index], reply, old["sticker"], "replaced", request))
         feedback.record(*labels)
         history = [*history[:index], bot_message(reply)]
         return history, reply, {**replies, index: reply}, alternatives_gallery(reply)
@@ -176,10 +174,8 @@ def build_chat_tab(engine: Engine, feedback: FeedbackLog) -> tuple[gr.Dropdown, 
         reply = replies.get(index)
         if reply is None:
             return
-        dialogue = [_text_of(m["content"]) for m in history[:index]] + [reply["text"]]
-        sticker = reply["sticker"]["id"] if reply["sticker"] else ""
-        feedback.record(Feedback(dialogue, sticker, "like" if liked.liked else "dislike",
-                                 _who(request), reply["text"]))
+        feedback.record(verdict(history[:index], reply, reply["sticker"],
+                                "like" if liked.liked else "dislike", request))
         gr.Info("Thanks: noted.", duration=2)
 
     def retry(history: list[dict], replies: dict, again: gr.RetryData):
@@ -255,5 +251,9 @@ def _kept(replies: dict, length: int) -> dict:
     return {index: reply for index, reply in replies.items() if index < length}
 
 
-def _who(request: gr.Request | None) -> str:
-    return f"session-{request.session_hash}" if request and request.session_hash else "api"
+def verdict(before: list[dict], reply: dict, sticker: dict | None, kind: str,
+            request: gr.Request | None) -> Feedback:
+    """A label on ``reply`` (after the messages ``before`` it) and one of its stickers."""
+    said = [turn.content() for turn in dialogue_from_history(before).turns] + [reply["text"]]
+    who = f"session-{request.session_hash}" if request and request.session_hash else "api"
+    return Feedback(said, sticker["id"] if sticker else "", kind, who, reply["text"])
