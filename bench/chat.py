@@ -47,9 +47,10 @@ def turn_latencies(engine: Engine, texts: list[str]) -> list[float]:
     return latencies
 
 
-def http_turn(client, text: str) -> None:
-    """One turn through the HTTP API, as curl users call ``/chat``."""
-    answer = client.post("gradio_api/run/chat", json={"data": [text, []]})
+def http_turn(client, text: str, session: str) -> None:
+    """One turn through the HTTP API, as ``gradio_client`` calls ``/chat``: with the client's
+    session, so the server keeps one session state per client instead of building one per turn."""
+    answer = client.post("gradio_api/run/chat", json={"data": [text, []], "session_hash": session})
     answer.raise_for_status()
     if not answer.json()["data"][0]["text"]:
         raise RuntimeError(f"/chat answered without text: {answer.text[:300]}")
@@ -65,7 +66,7 @@ def http_throughput(url: str, texts: list[str], clients: int) -> tuple[float, li
     def work(worker: int) -> None:
         for text in texts[worker::clients]:
             started = time.perf_counter()
-            http_turn(pool[worker], text)
+            http_turn(pool[worker], text, f"bench-{worker}")
             latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
@@ -75,6 +76,16 @@ def http_throughput(url: str, texts: list[str], clients: int) -> tuple[float, li
     for client in pool:
         client.close()
     return len(texts) / elapsed, latencies
+
+
+def http_speedup(url: str, texts: list[str], turns: int) -> tuple[float, float, list[float]]:
+    """Turns per second of one client and of ``CLIENTS`` clients, and the latencies under
+    load; every turn a message the server has not seen (its encoder caches texts)."""
+    warm, rest = texts[:CLIENTS], texts[CLIENTS:]
+    http_throughput(url, warm, CLIENTS)  # load lazy parts, warm every client
+    sequential, _ = http_throughput(url, rest[:turns // 2], 1)
+    concurrent, loaded = http_throughput(url, rest[turns // 2:turns // 2 + turns], CLIENTS)
+    return sequential, concurrent, loaded
 
 
 def free_port() -> int:
@@ -120,14 +131,12 @@ def run(turns: int = 200, smollm2_turns: int = 8) -> dict:
     settings = Settings.from_env(reply_backend="retrieval")
     engine = Engine(settings)
     engine.warm_up().join()
-    texts = messages(turns + 32, skip=settings.retrieval_conversations)
+    texts = messages(2 * turns + CLIENTS, skip=settings.retrieval_conversations)
     turn_latencies(engine, texts[:8])  # warm lazy paths
     retrieval = turn_latencies(engine, texts[8:turns + 8])
 
     with served({"MEMEUI_REPLY_BACKEND": "retrieval"}) as url:
-        http_throughput(url, texts[:CLIENTS], CLIENTS)  # load lazy parts, warm every client
-        sequential, _ = http_throughput(url, texts[:turns // 4], 1)
-        concurrent, loaded = http_throughput(url, texts[:turns], CLIENTS)
+        sequential, concurrent, loaded = http_speedup(url, texts, turns)
 
     generator = Engine(Settings.from_env(reply_backend="smollm2", max_new_tokens=40))
     generator.warm_up().join()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 MAX_MESSAGE_CHARS = 2000
@@ -70,7 +70,9 @@ class SearchResult:
     parts: dict[str, float] = field(default_factory=dict)  # how the score was made
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "path": str(self.path), "score": round(self.score, 4),
+        # shallow: asdict deep-copies each value, a noticeable share of a fast chat turn
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "path": str(self.path),
+                "score": round(self.score, 4),
                 "parts": {name: round(value, 4) for name, value in self.parts.items()}}
 
 

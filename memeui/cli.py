@@ -136,9 +136,9 @@ def print_json(value) -> None:
 
 
 def run_serve(args) -> int:
+    serving_threads()  # before anything imports numpy or torch
     from memeui.app import build_app, launch
 
-    serving_threads()
     engine = make_engine()
     engine.warm_up()
     launch(build_app(engine), engine, host=args.host, port=args.port)

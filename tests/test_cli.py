@@ -90,3 +90,24 @@ def test_chat_json_with_the_retrieval_backend_and_a_clear_error_from_openai(data
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 2 and "Could not reach the reply server" in done.stderr
     assert done.stdout == ""
+
+
+def test_serve_limits_each_operation_to_one_thread_before_the_libraries_load(tmp_path):
+    """BLAS reads its thread count once, when numpy loads: set after that, the server ran a
+    spinning BLAS thread that took a second core from the requests."""
+    probe = (
+        "import os, sys\n"
+        "import memeui.cli as cli\n"
+        "def report():\n"
+        "    from threadpoolctl import threadpool_info\n"
+        "    print(sorted({pool['num_threads'] for pool in threadpool_info()}))\n"
+        "    sys.exit(0)\n"
+        "cli.make_engine = report\n"
+        "cli.main(['serve'])\n"
+    )
+    env = {k: v for k, v in memeui_env(tmp_path).items()
+           if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MEMEUI_THREADS")}
+    done = subprocess.run([str(MEMEUI.parent / "python"), "-c", probe], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1]"

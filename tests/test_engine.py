@@ -136,6 +136,21 @@ def test_multilingual_encoder_reads_chinese():
     assert again[0] == pytest.approx(vectors[1], abs=1e-5)
 
 
+def test_texts_share_a_batch_only_with_texts_of_about_their_length():
+    from engine.encoders import PADDING_SLACK, similar_length_groups
+
+    lengths = [12, 3, 12, 40, 12, 4, 12, 12, 90, 3]
+    groups = similar_length_groups(lengths, batch_size=4)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    for group in groups:
+        assert len(group) <= 4
+        padded = len(group) * max(lengths[i] for i in group)
+        assert padded <= (1 + PADDING_SLACK) * sum(lengths[i] for i in group)
+    assert [0, 2, 4, 6] in groups  # five texts of 12 tokens: four in one batch
+    assert [3] in groups and [8] in groups  # long ones alone, not padding the short
+    assert similar_length_groups([], 8) == []
+
+
 def test_onnx_runtime_encoder_gives_torch_vectors_and_is_exported_once(engine, tmp_path,
                                                                         monkeypatch):
     from engine import encoders
