@@ -103,7 +103,8 @@ class ConversationEmotion:
                  fingerprint: str = "") -> None:
         self.encoder = encoder
         self.fingerprint = fingerprint  # names the models, so caches of their output are keyed
-        self.prerecognizer = prerecognizer
+        self.prerecognizer = prerecognizer  # in torch, for training and batch forecasts
+        self.served = prerecognizer.frozen()  # what every chat turn runs: no lock, no torch
         self.recognizer = recognizer  # a fine-tuned engine.recognizer.Recognizer, or None
         self._lock = threading.Lock()  # torch modules are not re-entrant under inference
 
@@ -133,11 +134,7 @@ class ConversationEmotion:
 
     def _views(self, vectors: np.ndarray) -> np.ndarray:
         """The pre-recognizer's turn view: (n, 7 emotions + 3 sentiments)."""
-        import torch
-
-        with self._lock, torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))
-            return self.prerecognizer.views(x).numpy()
+        return self.served.views(np.asarray(vectors, np.float32)).astype(np.float32)
 
     def recognize(self, dialogue: Dialogue) -> Recognition:
         """Each turn's emotion (Ekman-7) and sentiment, read in its conversation."""
@@ -149,9 +146,7 @@ class ConversationEmotion:
 
     def forecast(self, dialogue: Dialogue, next_speaker: str = BOT) -> tuple[np.ndarray, np.ndarray]:
         """(Ekman-7, sentiment-3) distributions of ``next_speaker``'s coming utterance."""
-        encoded = self.encode(dialogue)
-        with self._lock:
-            return self.prerecognizer.forecast(encoded, next_speaker)
+        return self.served.forecast(self.encode(dialogue), next_speaker)
 
     def read(self, dialogue: Dialogue, next_speaker: str, scheme_name: str) -> EmotionReading:
         """Each turn's emotion and the next speaker's forecast, in ``scheme_name``."""

@@ -195,6 +195,28 @@ def test_one_forecast_equals_the_batched_forecasts():
         assert one_sentiment == pytest.approx(sentiment[t - 1], abs=1e-5)
 
 
+def test_the_served_numpy_forecast_is_the_torch_forecast():
+    torch.manual_seed(1)
+    dialogues, targets = synthetic(16, turns=30)  # longer than the model reads (MAX_TURNS)
+    model = PreRecognizer(dim=16, hidden=16)
+    fit(model, dialogues, targets, max_epochs=3, batch_size=8, lr=1e-2, patience=3)
+    model.eval()
+    served = model.frozen()
+    for dialogue in dialogues[:4]:
+        for t in (1, 2, 5, 30):
+            context = Encoded(dialogue.vectors[:t], dialogue.speakers[:t])
+            for speaker in ("A", "B", "someone new"):
+                expected = model.forecast(context, speaker)
+                got = served.forecast(context, speaker)
+                assert got[0] == pytest.approx(expected[0], abs=1e-5)
+                assert got[1] == pytest.approx(expected[1], abs=1e-5)
+    with torch.inference_mode():
+        views = model.views(torch.from_numpy(dialogues[0].vectors)).numpy()
+    assert served.views(dialogues[0].vectors) == pytest.approx(views, abs=1e-6)
+    nobody = Encoded(np.zeros((0, 16), np.float32), [])
+    assert served.forecast(nobody, "A")[0] == pytest.approx(model.forecast(nobody, "A")[0])
+
+
 def test_contrastive_pretraining_learns_what_comes_next():
     dialogues, _ = synthetic(64, turns=8)
     model = PreRecognizer(dim=16, hidden=16)
