@@ -174,14 +174,12 @@ class FrozenPreRecognizer:
         inputs = _gelu(_affine(np.concatenate(
             [vectors, views, speaker_features(speakers, next_speaker)], axis=1), self.turn_in))
         state, hidden = self.start, len(self.start)
-        for gates_in in _affine(inputs, self.gru_in):  # torch's GRU: reset, update, new
-            gates_state = _affine(state, self.gru_state)
-            reset, update, new_in = gates_in[:hidden], gates_in[hidden:-hidden], gates_in[-hidden:]
-            reset_state, update_state, new_state = \
-                gates_state[:hidden], gates_state[hidden:-hidden], gates_state[-hidden:]
-            reset, update = _sigmoid(reset + reset_state), _sigmoid(update + update_state)
-            new = np.tanh(new_in + reset * new_state)
-            state = (1.0 - update) * new + update * state
+        weights, bias = self.gru_state
+        for gates_in in _affine(inputs, self.gru_in):  # torch's GRU; gates: reset, update, new
+            gates_state = state @ weights + bias
+            reset_update = _sigmoid(gates_in[:2 * hidden] + gates_state[:2 * hidden])
+            new = np.tanh(gates_in[2 * hidden:] + reset_update[:hidden] * gates_state[2 * hidden:])
+            state = new + reset_update[hidden:] * (state - new)
         last = _last_by(speakers, next_speaker)
         next_view = views[last] if last >= 0 else np.zeros(VIEW, np.float32)
         flags = np.array([float(last >= 0), float(speakers[-1] == next_speaker)], np.float32)
@@ -203,10 +201,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+SQRT_HALF = 0.7071067811865476  # a Python float keeps float32 arrays float32 (NumPy 2)
+
+
 def _gelu(x: np.ndarray) -> np.ndarray:
     """torch's exact GELU, x·Φ(x), with erf by Abramowitz & Stegun 7.1.26 (error < 1.5e-7;
     numpy has no erf)."""
-    z = np.abs(x) / np.sqrt(2.0)
+    z = np.abs(x) * SQRT_HALF
     t = 1.0 / (1.0 + 0.3275911 * z)
     poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
     erf = np.sign(x) * (1.0 - poly * np.exp(-z * z))
