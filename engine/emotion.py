@@ -134,7 +134,7 @@ class ConversationEmotion:
 
     def _views(self, vectors: np.ndarray) -> np.ndarray:
         """The pre-recognizer's turn view: (n, 7 emotions + 3 sentiments)."""
-        return self.served.views(np.asarray(vectors, np.float32)).astype(np.float32)
+        return self.served.views(np.asarray(vectors, np.float32))
 
     def recognize(self, dialogue: Dialogue) -> Recognition:
         """Each turn's emotion (Ekman-7) and sentiment, read in its conversation."""

@@ -167,8 +167,8 @@ class FrozenPreRecognizer:
         next_view = views[last] if last >= 0 else np.zeros(VIEW, np.float32)
         flags = np.array([float(last >= 0), float(speakers[-1] == next_speaker)], np.float32)
         features = np.concatenate([state, next_view, views[-1], flags])
-        return (_softmax(_affine(features, self.emotion_head)).astype(np.float32),
-                _softmax(_affine(features, self.sentiment_head)).astype(np.float32))
+        return (_softmax(_affine(features, self.emotion_head)),
+                _softmax(_affine(features, self.sentiment_head)))
 
 
 def _affine(x: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
