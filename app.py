@@ -7,13 +7,14 @@ or from MEMEUI_HOST / MEMEUI_PORT.
 import os
 
 from engine import Engine
-from memeui.app import build_app, launch
+from memeui.app import build_app, launch, open_studio, start
 from memeui.spaces import apply_space_env
 
 apply_space_env()
 engine = Engine()
-engine.warm_up()
-demo = build_app(engine)
+studio = open_studio(engine)
+demo = build_app(engine, studio)
+start(engine, studio)
 
 if __name__ == "__main__":
     port = os.environ.get("MEMEUI_PORT")

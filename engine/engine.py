@@ -16,7 +16,7 @@ import numpy as np
 
 from engine import index as index_versions
 from engine.dialogue import Dialogue, Reply, SearchResult, Turn, check_message
-from engine.emotion import ConversationEmotion, forecast_mood
+from engine.emotion import ConversationEmotion, NadeEmotion, forecast_mood
 from engine.labels import EKMAN7, SCHEMES, convert, scheme
 from engine.encoders import create_text_encoder, recency_vector
 from engine.reply import (CausalLMReply, OpenAIReply, ReplyBackend, ReplyError, RetrievalReply,
@@ -34,6 +34,7 @@ NO_TOWER = object()  # the image tower setting is "none"
 CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
 DIALOGUE_TURNS = 4  # turns of context the sticker selector reads
 EMOTION_ENCODER = "minilm"  # the space the bundled emotion weights were trained in
+LEXICON_WEIGHT = 0.5  # share of the lexicon model (nade) in a sticker's emotion
 
 
 class Lazy(Generic[T]):
@@ -83,8 +84,10 @@ class Engine:
         self.live = Lazy("sticker index", lambda: self._build_live(previous=None))
         self.reply_backend = Lazy("reply backend", self._create_reply_backend)
         self.ocr = StickerOCR()
+        self.lexicon = NadeEmotion()
         self.selector = Selector(self.settings.emotion_weight, self.settings.image_weight)
         self._library_lock = threading.Lock()  # one pack change at a time
+        self.sticker_overrides: dict[str, dict] = {}  # people's corrections: id → fields
 
     def _text_encoder(self, name: str):
         copies = self.settings.encoder_copies or \
@@ -157,11 +160,12 @@ class Engine:
         return thread
 
     def _build_live(self, previous: LiveVersion | None) -> LiveVersion:
-        library = StickerLibrary.load(self.pack_dirs())
+        library = StickerLibrary.load(self.pack_dirs(), self.sticker_overrides)
         encoder, tower = self.encoder.get(), self.image_tower.get()
         index = index_versions.open_or_build(
             root=self.settings.data_dir / "index",
-            key=index_versions.index_key(f"{library.fingerprint()}{self.emotion.get().fingerprint}",
+            key=index_versions.index_key(
+                f"{library.fingerprint()}{self.emotion.get().fingerprint}lex{LEXICON_WEIGHT}",
                                          encoder.name,
                                          tower.name if tower is not NO_TOWER else "none"),
             stickers=library.stickers,
@@ -172,12 +176,24 @@ class Engine:
         )
         return LiveVersion(library, index)
 
+    def read_sticker_emotions(self, stickers: list[Sticker],
+                              vectors: np.ndarray | None = None) -> np.ndarray:
+        """What the models read of each sticker's emotion (Ekman-7), ignoring people's labels:
+        the recognizer over everything written of it (label, tags, OCR text), mixed with the
+        emotion lexicon model (nade) over the same words."""
+        texts = [sticker.text() for sticker in stickers]
+        if vectors is None:
+            vectors = self.encoder.get().encode(texts)
+        recognized = self.text_emotions(texts, vectors)
+        lexical = self.lexicon.predict_ekman([_sticker_words(s) for s in stickers])
+        mixed = (1 - LEXICON_WEIGHT) * recognized + LEXICON_WEIGHT * lexical
+        return mixed / mixed.sum(axis=1, keepdims=True)
+
     def _sticker_emotions(self, stickers: list[Sticker],
                           vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
         """Ekman-7 per sticker: a label people gave wins (in the deployment's scheme, or any
-        scheme that names it), otherwise the recognizer reads the sticker's text (from the
-        index's own vectors when both use one encoder)."""
-        emotions = self.text_emotions([sticker.text() for sticker in stickers], vectors)
+        scheme that names it), otherwise what the models read of it."""
+        emotions = self.read_sticker_emotions(stickers, vectors)
         for row, sticker in enumerate(stickers):
             given = self._given_emotion(sticker.emotion)
             if given is not None:
@@ -192,6 +208,41 @@ class Engine:
                 return convert(candidate.one_hot(label), candidate.name, "ekman7")
         log.warning("sticker emotion %r is in no known label scheme; estimating it", label)
         return None
+
+    def apply_sticker_corrections(self, overrides: dict[str, dict]) -> bool:
+        """People's corrections (sticker id → label, tags, ocr, emotion) go live in a new
+        index version; False when they are what is live already."""
+        with self._library_lock:
+            if overrides == self.sticker_overrides:
+                return False
+            live = self.live.get()
+            self.sticker_overrides = {key: dict(value) for key, value in overrides.items()}
+            self._switch_to(self._build_live(previous=live), live)
+        return True
+
+    def sticker_readings(self) -> list[dict]:
+        """Every sticker of the live library with its emotion in the deployment's scheme,
+        whether people or the model gave it, and the model's confidence."""
+        live = self.live.get()
+        shown = self.shown(live.index.emotions)
+        readings = []
+        for row, sticker_id in enumerate(live.index.sticker_ids):
+            sticker = live.library.by_id[sticker_id]
+            best = int(np.argmax(shown[row]))
+            people = self._given_emotion(sticker.emotion) is not None
+            readings.append({
+                "id": sticker.id, "label": sticker.label, "pack": sticker.pack,
+                "emoji": sticker.emoji, "emotion": self.scheme.labels[best],
+                "emotion_source": "people" if people else "model",
+                "confidence": round(float(shown[row, best]), 4),
+                "tags": list(sticker.tags), "ocr": sticker.ocr, "file": str(sticker.path),
+                "animated": sticker.animated})
+        return readings
+
+    @property
+    def emotion_model_version(self) -> str:
+        """Names the models that read emotions, recorded with every suggestion they make."""
+        return f"emotion-{self.emotion.get().fingerprint[:12]}"
 
     def shown(self, ekman: np.ndarray) -> np.ndarray:
         """Ekman-7 distributions in the deployment's label scheme."""
@@ -371,6 +422,11 @@ class Engine:
             alternatives=ranked[1:] if fits else ranked[: self.settings.alternatives],
             timings_ms=timings,
         )
+
+
+def _sticker_words(sticker: Sticker) -> str:
+    """A sticker's words as the lexicon model reads them: label, tags and its own text."""
+    return " ".join([sticker.label, *sticker.tags, sticker.ocr, sticker.caption]).strip()
 
 
 def _ms_since(start: float) -> float:

@@ -256,3 +256,38 @@ class EmotionEvaluation:
         return {"weighted_f1": metrics["weighted_f1"], "accuracy": metrics["wa"],
                 "macro_f1": metrics["macro_f1"], "n": int(len(gold)), "split": split,
                 "model": "fitted" if fit else "live", **info}
+
+
+STICKER_EMOTIONS = Path(__file__).resolve().parent.parent / "assets" / "labels" / "sticker_emotions.csv"
+
+
+def sticker_emotion_evaluation(engine, labels: Path = STICKER_EMOTIONS) -> dict:
+    """The sticker emotion reader (no people's labels) against a labelled CSV (``id``,
+    ``emotion`` in Ekman-7, optional ``basis``): accuracy and macro-F1 in percent, overall and
+    per basis."""
+    import csv
+
+    from engine.labels import EKMAN7
+    from engine.stickers import StickerLibrary
+
+    library = StickerLibrary.load(engine.pack_dirs())
+    with Path(labels).open(encoding="utf-8", newline="") as file:
+        rows = [row for row in csv.DictReader(file) if row["id"] in library.by_id]
+    if not rows:
+        raise ValueError(f"{labels} labels no sticker of the library")
+    unknown = sorted({row["emotion"] for row in rows} - set(EKMAN7))
+    if unknown:
+        raise ValueError(f"{labels}: emotions outside Ekman-7: {', '.join(unknown)}")
+    predicted = engine.read_sticker_emotions([library.by_id[row["id"]] for row in rows]).argmax(1)
+    gold = np.array([EKMAN7.index(row["emotion"]) for row in rows])
+    bases = {row.get("basis") or "all" for row in rows}
+
+    def scores(mask: np.ndarray) -> dict:
+        return {"n": int(mask.sum()),
+                "accuracy": round(100 * float(np.mean(predicted[mask] == gold[mask])), 2),
+                "macro_f1": round(100 * macro_f1(predicted[mask], gold[mask], len(EKMAN7)), 2)}
+
+    everything = np.ones(len(rows), dtype=bool)
+    return {"labels": str(labels), **scores(everything),
+            "by_basis": {basis: scores(np.array([(row.get("basis") or "all") == basis
+                                                 for row in rows])) for basis in sorted(bases)}}

@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +37,7 @@ class StickerIndex:
     images: np.ndarray | None = None  # (n_stickers, d) image-tower vectors, if a tower is set
     index_type: str = "Flat"
     recall_at_10: float | None = None  # against exact search; None for an exact index
+    signatures: list[str] = field(default_factory=list)  # Sticker.signature() per row
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner-product (cosine, as vectors are normalised) top-k: (scores, rows)."""
@@ -138,7 +139,7 @@ def open_or_build(
         vectors, labels, emotions, images = _features(stickers, encode, estimate_emotions,
                                                       encode_images, previous)
         _write_version(folder, key, [s.id for s in stickers], vectors, labels, emotions, images,
-                       previous)
+                       previous, [s.signature() for s in stickers])
         log.info("built index %s (%d stickers) in %.1fs", key, len(stickers),
                  time.perf_counter() - started)
     return _read_version(folder)
@@ -155,8 +156,16 @@ def _can_reconstruct(previous: StickerIndex | None) -> bool:
 
 
 def _features(stickers, encode, estimate_emotions, encode_images, previous):
-    known = {} if not _can_reconstruct(previous) else {
-        sid: row for row, sid in enumerate(previous.sticker_ids)}
+    """Vectors, emotions and pictures of ``stickers``; what ``previous`` holds is reused: text
+    vectors and emotions while a sticker's signature is unchanged, pictures while its id is."""
+    reusable = _can_reconstruct(previous)
+    old_rows = {sid: row for row, sid in enumerate(previous.sticker_ids)} if reusable else {}
+    old_signatures = previous.signatures if reusable else []
+    known = {sid: row for sid, row in old_rows.items()
+             if row < len(old_signatures) and old_signatures[row]}
+    signatures = {s.id: s.signature() for s in stickers}
+    known = {sid: row for sid, row in known.items()
+             if sid in signatures and old_signatures[row] == signatures[sid]}
     new = [s for s in stickers if s.id not in known]
     new_vectors = encode([s.text() for s in new])
     labels, new_emotions = estimate_emotions(new, new_vectors)
@@ -164,20 +173,23 @@ def _features(stickers, encode, estimate_emotions, encode_images, previous):
         known, new = {}, list(stickers)  # the label scheme changed: estimate everything anew
         new_vectors = encode([s.text() for s in new])
         labels, new_emotions = estimate_emotions(new, new_vectors)
-    new_rows = {s.id: i for i, s in enumerate(new)}
 
-    def merged(new_block: np.ndarray, old_row: Callable[[int], np.ndarray]) -> np.ndarray:
+    def merged(fresh: list, new_block: np.ndarray, reused: dict, old_row) -> np.ndarray:
+        rows = {s.id: i for i, s in enumerate(fresh)}
         out = np.zeros((len(stickers), new_block.shape[1]), dtype=np.float32)
         for row, sticker in enumerate(stickers):
-            out[row] = (new_block[new_rows[sticker.id]] if sticker.id in new_rows
-                        else old_row(known[sticker.id]))
+            out[row] = new_block[rows[sticker.id]] if sticker.id in rows \
+                else old_row(reused[sticker.id])
         return out
 
-    vectors = merged(new_vectors, previous.index.reconstruct if known else None)
-    emotions = merged(new_emotions, lambda row: previous.emotions[row])
+    vectors = merged(new, new_vectors, known, previous.index.reconstruct if known else None)
+    emotions = merged(new, new_emotions, known, lambda row: previous.emotions[row])
     images = None
     if encode_images is not None:
-        images = merged(encode_images(new), lambda row: previous.images[row])
+        pictured = old_rows if reusable and previous.images is not None else {}
+        unpictured = [s for s in stickers if s.id not in pictured]
+        images = merged(unpictured, encode_images(unpictured), pictured,
+                        lambda row: previous.images[row])
     return vectors, labels, emotions, images
 
 
@@ -201,7 +213,7 @@ def grown(previous: StickerIndex | None, sticker_ids: list[str], vectors: np.nda
 
 
 def _write_version(folder, key, sticker_ids, vectors, labels, emotions, images,
-                   previous=None) -> None:
+                   previous=None, signatures=()) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -219,7 +231,7 @@ def _write_version(folder, key, sticker_ids, vectors, labels, emotions, images,
         np.save(staging / "images.npy", images.astype(np.float32))
     manifest = {"key": key, "sticker_ids": sticker_ids, "emotion_labels": labels,
                 "dim": int(vectors.shape[1]), "index_type": spec, "recall_at_10": recall,
-                "grown_from": built_from}
+                "grown_from": built_from, "signatures": list(signatures)}
     (staging / "manifest.json").write_text(json.dumps(manifest))
     try:
         os.rename(staging, folder)
@@ -275,4 +287,5 @@ def _read_version(folder: Path) -> StickerIndex:
         images=np.load(folder / "images.npy") if (folder / "images.npy").is_file() else None,
         index_type=manifest.get("index_type", "Flat"),
         recall_at_10=manifest.get("recall_at_10"),
+        signatures=manifest.get("signatures", []),
     )

@@ -39,6 +39,8 @@ class Settings:
     offline: bool = True  # no model downloads; set MEMEUI_OFFLINE=0 to allow Hub ids
     label_scheme: str = "ekman7"  # ekman7 | sentiment3 | plutchik8 | iemocap | emorynlp
     prerecognizer: Path = DEFAULT_PRERECOGNIZER  # a folder from `memeui eval premeld --fit`
+    label_overlap: int = 1  # annotators who should label each item (the studio serves items short of it)
+    train_every: int = 200  # new labels of a task that record a fine-tuning request (0: only by hand)
     recognizer: str = "default"  # default (the pre-recognizer's turn view) | a folder from `memeui eval erc --fit`
 
     @classmethod

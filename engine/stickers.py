@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -34,6 +35,20 @@ class Sticker:
         parts += [f'"{self.ocr}"' if self.ocr else "", self.caption]
         return ". ".join(part for part in parts if part)
 
+    def signature(self) -> str:
+        """Changes when what the index holds of the sticker changes (its text or emotion)."""
+        return hashlib.sha256(f"{self.text()}\t{self.emotion}".encode()).hexdigest()[:12]
+
+    def corrected(self, override: dict) -> "Sticker":
+        """The sticker with what people corrected (label, tags, OCR text, emotion)."""
+        known = {k: v for k, v in override.items() if k in OVERRIDABLE}
+        if "tags" in known:
+            known["tags"] = tuple(known["tags"])
+        return dataclasses.replace(self, **known)
+
+
+OVERRIDABLE = ("label", "tags", "ocr", "emotion")
+
 
 @dataclass
 class StickerLibrary:
@@ -49,7 +64,9 @@ class StickerLibrary:
         return len(self.stickers)
 
     @classmethod
-    def load(cls, pack_dirs: tuple[Path, ...] | list[Path]) -> "StickerLibrary":
+    def load(cls, pack_dirs: tuple[Path, ...] | list[Path],
+             overrides: dict[str, dict] | None = None) -> "StickerLibrary":
+        """The packs' stickers, with people's corrections (id → fields) applied."""
         stickers: list[Sticker] = []
         names: list[str] = []
         seen: set[str] = set()
@@ -59,14 +76,15 @@ class StickerLibrary:
             for sticker in pack:
                 if sticker.id not in seen:  # the same image in two packs is one sticker
                     seen.add(sticker.id)
-                    stickers.append(sticker)
+                    override = (overrides or {}).get(sticker.id)
+                    stickers.append(sticker.corrected(override) if override else sticker)
         return cls(stickers, names)
 
     def fingerprint(self) -> str:
         """Changes whenever a sticker or its text changes: the key of cached embeddings."""
         digest = hashlib.sha256()
         for sticker in self.stickers:
-            digest.update(f"{sticker.id}\t{sticker.text()}\n".encode())
+            digest.update(f"{sticker.id}\t{sticker.signature()}\n".encode())
         return digest.hexdigest()[:16]
 
 

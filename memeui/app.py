@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import gradio as gr
 
-from annotations.feedback import FeedbackLog
+from annotations.feedback import import_feedback_file
+from annotations.users import USERS_FILE, Users
 from engine import Engine
+from memeui.access import Access
+from memeui.annotate import HOTKEYS_JS, Studio, add_label_api, build_annotate_tab, build_stats_tab
 from memeui.chat import build_chat_tab
 from memeui.emotion import build_emotion_tab
 from memeui.library import build_library_tab
@@ -16,32 +21,62 @@ CSS = """
 #chatbot img { max-height: 160px; width: auto; }  /* stickers, not posters */
 #chat-alternatives .grid-container { grid-template-columns: repeat(auto-fill, 110px) !important; }
 """
-FEEDBACK_FILE = "feedback.jsonl"  # likes, dislikes and sticker swaps, under MEMEUI_DATA_DIR
+FEEDBACK_FILE = "feedback.jsonl"  # chat labels before the store: imported once at start
 QUEUE_SIZE = 64  # requests waiting beyond this are refused ("queue is full") instead of piling up
 MAX_UPLOAD = "200mb"  # per file; ingest limits then apply per sticker
 
 
-def build_app(engine: Engine) -> gr.Blocks:
+def open_studio(engine: Engine) -> Studio:
+    """The label store wired to the engine; people's corrections apply before the index loads."""
+    studio = Studio.open(engine)
+    engine.sticker_overrides = studio.corrections()
+    return studio
+
+
+def build_app(engine: Engine, studio: Studio | None = None) -> gr.Blocks:
+    studio = studio or open_studio(engine)
+    access = Access(Users(engine.settings.data_dir / USERS_FILE))
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}")
         with gr.Tab("Chat"):
-            feedback = FeedbackLog(engine.settings.data_dir / FEEDBACK_FILE)
-            picker, picker_choices = build_chat_tab(engine, feedback)
+            picker, picker_choices = build_chat_tab(engine, studio.record_feedback)
         with gr.Tab("Search"):
             build_search_tab(engine)
         with gr.Tab("Emotion"):
             build_emotion_tab(engine)
         with gr.Tab("Library"):
-            build_library_tab(engine)
+            build_library_tab(engine, studio.library_changed)
+        with gr.Tab("Annotate") as annotate:
+            build_annotate_tab(studio, access, annotate)
+        with gr.Tab("Stats"):
+            build_stats_tab(studio, access)
+        add_label_api(studio, access)
         demo.load(picker_choices, None, picker, api_name=False, queue=False)
+        demo.load(None, js=HOTKEYS_JS)
     demo.queue(max_size=QUEUE_SIZE)
     return demo
 
 
+def start(engine: Engine, studio: Studio) -> None:
+    """Background work before serving: old chat feedback moves into the store once the
+    stickers are items, and the models load."""
+    def import_old_feedback() -> None:
+        studio.ensure_items()
+        import_feedback_file(studio.store, engine.settings.data_dir / FEEDBACK_FILE)
+
+    engine.warm_up()
+    if (engine.settings.data_dir / FEEDBACK_FILE).is_file():
+        threading.Thread(target=import_old_feedback, name="memeui-feedback-import",
+                         daemon=True).start()
+
+
 def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int | None = None,
            **kwargs):
-    """Serve the app; sticker files are the only local files it hands to browsers."""
+    """Serve the app; sticker files are the only local files it hands to browsers; with a
+    users file, only signed-in users reach it."""
+    access = Access(Users(engine.settings.data_dir / USERS_FILE))
     return demo.launch(
+        auth=access.login(), auth_message="memeui: sign in with your annotator account",
         server_name=host, server_port=port,
         allowed_paths=[str(path) for path in engine.settings.packs] + [str(engine.user_packs_dir)],
         max_file_size=MAX_UPLOAD,

@@ -1,9 +1,9 @@
 """The Chat tab: a conversation with the meme bot, whose turns carry text, a sticker and a mood.
 
 Replies stream in; the next-best stickers sit under the chat and a click swaps one in; likes,
-dislikes and swaps are recorded as labels (``annotations.feedback``). Users can send stickers
-from the library or pictures of their own, undo a turn, regenerate a reply, and load a
-conversation (MOD JSON or a transcript) to continue it.
+dislikes and swaps are recorded as best-sticker labels in the store (``annotations.feedback``).
+Users can send stickers from the library or pictures of their own, undo a turn, regenerate a
+reply, and load a conversation (MOD JSON or a transcript) to continue it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable
 
 import gradio as gr
 
-from annotations.feedback import Feedback, FeedbackLog
+from annotations.feedback import Feedback
 from engine import Dialogue, Engine, Reply, ReplyError, Turn
 from engine.corpora import read_conversations
 from engine.dialogue import check_message
@@ -103,9 +103,10 @@ def _text_of(content) -> str:
     return " ".join(b["text"] for b in _blocks(content) if b.get("type") == "text")
 
 
-def build_chat_tab(engine: Engine, feedback: FeedbackLog) -> tuple[gr.Dropdown, Callable[[], gr.Dropdown]]:
-    """The tab's components and events; returns the sticker picker and what fills it (the
-    app runs it at page load, so packs added since show up)."""
+def build_chat_tab(engine: Engine, record: Callable[..., None]) -> tuple[gr.Dropdown, Callable[[], gr.Dropdown]]:
+    """The tab's components and events; ``record(*labels)`` keeps likes, dislikes and swaps.
+    Returns the sticker picker and what fills it (the app runs it at page load, so packs
+    added since show up)."""
     def run_turn(history: list[dict], replies: dict, restore: str = ""):
         """Stream the bot's answer to ``history``; yields (chat, details, replies,
         alternatives, message box). A failed turn shows why and gives the message back."""
@@ -165,7 +166,7 @@ def build_chat_tab(engine: Engine, feedback: FeedbackLog) -> tuple[gr.Dropdown, 
         labels = [verdict(history[:index], reply, reply["sticker"], "picked", request)]
         if old["sticker"]:
             labels.append(verdict(history[:index], reply, old["sticker"], "replaced", request))
-        feedback.record(*labels)
+        record(*labels)
         history = [*history[:index], bot_message(reply)]
         return history, reply, {**replies, index: reply}, alternatives_gallery(reply)
 
@@ -174,8 +175,8 @@ def build_chat_tab(engine: Engine, feedback: FeedbackLog) -> tuple[gr.Dropdown, 
         reply = replies.get(index)
         if reply is None:
             return
-        feedback.record(verdict(history[:index], reply, reply["sticker"],
-                                "like" if liked.liked else "dislike", request))
+        record(verdict(history[:index], reply, reply["sticker"],
+                       "like" if liked.liked else "dislike", request))
         gr.Info("Thanks: noted.", duration=2)
 
     def retry(history: list[dict], replies: dict, again: gr.RetryData):
@@ -256,4 +257,6 @@ def verdict(before: list[dict], reply: dict, sticker: dict | None, kind: str,
     """A label on ``reply`` (after the messages ``before`` it) and one of its stickers."""
     said = [turn.content() for turn in dialogue_from_history(before).turns] + [reply["text"]]
     who = f"session-{request.session_hash}" if request and request.session_hash else "api"
-    return Feedback(said, sticker["id"] if sticker else "", kind, who, reply["text"])
+    shown = [s["id"] for s in [reply["sticker"], *reply["alternatives"]] if s]
+    return Feedback(said, sticker["id"] if sticker else "", kind, who, reply["text"],
+                    shown=tuple(shown))

@@ -137,11 +137,13 @@ def print_json(value) -> None:
 
 def run_serve(args) -> int:
     serving_threads()  # before anything imports numpy or torch
-    from memeui.app import build_app, launch
+    from memeui.app import build_app, launch, open_studio, start
 
     engine = make_engine()
-    engine.warm_up()
-    launch(build_app(engine), engine, host=args.host, port=args.port)
+    studio = open_studio(engine)
+    demo = build_app(engine, studio)
+    start(engine, studio)
+    launch(demo, engine, host=args.host, port=args.port)
     return 0
 
 

@@ -24,7 +24,8 @@ def report_markdown(report) -> str:
     return "\n".join(lines)
 
 
-def build_library_tab(engine: Engine) -> None:
+def build_library_tab(engine: Engine, changed=lambda: None) -> None:
+    """``changed`` runs after a pack is added or removed (the studio refreshes its items)."""
     def add(files: list[str] | None, name: str, ocr: bool, progress=gr.Progress()):
         if not files:
             raise gr.Error("Choose sticker files or a zip first.", duration=5)
@@ -42,6 +43,7 @@ def build_library_tab(engine: Engine) -> None:
                                          progress=lambda f, m: progress(f, desc=m))
             except IngestError as error:
                 raise gr.Error(str(error), duration=8) from None
+        changed()
         return (report_markdown(report), packs_table(engine),
                 gr.Dropdown(choices=engine.added_pack_names()))
 
@@ -52,6 +54,7 @@ def build_library_tab(engine: Engine) -> None:
             engine.remove_pack(name)
         except IngestError as error:
             raise gr.Error(str(error), duration=8) from None
+        changed()
         return (f"Removed **{name}**.", packs_table(engine),
                 gr.Dropdown(choices=engine.added_pack_names(), value=None))
 

@@ -1,0 +1,465 @@
+"""The label store: one DuckDB file of items, annotators and append-only label events.
+
+Nothing here is updated in place or deleted: a label, a skip and an undo are each an event, and
+the current label of an item is a view over the events. One read-write connection per process
+(DuckDB lets one process hold the file), a cursor per thread; a call that writes returns once
+its event is committed. Training reads Parquet snapshots, never the live file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+TASKS = ("sticker_emotion", "utterance_emotion", "best_sticker", "sticker_text")
+EMOTION_TASKS = ("sticker_emotion", "utterance_emotion")
+SOURCES = ("studio", "chat", "import", "api", "cli")
+ORDERS = ("uncertain", "library", "random")
+UNSURE = "unsure"  # an emotion answer that counts as labelled but not as a label for training
+NONE_FITS = "none_fits"  # best sticker: none of the candidates shown fits
+NO_STICKER = "no_sticker"  # best sticker: no sticker should be sent here (MOD's usage flag)
+TEXT_FIELDS = ("label", "tags", "ocr")  # what a sticker_text correction may change
+MAX_LABEL_CHARS = 4000
+
+# Numbered migrations, applied in order at open; a file records the last one it has.
+MIGRATIONS = (
+    # 1: items, annotators and label events
+    """
+    CREATE TABLE annotators (name VARCHAR PRIMARY KEY, role VARCHAR NOT NULL, created DOUBLE);
+    CREATE TABLE items (
+        id VARCHAR, task VARCHAR, grp VARCHAR, position BIGINT, payload VARCHAR,
+        suggestion VARCHAR, confidence DOUBLE, model_version VARCHAR, PRIMARY KEY (task, id));
+    CREATE SEQUENCE event_ids START 1;
+    CREATE TABLE label_events (
+        id BIGINT PRIMARY KEY DEFAULT nextval('event_ids'), time DOUBLE NOT NULL,
+        annotator VARCHAR NOT NULL, task VARCHAR NOT NULL, item VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL, label VARCHAR, undoes BIGINT, suggestion VARCHAR,
+        confidence DOUBLE, model_version VARCHAR, source VARCHAR NOT NULL, session VARCHAR);
+    """,
+    # 2: what a best-sticker answer was chosen from, and the training requests labels trigger
+    """
+    ALTER TABLE label_events ADD COLUMN shown VARCHAR;
+    CREATE SEQUENCE request_ids START 1;
+    CREATE TABLE training_requests (
+        id BIGINT PRIMARY KEY DEFAULT nextval('request_ids'), task VARCHAR NOT NULL,
+        time DOUBLE NOT NULL, requested_by VARCHAR NOT NULL, reason VARCHAR NOT NULL,
+        labels BIGINT NOT NULL, status VARCHAR NOT NULL DEFAULT 'pending');
+    """,
+    # 3: the views every reader shares
+    """
+    CREATE VIEW live_events AS
+        SELECT * FROM label_events
+        WHERE kind IN ('label', 'skip')
+          AND id NOT IN (SELECT undoes FROM label_events WHERE kind = 'undo');
+    CREATE VIEW current_labels AS
+        SELECT id, time, annotator, task, item, label, suggestion, confidence, model_version,
+               source, session, shown
+        FROM (SELECT *, row_number() OVER (PARTITION BY task, item, annotator ORDER BY id DESC) AS n
+              FROM live_events WHERE kind = 'label') WHERE n = 1;
+    """,
+)
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds the DuckDB file (DuckDB allows one writer process)."""
+
+
+class LabelError(ValueError):
+    """A label call the store refuses: unknown task, item, label or annotator."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """Something to label: a sticker, an utterance in a dialogue, a dialogue's next sticker."""
+
+    id: str
+    task: str
+    payload: dict = field(default_factory=dict)  # what the studio shows (text, file, turns…)
+    group: str = ""  # the pack of a sticker, the dialogue of an utterance
+    position: int = 0  # library / corpus order
+    suggestion: str | None = None  # the engine's label for it, pre-selected in the studio
+    confidence: float | None = None
+    model_version: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    time: float
+    annotator: str
+    task: str
+    item: str
+    kind: str  # label | skip | undo
+    label: str | None = None
+    undoes: int | None = None
+
+
+class LabelStore:
+    """The store over ``path``; safe to share between threads."""
+
+    def __init__(self, path: Path, emotion_labels: tuple[str, ...] = ()) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.emotion_labels = tuple(emotion_labels)
+        try:
+            self._connection = duckdb.connect(str(self.path))
+        except duckdb.IOException as error:
+            if "lock" in str(error).lower():
+                raise StoreLocked(
+                    f"{self.path} is held by another process (a running `memeui serve`?): "
+                    "stop it, or pass --server URL to go through it") from None
+            raise
+        self._local = threading.local()
+        self._migrate()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._connection.cursor()
+        return cursor
+
+    def _sql(self, query: str, params: list | tuple = ()) -> list[tuple]:
+        return self._cursor().execute(query, list(params)).fetchall()
+
+    # ------------------------------------------------------------ schema
+
+    @property
+    def schema_version(self) -> int:
+        return self._sql("SELECT max(version) FROM schema_migrations")[0][0] or 0
+
+    def _migrate(self) -> None:
+        cursor = self._cursor()
+        cursor.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                       "(version INTEGER PRIMARY KEY, applied DOUBLE)")
+        for version, script in enumerate(MIGRATIONS, start=1):
+            if version <= self.schema_version:
+                continue
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                cursor.execute(script)
+                cursor.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, time.time()])
+                cursor.execute("COMMIT")
+            except Exception:
+                cursor.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------ annotators and items
+
+    def add_annotator(self, name: str, role: str = "annotator") -> None:
+        """Make ``name`` known (or change its role): the store's record of who labels."""
+        name = check_name(name)
+        self._sql("INSERT INTO annotators VALUES (?, ?, ?) "
+                  "ON CONFLICT (name) DO UPDATE SET role = excluded.role", [name, role, time.time()])
+
+    def annotators(self) -> dict[str, str]:
+        return dict(self._sql("SELECT name, role FROM annotators ORDER BY name"))
+
+    def put_items(self, items: list[Item]) -> None:
+        """Add items or refresh their payload and suggestion (items are not labels: a newer
+        model's suggestion replaces the old one; the events keep what each annotator saw)."""
+        rows = [(i.id, _check_task(i.task), i.group, i.position,
+                 json.dumps(i.payload, ensure_ascii=False), i.suggestion, i.confidence,
+                 i.model_version) for i in items]
+        if not rows:
+            return
+        cursor = self._cursor()
+        cursor.execute("BEGIN TRANSACTION")
+        cursor.executemany(
+            "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task, id) DO UPDATE SET "
+            "grp = excluded.grp, position = excluded.position, payload = excluded.payload, "
+            "suggestion = excluded.suggestion, confidence = excluded.confidence, "
+            "model_version = excluded.model_version", rows)
+        cursor.execute("COMMIT")
+
+    def item(self, task: str, item_id: str) -> Item | None:
+        rows = self._sql(f"SELECT {ITEM_COLUMNS} FROM items WHERE task = ? AND id = ?",
+                         [_check_task(task), item_id])
+        return _item(rows[0]) if rows else None
+
+    def items(self, task: str, group: str | None = None) -> list[Item]:
+        query = f"SELECT {ITEM_COLUMNS} FROM items WHERE task = ?"
+        params: list = [_check_task(task)]
+        if group is not None:
+            query, params = query + " AND grp = ?", params + [group]
+        return [_item(row) for row in self._sql(query + " ORDER BY position, id", params)]
+
+    def groups(self, task: str) -> list[str]:
+        return [row[0] for row in self._sql(
+            "SELECT grp FROM items WHERE task = ? GROUP BY grp ORDER BY min(position)",
+            [_check_task(task)])]
+
+    # ------------------------------------------------------------ events
+
+    def label(self, task: str, item: str, label: str, annotator: str, *, source: str = "studio",
+              session: str = "", suggestion: str | None = None, confidence: float | None = None,
+              model_version: str = "", shown: list[str] | None = None) -> int:
+        """Record ``annotator``'s label; returns the event id once it is committed."""
+        label = self.check_label(task, item, label)
+        return self._event(task, item, "label", annotator, label=label, source=source,
+                           session=session, suggestion=suggestion, confidence=confidence,
+                           model_version=model_version, shown=shown)
+
+    def skip(self, task: str, item: str, annotator: str, *, source: str = "studio",
+             session: str = "") -> int:
+        """``annotator`` passes on an item: it is not served to them again (unless undone)."""
+        self._require_item(task, item)
+        return self._event(task, item, "skip", annotator, source=source, session=session)
+
+    def undo(self, task: str, annotator: str, *, source: str = "studio",
+             session: str = "") -> Event | None:
+        """Take back ``annotator``'s latest label or skip of ``task`` that still stands; the
+        undo is an event too. Returns the event undone, or None when there is nothing left."""
+        rows = self._sql(f"SELECT {EVENT_COLUMNS} FROM live_events WHERE task = ? AND annotator = ? "
+                         "ORDER BY id DESC LIMIT 1", [_check_task(task), annotator])
+        if not rows:
+            return None
+        undone = Event(*rows[0])
+        self._event(task, undone.item, "undo", annotator, undoes=undone.id, source=source,
+                    session=session)
+        return undone
+
+    def _event(self, task: str, item: str, kind: str, annotator: str, *, label: str | None = None,
+               undoes: int | None = None, source: str = "studio", session: str = "",
+               suggestion: str | None = None, confidence: float | None = None,
+               model_version: str = "", shown: list[str] | None = None) -> int:
+        if source not in SOURCES:
+            raise LabelError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
+        annotator = check_name(annotator)
+        return self._sql(
+            "INSERT INTO label_events (time, annotator, task, item, kind, label, undoes, "
+            "suggestion, confidence, model_version, source, session, shown) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            [time.time(), annotator, task, item, kind, label, undoes, suggestion, confidence,
+             model_version, source, session, json.dumps(shown) if shown is not None else None],
+        )[0][0]
+
+    def check_label(self, task: str, item: str, label: str) -> str:
+        """The label as stored, or a LabelError that says what the task accepts."""
+        self._require_item(task, item)
+        if not isinstance(label, str) or not label.strip():
+            raise LabelError("the label is empty")
+        if len(label) > MAX_LABEL_CHARS:
+            raise LabelError(f"the label is {len(label)} characters; the limit is {MAX_LABEL_CHARS}")
+        label = label.strip()
+        if task in EMOTION_TASKS:
+            known = (*self.emotion_labels, UNSURE)
+            if label.lower() not in known:
+                raise LabelError(f"unknown label {label!r} for {task}; known: {', '.join(known)}")
+            return label.lower()
+        if task == "best_sticker":
+            if label not in (NONE_FITS, NO_STICKER) and not self._sql(
+                    "SELECT 1 FROM items WHERE id = ? AND task IN ('sticker_emotion', 'sticker_text')",
+                    [label]):
+                raise LabelError(f"{label!r} is no sticker of the library; answer a sticker id, "
+                                 f"{NONE_FITS!r} or {NO_STICKER!r}")
+            return label
+        return json.dumps(check_text_correction(label), ensure_ascii=False, sort_keys=True)
+
+    def _require_item(self, task: str, item: str) -> None:
+        if not self._sql("SELECT 1 FROM items WHERE task = ? AND id = ?", [_check_task(task), item]):
+            raise LabelError(f"unknown item {item!r} for {task}")
+
+    def events(self, task: str | None = None) -> list[Event]:
+        query = f"SELECT {EVENT_COLUMNS} FROM label_events"
+        rows = self._sql(query + (" WHERE task = ?" if task else "") + " ORDER BY id",
+                         [task] if task else [])
+        return [Event(*row) for row in rows]
+
+    # ------------------------------------------------------------ reading labels
+
+    def current_labels(self, task: str | None = None) -> list[dict]:
+        """Each annotator's standing label per item (undone labels and skips left out)."""
+        query = ("SELECT c.*, i.payload, i.grp FROM current_labels c "
+                 "LEFT JOIN items i ON i.task = c.task AND i.id = c.item")
+        cursor = self._cursor().execute(
+            query + (" WHERE c.task = ?" if task else "") + " ORDER BY c.id", [task] if task else [])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def consensus(self, task: str) -> dict[str, str]:
+        """Item → the label most annotators gave it ("unsure" left out; ties go to the label
+        given first)."""
+        rows = self._sql(
+            "SELECT item, label FROM (SELECT item, label, count(*) AS n, min(id) AS first, "
+            "row_number() OVER (PARTITION BY item ORDER BY count(*) DESC, min(id)) AS r "
+            "FROM current_labels WHERE task = ? AND label != ? GROUP BY item, label) WHERE r = 1",
+            [_check_task(task), UNSURE])
+        return dict(rows)
+
+    def next_item(self, task: str, annotator: str, *, order: str = "uncertain",
+                  group: str | None = None, overlap: int = 1) -> Item | None:
+        """The item ``annotator`` should label next: one they have not labelled or skipped,
+        still short of ``overlap`` annotators, in ``order`` (lowest suggestion confidence
+        first, library order, or a shuffle that is stable per annotator)."""
+        if order not in ORDERS:
+            raise LabelError(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
+        ordering = {"uncertain": "i.confidence ASC NULLS FIRST, i.position, i.id",
+                    "library": "i.position, i.id",
+                    "random": "hash(i.id || ?), i.id"}[order]
+        query = (
+            f"SELECT {ITEM_COLUMNS_OF_I} FROM items i "
+            "LEFT JOIN (SELECT item, count(*) AS n FROM current_labels WHERE task = ? "
+            "           GROUP BY item) c ON c.item = i.id "
+            "WHERE i.task = ? AND coalesce(c.n, 0) < ? "
+            "AND i.id NOT IN (SELECT item FROM live_events WHERE task = ? AND annotator = ?) ")
+        params: list = [task, _check_task(task), max(1, overlap), task, annotator]
+        if group:
+            query, params = query + "AND i.grp = ? ", params + [group]
+        query += f"ORDER BY {ordering} LIMIT 1"
+        if order == "random":
+            params.append(annotator)
+        rows = self._sql(query, params)
+        return _item(rows[0]) if rows else None
+
+    def progress(self, task: str, annotator: str, group: str | None = None) -> tuple[int, int]:
+        """(items ``annotator`` has answered, items of the task), within ``group`` if given."""
+        where, params = "task = ?" + (" AND grp = ?" if group else ""), \
+            [_check_task(task)] + ([group] if group else [])
+        total = self._sql(f"SELECT count(*) FROM items WHERE {where}", params)[0][0]
+        done = self._sql(
+            "SELECT count(DISTINCT e.item) FROM live_events e JOIN items i "
+            "ON i.task = e.task AND i.id = e.item WHERE e.annotator = ? AND "
+            + where.replace("task", "i.task").replace("grp", "i.grp"), [annotator] + params)[0][0]
+        return done, total
+
+    def stats(self) -> dict:
+        """Counts per task and annotator, and the label distribution per task."""
+        per_task = {task: {"items": 0, "labelled_items": 0, "labels": 0, "events": 0}
+                    for task in TASKS}
+        for task, n in self._sql("SELECT task, count(*) FROM items GROUP BY task"):
+            per_task[task]["items"] = n
+        for task, n, items in self._sql("SELECT task, count(*), count(DISTINCT item) "
+                                        "FROM current_labels GROUP BY task"):
+            per_task[task].update(labels=n, labelled_items=items)
+        for task, n in self._sql("SELECT task, count(*) FROM label_events GROUP BY task"):
+            per_task[task]["events"] = n
+        distribution: dict[str, dict[str, int]] = {}
+        for task, label, n in self._sql("SELECT task, label, count(*) FROM current_labels "
+                                        "GROUP BY task, label ORDER BY task, count(*) DESC"):
+            distribution.setdefault(task, {})[label] = n
+        annotators: dict[str, dict[str, int]] = {}
+        for name, task, n in self._sql("SELECT annotator, task, count(*) FROM current_labels "
+                                       "GROUP BY annotator, task ORDER BY annotator, task"):
+            annotators.setdefault(name, {})[task] = n
+        return {"tasks": per_task, "distribution": distribution, "annotators": annotators,
+                "pending_training": self.training_requests(status="pending")}
+
+    # ------------------------------------------------------------ training requests
+
+    def labels_since_request(self, task: str) -> int:
+        """Label events of ``task`` since its last training request."""
+        return self._sql(
+            "SELECT count(*) FROM label_events WHERE task = ? AND kind = 'label' AND time > "
+            "coalesce((SELECT max(time) FROM training_requests WHERE task = ?), 0)",
+            [task, task])[0][0]
+
+    def request_training(self, task: str, requested_by: str, reason: str) -> dict:
+        """Record that ``task``'s model should be fine-tuned from the labels so far (the
+        engine's job runner picks pending requests up)."""
+        labels = self._sql("SELECT count(*) FROM current_labels WHERE task = ?",
+                           [_check_task(task)])[0][0]
+        self._sql("INSERT INTO training_requests (task, time, requested_by, reason, labels) "
+                  "VALUES (?, ?, ?, ?, ?)", [task, time.time(), requested_by, reason, labels])
+        return self.training_requests(task)[-1]
+
+    def maybe_request_training(self, task: str, every: int, requested_by: str) -> dict | None:
+        """A training request once ``every`` labels of ``task`` arrived since the last one."""
+        if every > 0 and self.labels_since_request(task) >= every:
+            return self.request_training(task, requested_by, f"{every} new labels")
+        return None
+
+    def training_requests(self, task: str | None = None, status: str | None = None) -> list[dict]:
+        query, params = "SELECT * FROM training_requests WHERE 1 = 1", []
+        if task:
+            query, params = query + " AND task = ?", params + [task]
+        if status:
+            query, params = query + " AND status = ?", params + [status]
+        cursor = self._cursor().execute(query + " ORDER BY id", params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # ------------------------------------------------------------ snapshots
+
+    def snapshot(self, folder: Path) -> Path:
+        """Parquet copies of the events, current labels and items (``COPY … TO``), in a new
+        folder named by their content: what a training job reads instead of the live file."""
+        folder = Path(folder)
+        last = self._sql("SELECT coalesce(max(id), 0), count(*) FROM label_events")[0]
+        items = self._sql("SELECT count(*) FROM items")[0][0]
+        name = hashlib.sha256(f"{last}-{items}".encode()).hexdigest()[:12]
+        target = folder / f"labels-{name}"
+        if (target / "current_labels.parquet").is_file():
+            return target
+        partial = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}"
+        partial.mkdir(parents=True, exist_ok=True)
+        cursor = self._cursor()
+        for table in ("label_events", "current_labels", "items"):
+            out = str(partial / f"{table}.parquet").replace("'", "''")
+            cursor.execute(f"COPY (SELECT * FROM {table}) TO '{out}' (FORMAT parquet)")
+        try:
+            partial.rename(target)
+        except OSError:  # another thread wrote the same snapshot first
+            _remove_tree(partial)
+        return target
+
+
+ITEM_COLUMNS = "id, task, payload, grp, position, suggestion, confidence, model_version"
+ITEM_COLUMNS_OF_I = ", ".join(f"i.{c.strip()}" for c in ITEM_COLUMNS.split(","))
+EVENT_COLUMNS = "id, time, annotator, task, item, kind, label, undoes"
+
+
+def _item(row: tuple) -> Item:
+    item_id, task, payload, group, position, suggestion, confidence, model_version = row
+    return Item(item_id, task, json.loads(payload or "{}"), group or "", position or 0,
+                suggestion, confidence, model_version or "")
+
+
+def _check_task(task: str) -> str:
+    if task not in TASKS:
+        raise LabelError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    return task
+
+
+def check_name(name: str) -> str:
+    """An annotator name: 1–64 printable characters, no surrounding spaces."""
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not name or len(name) > 64 or not name.isprintable():
+        raise LabelError("an annotator name is 1 to 64 printable characters")
+    return name
+
+
+def check_text_correction(value) -> dict:
+    """A sticker_text label: a JSON object with any of label (text), tags (list), ocr (text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise LabelError('a sticker_text label is a JSON object such as '
+                             '{"label": "…", "tags": ["…"], "ocr": "…"}') from None
+    if not isinstance(value, dict) or not value or set(value) - set(TEXT_FIELDS):
+        raise LabelError(f"a sticker_text label sets some of {', '.join(TEXT_FIELDS)}, nothing else")
+    if "tags" in value and not (isinstance(value["tags"], list)
+                                and all(isinstance(t, str) for t in value["tags"])):
+        raise LabelError("tags is a list of texts")
+    for key in ("label", "ocr"):
+        if key in value and not isinstance(value[key], str):
+            raise LabelError(f"{key} is a text")
+    if "label" in value and not value["label"].strip():
+        raise LabelError("a sticker's label cannot be empty")
+    return value
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

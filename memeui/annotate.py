@@ -1,0 +1,570 @@
+"""The Annotate tab and what it wires: the label store (``annotations``) to the engine.
+
+``Studio`` holds the wiring: stickers of the live library become items with the engine's
+suggestion and confidence, dialogues become utterance and best-sticker items, every label may
+record a fine-tuning request, and people's corrections become the engine's sticker overrides.
+The tab and the named API endpoints (``next_item``, ``label``, ``undo``, ``agreement`` …) are
+thin functions over it, each checking the caller's identity and role on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from annotations.agreement import agreement
+from annotations.exchange import FORMATS, export_labels, import_labels
+from annotations.feedback import Feedback, record_feedback
+from annotations.store import (NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, Item, LabelError,
+                               LabelStore)
+from engine import Dialogue, Engine
+from engine.corpora import read_conversations
+from memeui.access import Access, Identity
+
+log = logging.getLogger(__name__)
+LABELS_FILE = "labels.duckdb"
+TASK_NAMES = {"sticker_emotion": "Sticker emotion", "utterance_emotion": "Utterance emotion",
+              "best_sticker": "Best sticker", "sticker_text": "Sticker text"}
+CANDIDATES = 10  # stickers shown for a best-sticker question
+ALL_PACKS = "all packs"
+
+
+class Studio:
+    """The label store wired to the engine; shared by the tab, the API and the CLI."""
+
+    def __init__(self, engine: Engine, store: LabelStore) -> None:
+        self.engine, self.store = engine, store
+        self.overlap = engine.settings.label_overlap
+        self.train_every = engine.settings.train_every
+        self._synced = False
+        self._sync_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, engine: Engine) -> "Studio":
+        store = LabelStore(engine.settings.data_dir / LABELS_FILE, engine.scheme.labels)
+        return cls(engine, store)
+
+    # ------------------------------------------------------------ items
+
+    def ensure_items(self) -> None:
+        """Stickers of the live library as items, once per library version (the first call
+        waits for the index)."""
+        if self._synced:
+            return
+        with self._sync_lock:
+            if not self._synced:
+                self.sync_sticker_items()
+                self._synced = True
+
+    def sync_sticker_items(self) -> int:
+        readings = self.engine.sticker_readings()
+        version = self.engine.emotion_model_version
+        items = []
+        for position, r in enumerate(readings):
+            payload = {key: r[key] for key in ("label", "emoji", "pack", "tags", "ocr", "file",
+                                                "animated")}
+            suggestion = r["emotion"] if r["emotion_source"] == "model" else None
+            items.append(Item(r["id"], "sticker_emotion", payload, r["pack"], position,
+                              suggestion, r["confidence"] if suggestion else None, version))
+            items.append(Item(r["id"], "sticker_text", payload, r["pack"], position))
+        self.store.put_items(items)
+        return len(readings)
+
+    def library_changed(self) -> None:
+        """After a pack change or a new index version: items follow at the next request."""
+        self._synced = False
+
+    def add_dialogues(self, dialogues: list[Dialogue], source: str) -> dict:
+        """Dialogues as utterance-emotion items (one per turn, with the recognizer's reading)
+        and best-sticker items (which sticker goes after the whole dialogue)."""
+        utterances, questions = [], []
+        for number, dialogue in enumerate(dialogues):
+            if not dialogue.turns:
+                continue
+            key = f"{source}:{dialogue.id or number}"
+            reading = self.engine.read_emotion(dialogue, None, None)
+            for turn_index, (turn, read) in enumerate(zip(dialogue.turns, reading.turns)):
+                best = max(read.emotion, key=read.emotion.get)
+                utterances.append(Item(
+                    f"{key}/{turn_index}", "utterance_emotion",
+                    {"speaker": turn.speaker, "text": turn.content(), "turn": turn_index,
+                     "dialogue": key}, key, number * 1000 + turn_index, best,
+                    round(float(read.emotion[best]), 4), self.engine.emotion_model_version))
+            questions.append(Item(f"{key}/next", "best_sticker",
+                                  {"turns": [f"{t.speaker}: {t.content()}" for t in dialogue.turns]},
+                                  source, number))
+        self.store.put_items(utterances + questions)
+        return {"utterance_items": len(utterances), "best_sticker_items": len(questions)}
+
+    def import_file(self, path: Path, task: str, source: str = "import") -> dict:
+        """An export (JSONL, CSV, Parquet) adds labels; a conversation file (MELD or EmoryNLP
+        CSV, MOD JSON, a transcript) adds utterance and best-sticker items."""
+        path = Path(path)
+        if task in ("sticker_emotion", "sticker_text", "best_sticker"):
+            self.ensure_items()
+        if path.suffix.lower() in (".jsonl", ".parquet") or _is_export_csv(path):
+            return import_labels(self.store, path, task)
+        try:
+            dialogues = read_conversations(str(path))
+        except (ValueError, OSError, KeyError, TypeError) as error:
+            raise LabelError(f"{path.name} is neither a label export nor a conversation "
+                             f"file this app reads: {error}") from None
+        return self.add_dialogues(dialogues, path.stem)
+
+    # ------------------------------------------------------------ labelling
+
+    def next_item(self, task: str, annotator: str, order: str = "uncertain",
+                  pack: str | None = None) -> dict | None:
+        self.ensure_items()
+        item = self.store.next_item(task, annotator, order=order, group=pack or None,
+                                    overlap=self.overlap)
+        return self.view(item, annotator, pack) if item else None
+
+    def view(self, item: Item, annotator: str, pack: str | None = None) -> dict:
+        """An item as the tab and the API show it."""
+        done, total = self.store.progress(item.task, annotator, pack or None)
+        shown = {"task": item.task, "id": item.id, "payload": item.payload,
+                 "suggestion": item.suggestion, "confidence": item.confidence,
+                 "model_version": item.model_version, "done": done, "total": total}
+        if item.task == "utterance_emotion":
+            shown["dialogue"] = [{"id": u.id, "speaker": u.payload.get("speaker", ""),
+                                  "text": u.payload.get("text", ""), "suggestion": u.suggestion}
+                                 for u in self.store.items(item.task, item.group)]
+        if item.task == "best_sticker":
+            shown["candidates"] = self.candidates(item)
+            shown["suggestion"] = shown["candidates"][0]["id"] if shown["candidates"] else None
+            shown["confidence"] = shown["candidates"][0]["score"] if shown["candidates"] else None
+        return shown
+
+    def candidates(self, item: Item) -> list[dict]:
+        """The selector's top stickers for a best-sticker question."""
+        results = self.engine.search("\n".join(item.payload.get("turns", [])) or "…", CANDIDATES)
+        return [{"id": r.id, "label": r.label, "emoji": r.emoji, "file": str(r.path),
+                 "score": round(r.score, 4), "emotion": r.emotion} for r in results]
+
+    def label(self, task: str, item_id: str, label: str, who: Identity, *, source: str = "studio",
+              session: str = "", shown: list[str] | None = None) -> dict:
+        """Record a label (committed when this returns) and maybe a training request."""
+        item = self.store.item(task, item_id)
+        if item is None:
+            self.ensure_items()
+            item = self.store.item(task, item_id)
+        if item is None:
+            raise LabelError(f"unknown item {item_id!r} for {task}")
+        event = self.store.label(task, item_id, label, who.name, source=source, session=session,
+                                 suggestion=item.suggestion, confidence=item.confidence,
+                                 model_version=item.model_version, shown=shown)
+        request = self.store.maybe_request_training(task, self.train_every, "trigger")
+        return {"event": event, "training_request": request}
+
+    def record_feedback(self, *labels: Feedback) -> None:
+        """Chat likes, dislikes and swaps, as best-sticker labels; a label the store refuses
+        (a sticker of a pack removed meanwhile) is logged, never the chat's problem."""
+        self.ensure_items()
+        try:
+            record_feedback(self.store, *labels)
+        except LabelError as error:
+            log.warning("chat feedback not recorded: %s", error)
+
+    # ------------------------------------------------------------ corrections → engine
+
+    def corrections(self) -> dict[str, dict]:
+        """Sticker id → what people set: the latest text correction (label, tags, OCR text)
+        and the majority emotion."""
+        overrides: dict[str, dict] = {}
+        for row in self.store.current_labels("sticker_text"):  # in event order: latest wins
+            overrides.setdefault(row["item"], {}).update(json.loads(row["label"]))
+        for sticker_id, emotion in self.store.consensus("sticker_emotion").items():
+            overrides.setdefault(sticker_id, {})["emotion"] = emotion
+        return overrides
+
+    def apply_corrections(self) -> bool:
+        """A new index version with people's corrections, if they changed."""
+        changed = self.engine.apply_sticker_corrections(self.corrections())
+        if changed:
+            self.library_changed()
+        return changed
+
+
+def _is_export_csv(path: Path) -> bool:
+    if path.suffix.lower() != ".csv":
+        return False
+    with path.open(encoding="utf-8", errors="replace") as file:
+        header = file.readline()
+    return all(column in header for column in ("task", "item", "annotator", "label"))
+
+
+# ---------------------------------------------------------------- the tab
+
+HOTKEYS_JS = """
+() => {
+  if (window.memeuiHotkeys) return;
+  window.memeuiHotkeys = true;
+  const visible = (el) => el && el.offsetParent !== null;
+  document.addEventListener('keydown', (event) => {
+    const typing = ['INPUT', 'TEXTAREA', 'SELECT'].includes(event.target.tagName)
+      || event.target.isContentEditable;
+    if (typing) return;
+    let button = null;
+    if (/^[1-9]$/.test(event.key) && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      button = document.querySelector('#annotate-label-' + event.key);
+    } else if ((event.key === 'z' && (event.ctrlKey || event.metaKey)) || event.key === 'Backspace') {
+      button = document.querySelector('#annotate-undo');
+    } else if (event.key === 'Enter') {
+      button = document.querySelector('#annotate-accept');
+    } else if (event.key === 's') {
+      button = document.querySelector('#annotate-skip');
+    }
+    if (visible(button)) { event.preventDefault(); button.click(); }
+  });
+}
+"""
+
+
+def label_choices(engine: Engine) -> list[str]:
+    return [*engine.scheme.labels, UNSURE]
+
+
+def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
+    """The labelling view; its first item loads when the tab is opened."""
+    labels = label_choices(studio.engine)
+
+    def who(request: gr.Request | None, name: str) -> Identity:
+        return access.identify(request, name)
+
+    def show(view: dict | None, note: str = ""):
+        """Everything the tab shows for one item (or for "nothing left")."""
+        if view is None:
+            empty = "**Nothing left to label here.** Pick another task or pack, or come back later."
+            return (None, gr.update(visible=False), gr.update(visible=False),
+                    gr.update(visible=False), f"{note}\n\n{empty}".strip(), "",
+                    *[gr.update(variant="secondary") for _ in labels], [], "", "", "", "")
+        payload, task = view["payload"], view["task"]
+        progress = f"**{view['done']} of {view['total']}** labelled by you"
+        emotion_task = task in ("sticker_emotion", "utterance_emotion")
+        sticker = payload.get("file") if task in ("sticker_emotion", "sticker_text") else None
+        if task == "utterance_emotion":
+            turns = "\n".join(
+                f"{'➡️ **' if turn['id'] == view['id'] else ''}{turn['speaker']}: {turn['text']}"
+                f"{'**' if turn['id'] == view['id'] else ''}" for turn in view["dialogue"])
+            info = f"Label the marked turn, in its dialogue:\n\n{turns}"
+        elif task == "best_sticker":
+            info = "Which sticker fits as the next turn?\n\n" + "\n".join(
+                f"> {turn}" for turn in payload.get("turns", []))
+        else:
+            info = (f"### {payload.get('emoji', '')} {payload.get('label', '')}\n"
+                    f"tags: {', '.join(payload.get('tags', [])) or '—'}  \n"
+                    f"text in it: {payload.get('ocr') or '—'}  \npack: {payload.get('pack', '')}")
+        if view.get("suggestion") and emotion_task:
+            info += (f"\n\nSuggested: **{view['suggestion']}** "
+                     f"({(view.get('confidence') or 0):.0%}; Enter accepts)")
+        variants = [gr.update(variant="primary" if emotion_task and label == view.get("suggestion")
+                              else "secondary") for label in labels]
+        gallery = [(c["file"], f"{c['emoji']} {c['label']}") for c in view.get("candidates", [])]
+        return (sticker, gr.update(visible=emotion_task), gr.update(visible=task == "best_sticker"),
+                gr.update(visible=task == "sticker_text"), f"{note}\n\n{info}".strip(), progress,
+                *variants, gallery, payload.get("label", ""), ", ".join(payload.get("tags", [])),
+                payload.get("ocr", ""), view["id"])
+
+    def load(task: str, order: str, pack: str, name: str, request: gr.Request, note: str = ""):
+        identity = who(request, name)
+        try:
+            view = studio.next_item(task, identity.name, order, None if pack == ALL_PACKS else pack)
+        except LabelError as error:
+            raise gr.Error(str(error), duration=5) from None
+        return (view, *show(view, note))
+
+    def answer(task: str, order: str, pack: str, name: str, current: dict | None, label: str,
+               request: gr.Request, shown: list[str] | None = None):
+        identity = who(request, name)
+        if not current:
+            raise gr.Error("Nothing to label: pick a task.", duration=4)
+        label = current.get("suggestion") if label == "__accept__" else label
+        if not label:
+            raise gr.Error("No suggestion to accept: pick a label.", duration=4)
+        try:
+            studio.label(task, current["id"], label, identity, session=_session(request),
+                         shown=shown)
+        except LabelError as error:
+            raise gr.Error(str(error), duration=5) from None
+        return load(task, order, pack, name, request)
+
+    def skip(task, order, pack, name, current, request: gr.Request):
+        identity = who(request, name)
+        if current:
+            studio.store.skip(task, current["id"], identity.name, session=_session(request))
+        return load(task, order, pack, name, request)
+
+    def undo(task, order, pack, name, request: gr.Request):
+        identity = who(request, name)
+        undone = studio.store.undo(task, identity.name, session=_session(request))
+        if undone is None:
+            return load(task, order, pack, name, request, "Nothing to undo.")
+        item = studio.store.item(task, undone.item)
+        view = studio.view(item, identity.name, None if pack == ALL_PACKS else pack)
+        return (view, *show(view, f"Undone: {undone.kind} `{undone.label or ''}`"))
+
+    def pick(task, order, pack, name, current, selected: gr.SelectData, request: gr.Request):
+        candidates = (current or {}).get("candidates", [])
+        if not candidates or selected.index >= len(candidates):
+            raise gr.Error("Pick one of the stickers shown.", duration=4)
+        return answer(task, order, pack, name, current, candidates[selected.index]["id"],
+                      request, [c["id"] for c in candidates])
+
+    def labelled(label: str):
+        def handler(task, order, pack, name, current, request: gr.Request):
+            return answer(task, order, pack, name, current, label, request)
+        return handler
+
+    def no_pick(kind: str):
+        def handler(task, order, pack, name, current, request: gr.Request):
+            shown = [c["id"] for c in (current or {}).get("candidates", [])]
+            return answer(task, order, pack, name, current, kind, request, shown)
+        return handler
+
+    def correct(task, order, pack, name, current, label, tags, ocr, request: gr.Request):
+        value = {"label": label.strip(), "tags": [t.strip() for t in tags.split(",") if t.strip()],
+                 "ocr": ocr.strip()}
+        return answer(task, order, pack, name, current, json.dumps(value), request)
+
+    gr.Markdown(access.banner(), elem_id="annotate-banner")
+    with gr.Row():
+        task = gr.Radio([(TASK_NAMES[t], t) for t in TASKS], value="sticker_emotion",
+                        label="Task", elem_id="annotate-task", scale=4)
+        order = gr.Dropdown(list(ORDERS), value="uncertain", label="Order", scale=1)
+        pack = gr.Dropdown([ALL_PACKS], value=ALL_PACKS, label="Pack", scale=1,
+                           elem_id="annotate-pack")
+        name = gr.Textbox(label="Your name (open mode)", value="", placeholder="anonymous",
+                          visible=access.open, scale=1, elem_id="annotate-name", max_length=64)
+    current = gr.State(None)
+    with gr.Row():
+        picture = gr.Image(label="Sticker", height=300, interactive=False, scale=2,
+                           elem_id="annotate-sticker", show_label=False)
+        with gr.Column(scale=3):
+            progress = gr.Markdown(elem_id="annotate-progress")
+            info = gr.Markdown(elem_id="annotate-info")
+    with gr.Column(visible=True) as emotion_panel:
+        with gr.Row():
+            buttons = [gr.Button(f"{number} · {label}", elem_id=f"annotate-label-{number}",
+                                 size="sm", min_width=80)
+                       for number, label in enumerate(labels, start=1)]
+    with gr.Column(visible=False) as best_panel:
+        candidates = gr.Gallery(label="Candidates: click the one that fits", columns=5,
+                                height=260, object_fit="contain", allow_preview=False,
+                                elem_id="annotate-candidates")
+        with gr.Row():
+            none_fits = gr.Button("None fits", elem_id="annotate-none-fits")
+            no_sticker = gr.Button("No sticker should be sent here", elem_id="annotate-no-sticker")
+    with gr.Column(visible=False) as text_panel:
+        with gr.Row():
+            text_label = gr.Textbox(label="Label", max_length=200, elem_id="annotate-text-label")
+            text_tags = gr.Textbox(label="Tags (comma-separated)", max_length=1000)
+            text_ocr = gr.Textbox(label="Text in the sticker (OCR)", max_length=2000)
+        save_text = gr.Button("Save correction", variant="primary", elem_id="annotate-save-text")
+    with gr.Row():
+        accept = gr.Button("Accept suggestion (Enter)", elem_id="annotate-accept", size="sm")
+        skip_button = gr.Button("Skip (S)", elem_id="annotate-skip", size="sm")
+        undo_button = gr.Button("Undo (Ctrl+Z / Backspace)", elem_id="annotate-undo", size="sm")
+    item_id = gr.Textbox(visible=False)
+
+    shown_outputs = [picture, emotion_panel, best_panel, text_panel, info, progress, *buttons,
+                     candidates, text_label, text_tags, text_ocr, item_id]
+    outputs = [current, *shown_outputs]
+    where = [task, order, pack, name]
+    fast = {"api_name": False, "concurrency_id": "labels", "concurrency_limit": 16}
+    for control in (task.change, order.change, pack.change, name.submit):
+        control(load, where, outputs, **fast)
+    for button, label in zip(buttons, labels):
+        button.click(labelled(label), [*where, current], outputs, **fast)
+    accept.click(labelled("__accept__"), [*where, current], outputs, **fast)
+    skip_button.click(skip, [*where, current], outputs, **fast)
+    undo_button.click(undo, where, outputs, **fast)
+    candidates.select(pick, [*where, current], outputs, **fast)
+    none_fits.click(no_pick(NONE_FITS), [*where, current], outputs, **fast)
+    no_sticker.click(no_pick(NO_STICKER), [*where, current], outputs, **fast)
+    save_text.click(correct, [*where, current, text_label, text_tags, text_ocr], outputs, **fast)
+
+    def packs_of(task_name: str):
+        studio.ensure_items()
+        return gr.Dropdown(choices=[ALL_PACKS, *studio.store.groups(task_name)], value=ALL_PACKS)
+
+    task.change(packs_of, task, pack, api_name=False, queue=False)
+    tab.select(load, where, outputs, **fast)
+
+
+def build_stats_tab(studio: Studio, access: Access) -> None:
+    """The admin view: label distribution, agreement, pending fine-tuning, export, import."""
+    def stats(task: str, name: str, request: gr.Request):
+        access.admin(request, name)
+        figures = agreement(studio.store, task)
+        counts = studio.store.stats()
+        distribution = pd.DataFrame(
+            [{"label": k, "count": v} for k, v in counts["distribution"].get(task, {}).items()],
+            columns=["label", "count"])
+        people = pd.DataFrame(
+            [{"annotator": a, "measure": measure, "agreement": value}
+             for a, row in figures["annotators"].items()
+             for measure, value in (("with majority", row["agreement_with_majority"]),
+                                    ("with model", row["agreement_with_model"]))
+             if value is not None], columns=["annotator", "measure", "agreement"])
+        summary = (f"**{TASK_NAMES[task]}**: {figures['n_labels']} labels on {figures['n_items']} "
+                   f"items by {figures['n_annotators']} annotators; Fleiss' κ "
+                   f"{_fmt(figures['fleiss_kappa'])}, Krippendorff's α "
+                   f"{_fmt(figures['krippendorff_alpha'])} ({figures['n_items_shared']} items "
+                   f"labelled by two or more).")
+        pairs = [[pair, value["kappa"], value["n_items"]]
+                 for pair, value in figures["cohen_kappa"].items()]
+        requests = [[r["id"], r["task"], r["reason"], r["labels"], r["status"]]
+                    for r in studio.store.training_requests()]
+        return summary, distribution, people, pairs, requests, {"agreement": figures, **counts}
+
+    def request_training(task: str, name: str, request: gr.Request):
+        identity = access.admin(request, name)
+        studio.store.request_training(task, identity.name, "requested by an admin")
+        gr.Info(f"Fine-tuning of {TASK_NAMES[task]} requested: it is pending.", duration=4)
+        return stats(task, name, request)
+
+    def apply(name: str, request: gr.Request, progress=gr.Progress()):
+        access.admin(request, name)
+        progress(0.1, desc="building a new index version")
+        changed = studio.apply_corrections()
+        return "A new index version with people's corrections is live." if changed \
+            else "Search already reads every correction."
+
+    def export(format: str, name: str, request: gr.Request):
+        access.admin(request, name)
+        out = Path(tempfile.mkdtemp(prefix="memeui-export-")) / f"labels.{format}"
+        rows = export_labels(studio.store, out, format)
+        gr.Info(f"{rows} labels exported.", duration=3)
+        return str(out)
+
+    def import_(path: str | None, task: str, name: str, request: gr.Request):
+        access.admin(request, name)
+        if not path:
+            raise gr.Error("Choose a file to import.", duration=4)
+        try:
+            result = studio.import_file(Path(path), task)
+        except (LabelError, ValueError) as error:
+            raise gr.Error(str(error), duration=8) from None
+        return json.dumps(result)
+
+    with gr.Row():
+        task = gr.Dropdown([(TASK_NAMES[t], t) for t in TASKS], value="sticker_emotion",
+                           label="Task", scale=2, elem_id="stats-task")
+        name = gr.Textbox(label="Your name (open mode)", visible=access.open, scale=1,
+                          max_length=64)
+        refresh = gr.Button("Refresh", variant="primary", elem_id="stats-refresh", scale=1)
+    summary = gr.Markdown(elem_id="stats-summary")
+    with gr.Row():
+        distribution = gr.BarPlot(x="label", y="count", label="Labels", elem_id="stats-distribution")
+        people = gr.BarPlot(x="annotator", y="agreement", color="measure", y_lim=[0, 1],
+                            label="Each annotator's agreement", elem_id="stats-people")
+    with gr.Row():
+        pairs = gr.Dataframe(headers=["pair", "Cohen's κ", "items"], label="Annotator pairs",
+                             interactive=False)
+        requests = gr.Dataframe(headers=["id", "task", "reason", "labels", "status"],
+                                label="Fine-tuning requests", interactive=False)
+    with gr.Accordion("All figures", open=False):
+        figures = gr.JSON()
+    with gr.Row():
+        train = gr.Button("Request fine-tuning now", elem_id="stats-train")
+        apply_button = gr.Button("Apply corrections to search", elem_id="stats-apply")
+    applied = gr.Markdown()
+    with gr.Row():
+        format = gr.Dropdown(list(FORMATS), value="parquet", label="Export format", scale=1)
+        export_button = gr.Button("Export labels", scale=1)
+        exported = gr.File(label="Export", scale=2)
+    with gr.Row():
+        upload = gr.File(label="Import labels (JSONL, CSV, Parquet) or conversations "
+                               "(MELD/EmoryNLP CSV, MOD JSON, transcript)", type="filepath", scale=3)
+        import_button = gr.Button("Import", scale=1)
+    imported = gr.Markdown()
+
+    outputs = [summary, distribution, people, pairs, requests, figures]
+    refresh.click(stats, [task, name], outputs, api_name=False)
+    task.change(stats, [task, name], outputs, api_name=False)
+    train.click(request_training, [task, name], outputs, api_name=False)
+    apply_button.click(apply, name, applied, api_name="apply_corrections",
+                       concurrency_id="library", concurrency_limit=1)
+    export_button.click(export, [format, name], exported, api_name=False)
+    import_button.click(import_, [upload, task, name], imported, api_name=False)
+
+
+def add_label_api(studio: Studio, access: Access) -> None:
+    """The named endpoints ``gradio_client`` and ``memeui … --server`` call; answered without
+    the queue's round trips, under the same identity and roles as the tab."""
+    def next_item(task: str, annotator: str = "", order: str = "uncertain", pack: str = "",
+                  request: gr.Request = None) -> dict | None:
+        """The next item for the caller in TASK, or None when nothing is left."""
+        identity = access.identify(request, annotator)
+        return _api(lambda: studio.next_item(task, identity.name, order, pack or None))
+
+    def label(task: str, item: str, label: str, annotator: str = "",
+              request: gr.Request = None) -> dict:
+        """Record the caller's LABEL for ITEM of TASK; returns once it is committed."""
+        identity = access.identify(request, annotator)
+        return _api(lambda: studio.label(task, item, label, identity, source="api",
+                                         session=_session(request)))
+
+    def undo(task: str, annotator: str = "", request: gr.Request = None) -> dict | None:
+        """Take back the caller's latest label or skip in TASK."""
+        identity = access.identify(request, annotator)
+        undone = _api(lambda: studio.store.undo(task, identity.name, source="api"))
+        return None if undone is None else {"event": undone.id, "item": undone.item,
+                                            "label": undone.label, "kind": undone.kind}
+
+    def agreement_api(task: str, annotator: str = "", request: gr.Request = None) -> dict:
+        """Agreement figures for TASK (admins only)."""
+        access.admin(request, annotator)
+        return _api(lambda: agreement(studio.store, task))
+
+    def labels_stats(annotator: str = "", request: gr.Request = None) -> dict:
+        """Counts per task and annotator, label distributions, pending fine-tuning (admins)."""
+        access.admin(request, annotator)
+        return studio.store.stats()
+
+    def current_labels(task: str = "", annotator: str = "", request: gr.Request = None) -> list:
+        """Every annotator's standing label (admins only): what an export holds."""
+        access.admin(request, annotator)
+        return _api(lambda: [{k: v for k, v in row.items() if k != "payload"}
+                             for row in studio.store.current_labels(task or None)])
+
+    def request_training(task: str, annotator: str = "", request: gr.Request = None) -> dict:
+        """Record a fine-tuning request for TASK now (admins only)."""
+        identity = access.admin(request, annotator)
+        return _api(lambda: studio.store.request_training(task, identity.name, "requested by an admin"))
+
+    def library_stickers(request: gr.Request = None) -> list:
+        """Every sticker with its emotion, who gave it (people or model) and the confidence."""
+        return [{k: r[k] for k in ("id", "label", "pack", "emotion", "emotion_source", "confidence")}
+                for r in studio.engine.sticker_readings()]
+
+    for function, name in ((next_item, "next_item"), (label, "label"), (undo, "undo"),
+                           (agreement_api, "agreement"), (labels_stats, "labels_stats"),
+                           (current_labels, "current_labels"),
+                           (request_training, "request_training"),
+                           (library_stickers, "library_stickers")):
+        gr.api(function, api_name=name, queue=False)
+
+
+def _api(call):
+    try:
+        return call()
+    except LabelError as error:
+        raise gr.Error(str(error)) from None
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "" if request is not None else ""
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
