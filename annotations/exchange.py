@@ -24,10 +24,15 @@ REQUIRED = ("task", "item", "annotator", "label")
 def export_labels(store: LabelStore, out: Path, format: str | None = None,
                   task: str | None = None) -> int:
     """Write the current labels to ``out`` (format from the suffix unless given); returns rows."""
+    return write_rows(store.current_labels(task), out, format)
+
+
+def write_rows(rows: list[dict], out: Path, format: str | None = None) -> int:
+    """Label rows (as ``LabelStore.current_labels`` gives them) to a file; returns rows."""
     format = format or Path(out).suffix.lstrip(".").lower()
     if format not in FORMATS:
         raise LabelError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")
-    rows = [{column: row.get(column) for column in COLUMNS} for row in store.current_labels(task)]
+    rows = [{column: row.get(column) for column in COLUMNS} for row in rows]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if format == "jsonl":
@@ -81,8 +86,17 @@ def import_labels(store: LabelStore, path: Path, task: str | None = None,
                   source: str = "import") -> dict:
     """Add the rows of ``path`` as label events (``task`` keeps only that task's rows); items
     the store lacks are created from the row's payload. Every row is checked before any is
-    written, so a bad file changes nothing."""
-    rows = [row for row in read_rows(path) if task is None or row["task"] == task]
+    written, so a bad file adds no label."""
+    return import_rows(store, read_rows(path), task, source)
+
+
+def import_rows(store: LabelStore, rows: list[dict], task: str | None = None,
+                source: str = "import") -> dict:
+    """``import_labels`` for rows already read (what the server's import endpoint gets)."""
+    rows = [row for row in rows if isinstance(row, dict) and (task is None or row.get("task") == task)]
+    for number, row in enumerate(rows, start=1):
+        if any(not row.get(key) for key in REQUIRED):
+            raise LabelError(f"row {number}: needs {', '.join(REQUIRED)}")
     for number, row in enumerate(rows, start=1):
         if row["task"] not in TASKS:
             raise LabelError(f"row {number}: unknown task {row['task']!r}")

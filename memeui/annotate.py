@@ -20,6 +20,7 @@ import pandas as pd
 
 from annotations.agreement import agreement
 from annotations.exchange import FORMATS, export_labels, import_labels
+from annotations.exchange import import_rows as exchange_rows
 from annotations.feedback import Feedback, record_feedback
 from annotations.store import (NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, Item, LabelError,
                                LabelStore)
@@ -530,10 +531,18 @@ def add_label_api(studio: Studio, access: Access) -> None:
         return studio.store.stats()
 
     def current_labels(task: str = "", annotator: str = "", request: gr.Request = None) -> list:
-        """Every annotator's standing label (admins only): what an export holds."""
+        """Every annotator's standing label with its item (admins only): what an export holds."""
         access.admin(request, annotator)
-        return _api(lambda: [{k: v for k, v in row.items() if k != "payload"}
-                             for row in studio.store.current_labels(task or None)])
+        return _api(lambda: studio.store.current_labels(task or None))
+
+    def import_rows(rows: list, task: str = "", annotator: str = "",
+                    request: gr.Request = None) -> dict:
+        """Add label rows (the columns of an export) as events (admins only)."""
+        access.admin(request, annotator)
+        if not isinstance(rows, list):
+            raise gr.Error("rows is a list of label rows (the columns of an export)")
+        studio.ensure_items()
+        return _api(lambda: exchange_rows(studio.store, rows, task or None))
 
     def request_training(task: str, annotator: str = "", request: gr.Request = None) -> dict:
         """Record a fine-tuning request for TASK now (admins only)."""
@@ -547,7 +556,7 @@ def add_label_api(studio: Studio, access: Access) -> None:
 
     for function, name in ((next_item, "next_item"), (label, "label"), (undo, "undo"),
                            (agreement_api, "agreement"), (labels_stats, "labels_stats"),
-                           (current_labels, "current_labels"),
+                           (current_labels, "current_labels"), (import_rows, "import_labels"),
                            (request_training, "request_training"),
                            (library_stickers, "library_stickers")):
         gr.api(function, api_name=name, queue=False)

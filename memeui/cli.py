@@ -27,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memeui: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
+        from annotations.store import StoreLocked
         from engine.reply import ReplyError  # imported late: see serving_threads
 
-        if not isinstance(error, ReplyError):
+        if not isinstance(error, (ReplyError, StoreLocked)):
             raise
         print(f"memeui: {error}", file=sys.stderr)  # no reply: say why
         return 2
@@ -71,12 +72,63 @@ def build_parser() -> argparse.ArgumentParser:
     remove = actions.add_parser("remove", help="remove a pack added before")
     remove.add_argument("name")
     remove.set_defaults(run=run_library_remove)
+    stickers = actions.add_parser("stickers", help="every sticker with its emotion and who gave it")
+    stickers.add_argument("--json", action="store_true")
+    with_server(stickers).set_defaults(run=run_library_stickers)
+
+    labels = commands.add_parser("labels", help="the label store: add, import, export, agreement")
+    actions = labels.add_subparsers(required=True, metavar="ACTION")
+    add_label = with_server(actions.add_parser("add", help="record one label"))
+    add_label.add_argument("--task", required=True)
+    add_label.add_argument("--item", required=True)
+    add_label.add_argument("--label", required=True)
+    add_label.add_argument("--annotator", required=True)
+    add_label.set_defaults(run=run_labels_add)
+    import_ = with_server(actions.add_parser(
+        "import", help="labels (JSONL, CSV, Parquet export) or conversations to label "
+                       "(MELD/EmoryNLP CSV, MOD JSON, transcript)"))
+    import_.add_argument("file", type=Path)
+    import_.add_argument("--task", required=True)
+    import_.set_defaults(run=run_labels_import)
+    export = with_server(actions.add_parser("export", help="every annotator's current labels"))
+    export.add_argument("--format", choices=["parquet", "jsonl", "csv"])
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--task", help="only this task")
+    export.set_defaults(run=run_labels_export)
+    agree = with_server(actions.add_parser("agreement", help="Fleiss, Krippendorff, Cohen"))
+    agree.add_argument("--task", required=True)
+    agree.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    agree.set_defaults(run=run_labels_agreement)
+    stats = with_server(actions.add_parser("stats", help="counts, distributions, pending training"))
+    stats.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    stats.set_defaults(run=run_labels_stats)
+    train_now = with_server(actions.add_parser("request-training",
+                                               help="record a fine-tuning request now"))
+    train_now.add_argument("--task", required=True)
+    train_now.set_defaults(run=run_labels_request_training)
+
+    users = commands.add_parser("users", help="who may sign in: annotators and admins")
+    actions = users.add_subparsers(required=True, metavar="ACTION")
+    add_user = actions.add_parser("add", help="add a user (or change one's role and password)")
+    add_user.add_argument("name")
+    add_user.add_argument("--role", choices=["annotator", "admin"], default="annotator")
+    add_user.add_argument("--password-stdin", action="store_true",
+                          help="read the password from stdin instead of asking")
+    add_user.set_defaults(run=run_users_add)
+    list_users = actions.add_parser("list", help="names and roles")
+    list_users.add_argument("--json", action="store_true")
+    list_users.set_defaults(run=run_users_list)
+    remove_user = actions.add_parser("remove", help="remove a user")
+    remove_user.add_argument("name")
+    remove_user.set_defaults(run=run_users_remove)
 
     evaluate = commands.add_parser("eval", help="evaluate on public data; prints JSON")
-    evaluate.add_argument("task", choices=["emoji", "premeld", "erc"],
+    evaluate.add_argument("task", choices=["emoji", "premeld", "erc", "stickers"],
                           help="emoji: TweetEval emoji as stickers; premeld: forecast the next "
-                               "utterance's sentiment (MELD); erc: each utterance's emotion (MELD)")
-    evaluate.add_argument("--data", type=Path, required=True, help="folder in the task's format")
+                               "utterance's sentiment (MELD); erc: each utterance's emotion "
+                               "(MELD); stickers: the sticker emotion reader on labelled stickers")
+    evaluate.add_argument("--data", type=Path, help="folder in the task's format (stickers: a "
+                          "CSV of id,emotion; default assets/labels/sticker_emotions.csv)")
     evaluate.add_argument("--split", help="default: val (emoji), dev (MELD)")
     evaluate.add_argument("--fit", action="store_true", help="train on DATA's train split first")
     evaluate.add_argument("--json", action="store_true", help="(the output is always JSON)")
@@ -107,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     spaces.set_defaults(run=run_spaces)
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
-    bench.add_argument("name", choices=["search", "emotion", "chat"])
+    bench.add_argument("name", choices=["search", "emotion", "chat", "labels"])
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
     bench.add_argument("--knn-vectors", type=int, default=1_000_000,
@@ -115,6 +167,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--ingest-stickers", type=int, default=200)
     bench.set_defaults(run=run_bench)
     return parser
+
+
+def with_server(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--server URL``: go through a running app's HTTP API instead of opening the store
+    (which the running app holds); ``--user`` signs in when the app has a users file."""
+    parser.add_argument("--server", help="a running memeui, e.g. http://127.0.0.1:7860")
+    parser.add_argument("--user", help="sign in as USER (password from MEMEUI_PASSWORD)")
+    return parser
+
+
+def server_client(args):
+    from gradio_client import Client
+
+    auth = (args.user, os.environ.get("MEMEUI_PASSWORD", "")) if args.user else None
+    try:
+        return Client(args.server, auth=auth, verbose=False)
+    except Exception as error:  # connection refused, bad URL, wrong login
+        raise ValueError(f"cannot reach {args.server}: {error}") from None
+
+
+def call_server(args, api_name: str, *values):
+    """One named endpoint of a running app; its refusals come back as ValueErrors."""
+    from gradio_client.exceptions import AppError
+
+    try:
+        return server_client(args).predict(*values, api_name=api_name)
+    except AppError as error:
+        raise ValueError(str(error)) from None
+
+
+def open_studio_here():
+    """The engine and the store of MEMEUI_DATA_DIR, for commands run without --server."""
+    from memeui.annotate import Studio
+
+    engine = make_engine()
+    return Studio.open(engine)
 
 
 def make_engine(**overrides):
@@ -278,12 +366,155 @@ class ProgressBar:
         sys.stderr.write("\n")
 
 
-def run_eval(args) -> int:
-    from engine.evaluate import EmojiEvaluation, EmotionEvaluation
+def run_library_stickers(args) -> int:
+    if args.server:
+        stickers = call_server(args, "/library_stickers")
+    else:
+        with stdout_for_json_only():
+            studio = open_studio_here()
+            studio.engine.sticker_overrides = studio.corrections()
+            readings = studio.engine.sticker_readings()
+        stickers = [{k: r[k] for k in ("id", "label", "pack", "emotion", "emotion_source",
+                                       "confidence")} for r in readings]
+    if args.json:
+        print_json(stickers)
+    else:
+        for s in stickers:
+            print(f"{s['id']}  {s['emotion']:<9} {s['emotion_source']:<6} {s['confidence']:.2f}  "
+                  f"{s['label']}  ({s['pack']})")
+    return 0
 
+
+def run_labels_add(args) -> int:
+    if args.server:
+        result = call_server(args, "/label", args.task, args.item, args.label, args.annotator)
+    else:
+        from memeui.access import Identity
+
+        with stdout_for_json_only():
+            studio = open_studio_here()
+            result = studio.label(args.task, args.item, args.label,
+                                  Identity(args.annotator, "admin"), source="cli")
+    print_json(result)
+    return 0
+
+
+def run_labels_import(args) -> int:
+    if args.server:
+        from annotations.exchange import read_rows
+
+        if args.file.suffix.lower() not in (".jsonl", ".csv", ".parquet"):
+            raise ValueError("through --server, import label exports (JSONL, CSV, Parquet); "
+                             "conversation files are imported where the server runs")
+        result = call_server(args, "/import_labels", read_rows(args.file), args.task, "")
+    else:
+        with stdout_for_json_only():
+            result = open_studio_here().import_file(args.file, args.task)
+    print_json(result)
+    return 0
+
+
+def run_labels_export(args) -> int:
+    from annotations.exchange import write_rows
+
+    if args.server:
+        rows = call_server(args, "/current_labels", args.task or "", "")
+    else:
+        from annotations.store import LabelStore
+        from engine import Settings
+
+        store = LabelStore(Settings.from_env().data_dir / "labels.duckdb")
+        rows = store.current_labels(args.task)
+    count = write_rows(rows, args.out, args.format)
+    print(f"{count} labels written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def local_store():
+    """The store of MEMEUI_DATA_DIR with the deployment's labels, no models loaded."""
+    from annotations.store import LabelStore
+    from engine import Settings
+    from engine.labels import scheme
+
+    settings = Settings.from_env()
+    return LabelStore(settings.data_dir / "labels.duckdb", scheme(settings.label_scheme).labels)
+
+
+def run_labels_agreement(args) -> int:
+    if args.server:
+        result = call_server(args, "/agreement", args.task, "")
+    else:
+        from annotations.agreement import agreement
+        from annotations.store import TASKS
+
+        if args.task not in TASKS:
+            raise ValueError(f"unknown task {args.task!r}; known: {', '.join(TASKS)}")
+        result = agreement(local_store(), args.task)
+    print_json(result)
+    return 0
+
+
+def run_labels_stats(args) -> int:
+    print_json(call_server(args, "/labels_stats", "") if args.server else local_store().stats())
+    return 0
+
+
+def run_labels_request_training(args) -> int:
+    if args.server:
+        result = call_server(args, "/request_training", args.task, "")
+    else:
+        result = local_store().request_training(args.task, "cli", "requested on the command line")
+    print_json(result)
+    return 0
+
+
+def users_file():
+    from annotations.users import USERS_FILE, Users
+    from engine import Settings
+
+    return Users(Settings.from_env().data_dir / USERS_FILE)
+
+
+def run_users_add(args) -> int:
+    import getpass
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the passwords differ")
+    users_file().add(args.name, args.role, password)
+    print(f"{args.name} is an {args.role}", file=sys.stderr)
+    return 0
+
+
+def run_users_list(args) -> int:
+    roles = users_file().roles()
+    if args.json:
+        print_json(roles)
+    else:
+        for name, role in roles.items():
+            print(f"{name:<32} {role}")
+    return 0
+
+
+def run_users_remove(args) -> int:
+    users_file().remove(args.name)
+    print(f"removed {args.name}", file=sys.stderr)
+    return 0
+
+
+def run_eval(args) -> int:
+    from engine.evaluate import EmojiEvaluation, EmotionEvaluation, sticker_emotion_evaluation
+
+    if args.task != "stickers" and args.data is None:
+        raise ValueError(f"eval {args.task} needs --data DIR")
     with stdout_for_json_only():
         engine = make_engine()
-        if args.task == "emoji":
+        if args.task == "stickers":
+            result = sticker_emotion_evaluation(engine, *([args.data] if args.data else []))
+        elif args.task == "emoji":
             result = EmojiEvaluation(engine).run(args.data, args.split or "val", fit=args.fit)
         else:
             evaluation = EmotionEvaluation(engine)
@@ -348,6 +579,10 @@ def run_bench(args) -> int:
             from bench.chat import run as bench_chat
 
             result = bench_chat(turns=args.queries)
+        elif args.name == "labels":
+            from bench.labels import run as bench_labels
+
+            result = bench_labels(labels=args.queries * 5)
         elif args.name == "emotion":
             from bench.emotion import run as bench_emotion
 
