@@ -100,7 +100,8 @@ def import_rows(store: LabelStore, rows: list[dict], task: str | None = None,
     for number, row in enumerate(rows, start=1):
         if row["task"] not in TASKS:
             raise LabelError(f"row {number}: unknown task {row['task']!r}")
-    missing = [row for row in rows if store.item(row["task"], str(row["item"])) is None]
+    missing = list({(row["task"], str(row["item"])): row for row in rows
+                    if store.item(row["task"], str(row["item"])) is None}.values())
     store.put_items([Item(str(row["item"]), row["task"], _payload(row), str(row.get("grp") or ""))
                      for row in missing])
     for number, row in enumerate(rows, start=1):
