@@ -33,9 +33,15 @@ def open_studio(engine: Engine) -> Studio:
     return studio
 
 
-def build_app(engine: Engine, studio: Studio | None = None) -> gr.Blocks:
+def access_for(engine: Engine) -> Access:
+    """Who may do what: the users file under the data dir, or open mode without one."""
+    return Access(Users(engine.settings.data_dir / USERS_FILE))
+
+
+def build_app(engine: Engine, studio: Studio | None = None,
+              access: Access | None = None) -> gr.Blocks:
     studio = studio or open_studio(engine)
-    access = Access(Users(engine.settings.data_dir / USERS_FILE))
+    access = access or access_for(engine)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}")
         with gr.Tab("Chat"):
@@ -71,10 +77,10 @@ def start(engine: Engine, studio: Studio) -> None:
 
 
 def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int | None = None,
-           **kwargs):
+           access: Access | None = None, **kwargs):
     """Serve the app; sticker files are the only local files it hands to browsers; with a
     users file, only signed-in users reach it."""
-    access = Access(Users(engine.settings.data_dir / USERS_FILE))
+    access = access or access_for(engine)
     return demo.launch(
         auth=access.login(), auth_message="memeui: sign in with your annotator account",
         server_name=host, server_port=port,

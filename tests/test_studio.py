@@ -1,0 +1,163 @@
+"""The studio wired to the real engine: suggestions, corrections going live, dialogues as items,
+and the roles every label endpoint checks (an app with a users file, served in process)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from gradio_client import Client
+
+from annotations.store import LabelError, LabelStore
+from annotations.users import Users
+from engine import Dialogue, Turn
+from engine.evaluate import sticker_emotion_evaluation
+from memeui.access import Access, Identity
+from memeui.annotate import Studio
+from memeui.app import build_app, launch
+from tests.conftest import free_port
+
+ADMIN = Identity("root", "admin")
+
+
+@pytest.fixture(scope="module")
+def studio(engine, tmp_path_factory) -> Studio:
+    folder = tmp_path_factory.mktemp("studio")
+    studio = Studio(engine, LabelStore(folder / "labels.duckdb", engine.scheme.labels))
+    yield studio
+    studio.store.close()
+
+
+def by_label(engine, label: str):
+    return next(s for s in engine.live.get().library.stickers if s.label == label)
+
+
+def test_the_sticker_emotion_reader_gets_the_obvious_faces_right(engine):
+    faces = {"enraged face": "anger", "grinning face": "joy", "loudly crying face": "sadness",
+             "nauseated face": "disgust", "face screaming in fear": "fear",
+             "astonished face": "surprise", "cat with tears of joy": "joy"}
+    read = engine.read_sticker_emotions([by_label(engine, label) for label in faces])
+    assert [engine.scheme.labels[i] for i in read.argmax(axis=1)] == list(faces.values())
+
+
+def test_the_reader_is_measured_on_the_bundled_labelled_stickers(engine):
+    result = sticker_emotion_evaluation(engine)
+    assert result["n"] >= 900 and set(result["by_basis"]) == {"hand", "neutral-subgroup"}
+    assert result["accuracy"] > 80 and result["macro_f1"] > 50  # README: 91.3 / 59.4
+
+
+def test_stickers_become_items_with_the_engines_suggestion(studio):
+    item = studio.next_item("sticker_emotion", "ann")
+    assert item["total"] == len(studio.engine.live.get().library) and item["done"] == 0
+    assert item["suggestion"] in studio.engine.scheme.labels
+    assert 0 < item["confidence"] <= 1 and item["model_version"].startswith("emotion-")
+    assert item["payload"]["file"].endswith(".webp")
+    first = studio.next_item("sticker_emotion", "ann")["confidence"]  # uncertain first
+    lowest = min(i.confidence for i in studio.store.items("sticker_emotion"))
+    assert first == lowest
+
+
+def test_peoples_corrections_go_live_in_search_and_the_listing(studio, engine):
+    sticker = by_label(engine, "alarm clock")
+    studio.label("sticker_emotion", sticker.id, "anger", Identity("ann", "annotator"))
+    studio.label("sticker_emotion", sticker.id, "anger", Identity("bob", "annotator"))
+    studio.label("sticker_text", sticker.id,
+                 json.dumps({"label": "furious alarm clock", "tags": ["monday", "wake up"]}), ADMIN)
+    try:
+        assert studio.apply_corrections() is True
+        assert studio.apply_corrections() is False  # nothing new
+        reading = next(r for r in engine.sticker_readings() if r["id"] == sticker.id)
+        assert reading["label"] == "furious alarm clock" and reading["tags"] == ["monday", "wake up"]
+        assert (reading["emotion"], reading["emotion_source"]) == ("anger", "people")
+        results = engine.search("furious alarm clock monday", 3)
+        assert results[0].id == sticker.id and results[0].emotion == "anger"
+    finally:
+        engine.apply_sticker_corrections({})  # the session's engine serves other tests
+    assert by_label(engine, "alarm clock").id == sticker.id
+
+
+def test_dialogues_become_utterance_and_best_sticker_items(studio):
+    dialogue = Dialogue((Turn("Ann", "I passed my driving test!"), Turn("Bob", "No way, congrats!")),
+                        id="d1")
+    assert studio.add_dialogues([dialogue], "chatlog") == {"utterance_items": 2,
+                                                           "best_sticker_items": 1}
+    turn = studio.next_item("utterance_emotion", "ann", order="library")
+    assert turn["id"] == "chatlog:d1/0" and [t["text"] for t in turn["dialogue"]] == [
+        "I passed my driving test!", "No way, congrats!"]
+    assert turn["suggestion"] in studio.engine.scheme.labels
+    question = studio.next_item("best_sticker", "ann")
+    assert len(question["candidates"]) == 10 and question["suggestion"] == question["candidates"][0]["id"]
+    shown = [c["id"] for c in question["candidates"]]
+    studio.label("best_sticker", question["id"], shown[2], Identity("ann", "annotator"), shown=shown)
+    row = studio.store.current_labels("best_sticker")[0]
+    assert row["label"] == shown[2] and json.loads(row["shown"]) == shown
+    with pytest.raises(LabelError, match="no sticker of the library"):
+        studio.label("best_sticker", question["id"], "not-a-sticker", ADMIN)
+
+
+def test_a_label_trigger_records_a_pending_training_request(studio, engine):
+    studio.train_every = 2
+    try:
+        stickers = engine.live.get().library.stickers[100:102]
+        results = [studio.label("sticker_emotion", s.id, "neutral", Identity("cara", "annotator"))
+                   for s in stickers]
+    finally:
+        studio.train_every = engine.settings.train_every
+    requests = [r["training_request"] for r in results if r["training_request"]]
+    assert len(requests) == 1  # the count starts again after each request
+    assert requests[0]["status"] == "pending" and requests[0]["task"] == "sticker_emotion"
+    assert requests[0]["requested_by"] == "trigger"
+
+
+# ---------------------------------------------------------------- roles over HTTP
+
+@pytest.fixture(scope="module")
+def signed_app(engine, studio, tmp_path_factory):
+    """The app with a users file (one annotator, one admin), served in this process."""
+    users = Users(tmp_path_factory.mktemp("users") / "users.json")
+    users.add("ann", "annotator", "ann-password")
+    users.add("root", "admin", "root-password")
+    access = Access(users)
+    demo = build_app(engine, studio, access)
+    port = free_port()
+    launch(demo, engine, host="127.0.0.1", port=port, access=access, prevent_thread_lock=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_an_anonymous_caller_is_refused_when_a_users_file_exists(signed_app):
+    body = json.dumps({"data": ["sticker_emotion", "x", "joy", ""]}).encode()
+    request = urllib.request.Request(signed_app + "gradio_api/run/label", body,
+                                     {"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 401
+    with pytest.raises(Exception, match="credentials"):
+        Client(signed_app, verbose=False)
+
+
+def test_an_annotator_labels_as_themself_and_is_refused_on_admin_endpoints(signed_app, studio):
+    ann = Client(signed_app, auth=("ann", "ann-password"), verbose=False)
+    item = ann.predict("sticker_emotion", "", "library", "", api_name="/next_item")
+    ann.predict("sticker_emotion", item["id"], "joy", "someone-else", api_name="/label")
+    row = [r for r in studio.store.current_labels("sticker_emotion") if r["item"] == item["id"]][-1]
+    assert row["annotator"] == "ann" and row["source"] == "api"  # the login names the caller
+    assert ann.predict("sticker_emotion", "", api_name="/undo")["item"] == item["id"]
+    for api_name, args in (("/agreement", ("sticker_emotion", "")), ("/labels_stats", ("",)),
+                           ("/current_labels", ("", "")),
+                           ("/request_training", ("sticker_emotion", "")),
+                           ("/import_labels", ([], "", ""))):
+        with pytest.raises(Exception, match="needs an admin"):
+            ann.predict(*args, api_name=api_name)
+    with pytest.raises(Exception, match="unknown label 'ecstatic'"):
+        ann.predict("sticker_emotion", item["id"], "ecstatic", "", api_name="/label")
+
+
+def test_an_admin_reads_agreement_and_stats(signed_app):
+    root = Client(signed_app, auth=("root", "root-password"), verbose=False)
+    figures = root.predict("sticker_emotion", "", api_name="/agreement")
+    assert {"fleiss_kappa", "krippendorff_alpha", "cohen_kappa", "n_items", "n_annotators"} <= set(figures)
+    stats = root.predict("", api_name="/labels_stats")
+    assert stats["tasks"]["sticker_emotion"]["items"] > 1000
