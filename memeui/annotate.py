@@ -403,6 +403,7 @@ def build_stats_tab(studio: Studio, access: Access) -> None:
     """The admin view: label distribution, agreement, pending fine-tuning, export, import."""
     def stats(task: str, name: str, request: gr.Request):
         access.admin(request, name)
+        studio.ensure_items()
         figures = agreement(studio.store, task)
         counts = studio.store.stats()
         distribution = pd.DataFrame(
@@ -528,6 +529,7 @@ def add_label_api(studio: Studio, access: Access) -> None:
     def labels_stats(annotator: str = "", request: gr.Request = None) -> dict:
         """Counts per task and annotator, label distributions, pending fine-tuning (admins)."""
         access.admin(request, annotator)
+        studio.ensure_items()
         return studio.store.stats()
 
     def current_labels(task: str = "", annotator: str = "", request: gr.Request = None) -> list:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import gradio as gr
@@ -16,6 +17,7 @@ from memeui.emotion import build_emotion_tab
 from memeui.library import build_library_tab
 from memeui.search import build_search_tab
 
+log = logging.getLogger(__name__)
 TITLE = "memeui · chat with stickers"
 CSS = """
 #chatbot img { max-height: 160px; width: auto; }  /* stickers, not posters */
@@ -64,16 +66,17 @@ def build_app(engine: Engine, studio: Studio | None = None,
 
 
 def start(engine: Engine, studio: Studio) -> None:
-    """Background work before serving: old chat feedback moves into the store once the
-    stickers are items, and the models load."""
-    def import_old_feedback() -> None:
-        studio.ensure_items()
-        import_feedback_file(studio.store, engine.settings.data_dir / FEEDBACK_FILE)
+    """Background work before serving: the models load, the stickers become label items,
+    and old chat feedback moves into the store."""
+    def items_then_feedback() -> None:
+        try:
+            studio.ensure_items()
+            import_feedback_file(studio.store, engine.settings.data_dir / FEEDBACK_FILE)
+        except Exception:  # the first request that needs the items raises it again, visibly
+            log.exception("preparing the label items failed")
 
     engine.warm_up()
-    if (engine.settings.data_dir / FEEDBACK_FILE).is_file():
-        threading.Thread(target=import_old_feedback, name="memeui-feedback-import",
-                         daemon=True).start()
+    threading.Thread(target=items_then_feedback, name="memeui-label-items", daemon=True).start()
 
 
 def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int | None = None,

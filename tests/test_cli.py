@@ -6,9 +6,9 @@ import subprocess
 from conftest import MEMEUI, ROOT, free_port, memeui_env
 
 
-def run_memeui(data_dir, *args):
+def run_memeui(data_dir, *args, input_text: str | None = None):
     return subprocess.run([str(MEMEUI), *args], cwd=ROOT, env=memeui_env(data_dir),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, input=input_text)
 
 
 def test_search_json(data_dir, engine):

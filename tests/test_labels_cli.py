@@ -1,0 +1,95 @@
+"""`memeui labels`, `users`, `library stickers` and `bench labels` as a user runs them."""
+
+import json
+import shutil
+
+import duckdb
+
+from conftest import MEMEUI, ROOT, memeui_env  # noqa: F401 - MEMEUI, ROOT: used by run_memeui
+from test_cli import run_memeui
+
+
+def fresh_data_dir(tmp_path, data_dir, name: str):
+    """A data dir of its own that reuses the session's exported encoder and index."""
+    folder = tmp_path / name
+    for reusable in ("models", "index"):
+        if (data_dir / reusable).is_dir():
+            shutil.copytree(data_dir / reusable, folder / reusable)
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def test_import_label_agree_export_and_restore_on_the_command_line(tmp_path, data_dir, engine):
+    engine.live.get()
+    here = fresh_data_dir(tmp_path, data_dir, "here")
+    chat = tmp_path / "party.txt"
+    chat.write_text("Ann: We won the cup!\nBob: Best day ever\nAnn: I can't believe it\n")
+    done = run_memeui(here, "labels", "import", str(chat), "--task", "utterance_emotion")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"utterance_items": 3, "best_sticker_items": 1}
+    items = [row[0] for row in duckdb.connect(str(here / "labels.duckdb"), read_only=True).execute(
+        "SELECT id FROM items WHERE task = 'utterance_emotion' ORDER BY position").fetchall()]
+    for annotator, labels in (("ann", ["joy", "joy", "surprise"]), ("bob", ["joy", "joy", "joy"])):
+        for item, label in zip(items, labels):
+            done = run_memeui(here, "labels", "add", "--task", "utterance_emotion", "--item", item,
+                              "--label", label, "--annotator", annotator)
+            assert done.returncode == 0, done.stderr
+    done = run_memeui(here, "labels", "add", "--task", "utterance_emotion", "--item", items[0],
+                      "--label", "ecstatic", "--annotator", "ann")
+    assert done.returncode == 2 and "unknown label 'ecstatic'" in done.stderr
+
+    done = run_memeui(here, "labels", "agreement", "--task", "utterance_emotion", "--json")
+    figures = json.loads(done.stdout)
+    assert figures["n_items"] == 3 and figures["n_annotators"] == 2
+    assert figures["cohen_kappa"]["ann|bob"]["n_items"] == 3
+    assert {"fleiss_kappa", "krippendorff_alpha"} <= set(figures)
+    stats = json.loads(run_memeui(here, "labels", "stats", "--json").stdout)
+    assert stats["distribution"]["utterance_emotion"] == {"joy": 5, "surprise": 1}
+
+    out = tmp_path / "labels.parquet"
+    done = run_memeui(here, "labels", "export", "--format", "parquet", "--out", str(out))
+    assert done.returncode == 0 and "6 labels" in done.stderr
+    there = fresh_data_dir(tmp_path, data_dir, "there")
+    done = run_memeui(there, "labels", "import", str(out), "--task", "utterance_emotion")
+    assert json.loads(done.stdout) == {"imported": 6, "new_items": 3}
+    restored = json.loads(run_memeui(there, "labels", "stats", "--json").stdout)
+    assert restored["distribution"] == stats["distribution"]
+
+
+def test_a_held_store_is_named_and_server_goes_through_the_app(data_dir, server_url):
+    done = run_memeui(data_dir, "labels", "stats", "--json")
+    assert done.returncode == 2 and "held by another process" in done.stderr
+    assert "--server" in done.stderr and done.stdout == ""
+    done = run_memeui(data_dir, "labels", "stats", "--json", "--server", server_url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tasks"]["sticker_emotion"]["items"] > 1000
+    stickers = json.loads(run_memeui(data_dir, "library", "stickers", "--json",
+                                     "--server", server_url).stdout)
+    assert {"id", "label", "pack", "emotion", "emotion_source", "confidence"} <= set(stickers[0])
+    sticker = stickers[0]["id"]
+    done = run_memeui(data_dir, "labels", "add", "--task", "sticker_emotion", "--item", sticker,
+                      "--label", "joy", "--annotator", "cli-user", "--server", server_url)
+    assert done.returncode == 0, done.stderr
+    done = run_memeui(data_dir, "labels", "agreement", "--task", "sticker_emotion", "--json",
+                      "--server", server_url)
+    assert "cli-user" in json.loads(done.stdout)["annotators"]
+
+
+def test_users_are_added_with_hashed_passwords(tmp_path):
+    done = run_memeui(tmp_path, "users", "add", "root", "--role", "admin", "--password-stdin",
+                      input_text="a long secret\n")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(run_memeui(tmp_path, "users", "list", "--json").stdout) == {"root": "admin"}
+    assert "a long secret" not in (tmp_path / "users.json").read_text()
+    done = run_memeui(tmp_path, "users", "add", "eve", "--password-stdin", input_text="short\n")
+    assert done.returncode == 2 and "at least 8" in done.stderr
+
+
+def test_bench_labels_prints_latency_throughput_and_losses(data_dir, engine):
+    engine.live.get()
+    done = run_memeui(data_dir, "bench", "labels", "--json", "--queries", "20")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert 0 < result["label_p50_ms"] <= result["label_p95_ms"]
+    assert result["next_item_p50_ms"] > 0 and result["labels_per_s"] > 0
+    assert result["labels"] >= 90 and result["lost"] == 0
