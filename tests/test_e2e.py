@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def page(server_url):
+def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     with playwright.sync_playwright() as p:
@@ -21,10 +22,16 @@ def page(server_url):
             executable_path=CHROMIUM, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.goto(server_url)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server_url):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(server_url)
+    yield page
+    page.close()
 
 
 def save_screenshot(page, name: str) -> None:
@@ -46,7 +53,7 @@ WATCH_BOT_TEXT = """() => {
 }"""
 
 
-def test_chat_streams_a_reply_with_a_sticker_and_an_alternative_swaps_in(page, data_dir):
+def test_chat_streams_a_reply_with_a_sticker_and_an_alternative_swaps_in(page, server_url, engine):
     page.get_by_role("tab", name="Chat").click()
     page.evaluate(WATCH_BOT_TEXT)
     box = page.locator("#chat-input textarea")
@@ -72,17 +79,26 @@ def test_chat_streams_a_reply_with_a_sticker_and_an_alternative_swaps_in(page, d
         " return img && img.src !== before; }", arg=before, timeout=30_000)
     now = page.locator("#chatbot .bot").last.locator("img").first.get_attribute("src")
     assert now.endswith("/" + picked)
-    feedback = data_dir / "feedback.jsonl"
-    labels = [json.loads(line) for line in feedback.read_text().splitlines()]
-    assert [label["verdict"] for label in labels[-2:]] == ["picked", "replaced"]
-    assert labels[-1]["dialogue"][0] == "I just failed my exam"
+    admin = Client(server_url, verbose=False)  # open mode: anyone may read the labels
+    library = engine.live.get().library
+    chat_labels = lambda: [r for r in admin.predict("best_sticker", "", api_name="/current_labels")  # noqa: E731
+                           if r["source"] == "chat"]
+    deadline = time.monotonic() + 30
+    while not chat_labels() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    swap = chat_labels()[-1]
+    assert library.by_id[swap["label"]].path.name == picked  # the pick is the item's label
+    assert json.loads(swap["payload"])["turns"][0] == "I just failed my exam"
+    assert swap["label"] in json.loads(swap["shown"])
+    events = lambda: admin.predict("", api_name="/labels_stats")["tasks"]["best_sticker"]["events"]  # noqa: E731
+    before_like = events()
 
     page.locator("#chatbot button[aria-label='Like']").last.click()
     deadline = time.monotonic() + 30
-    while len(feedback.read_text().splitlines()) == len(labels) and time.monotonic() < deadline:
+    while events() == before_like and time.monotonic() < deadline:
         time.sleep(0.2)
-    liked = json.loads(feedback.read_text().splitlines()[-1])
-    assert liked["verdict"] == "like" and liked["sticker"] == labels[-2]["sticker"]
+    liked = chat_labels()[-1]
+    assert liked["label"] == swap["label"] and liked["annotator"] == swap["annotator"]
 
     page.locator("#chatbot button[aria-label='Undo']").last.click()
     page.wait_for_function("() => !document.querySelector('#chatbot .bot')", timeout=30_000)
@@ -138,3 +154,108 @@ def test_emotion_tab_reads_a_pasted_conversation(page):
     assert "Leo" in forecast  # the next speaker: the one before the last
     page.locator("#emotion-forecast canvas, #emotion-forecast svg").first.wait_for(timeout=30_000)
     save_screenshot(page, "emotion.png")
+
+
+# ---------------------------------------------------------------- the studio, signed in
+
+@pytest.fixture(scope="module")
+def studio_app(engine, tmp_path_factory):
+    """The app with a users file and a store of its own, served in this process; two
+    conversations give best-sticker questions."""
+    from annotations.store import LabelStore
+    from annotations.users import Users
+    from engine import Dialogue, Turn
+    from memeui.access import Access
+    from memeui.annotate import Studio
+    from memeui.app import build_app, launch
+    from tests.conftest import free_port
+
+    folder = tmp_path_factory.mktemp("studio-e2e")
+    users = Users(folder / "users.json")
+    users.add("ann", "annotator", "ann-password")
+    users.add("root", "admin", "root-password")
+    studio = Studio(engine, LabelStore(folder / "labels.duckdb", engine.scheme.labels))
+    studio.add_dialogues([Dialogue((Turn("Mia", "I finally got the job!"),), id="job")], "e2e")
+    access = Access(users)
+    demo = build_app(engine, studio, access)
+    port = free_port()
+    launch(demo, engine, host="127.0.0.1", port=port, access=access, prevent_thread_lock=True)
+    yield f"http://127.0.0.1:{port}/", studio
+    demo.close()
+    studio.store.close()
+
+
+def signed_in(browser, url: str, user: str, password: str):
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.goto(url)
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.get_by_role("tab", name="Annotate").wait_for(timeout=60_000)
+    return page
+
+
+def progress_of(page) -> int:
+    return int(page.locator("#annotate-progress").inner_text().split(" of ")[0])
+
+
+def wait_for_progress(page, done: int) -> None:
+    page.wait_for_function(
+        "n => { const p = document.querySelector('#annotate-progress');"
+        " return p && p.innerText.trim().startsWith(n + ' of'); }", arg=done, timeout=30_000)
+
+
+def test_an_annotator_logs_in_labels_with_number_keys_undoes_and_picks_a_best_sticker(browser, studio_app):
+    url, studio = studio_app
+    page = signed_in(browser, url, "ann", "ann-password")
+    page.get_by_role("tab", name="Annotate").click()
+    wait_for_progress(page, 0)
+    assert "Open mode" not in page.locator("#annotate-banner").inner_text()
+    first = page.locator("#annotate-info").inner_text()
+    page.keyboard.press("1")  # the first label of the scheme: anger
+    wait_for_progress(page, 1)
+    assert page.locator("#annotate-info").inner_text() != first  # the next sticker is up
+    page.keyboard.press("4")
+    wait_for_progress(page, 2)
+    save_screenshot(page, "annotate.png")
+    labels = studio.store.current_labels("sticker_emotion")
+    assert [(r["annotator"], r["label"]) for r in labels] == [("ann", "anger"), ("ann", "joy")]
+    assert labels[0]["suggestion"] and labels[0]["model_version"].startswith("emotion-")
+
+    page.keyboard.press("Control+z")
+    wait_for_progress(page, 1)
+    assert "Undone" in page.locator("#annotate-info").inner_text()
+    assert [r["label"] for r in studio.store.current_labels("sticker_emotion")] == ["anger"]
+
+    page.locator("#annotate-task").get_by_text("Best sticker").click()
+    candidates = page.locator("#annotate-candidates img")
+    candidates.first.wait_for(state="visible", timeout=60_000)
+    assert "I finally got the job!" in page.locator("#annotate-info").inner_text()
+    candidates.nth(1).click()
+    page.get_by_text("Nothing left to label here").wait_for(timeout=30_000)
+    picked = studio.store.current_labels("best_sticker")
+    assert len(picked) == 1 and picked[0]["annotator"] == "ann"
+    assert json.loads(picked[0]["shown"])[1] == picked[0]["label"]  # the second one shown
+    page.close()
+
+
+def test_an_admin_sees_agreement_and_an_annotator_is_refused(browser, studio_app):
+    url, studio = studio_app
+    page = signed_in(browser, url, "ann", "ann-password")
+    page.get_by_role("tab", name="Stats").click()
+    page.locator("#stats-refresh").click()
+    page.get_by_text("needs an admin").first.wait_for(timeout=30_000)
+    page.close()
+
+    page = signed_in(browser, url, "root", "root-password")
+    item = studio.store.current_labels("sticker_emotion")[0]["item"]
+    page.get_by_role("tab", name="Annotate").click()
+    wait_for_progress(page, 0)
+    studio.store.label("sticker_emotion", item, "anger", "root")  # a second opinion
+    page.get_by_role("tab", name="Stats").click()
+    page.locator("#stats-refresh").click()
+    page.locator("#stats-summary").get_by_text("Fleiss").wait_for(timeout=30_000)
+    assert "2 annotators" in page.locator("#stats-summary").inner_text()
+    page.locator("#stats-distribution canvas, #stats-distribution svg").first.wait_for(timeout=30_000)
+    save_screenshot(page, "stats.png")
+    page.close()
