@@ -48,10 +48,11 @@ bench: setup
 	$(BIN)/memeui bench search --json
 	$(BIN)/memeui bench emotion --json
 	$(BIN)/memeui bench chat --json
+	$(BIN)/memeui bench labels --json
 
 clean-data:
 	rm -rf data
 
-# Refresh the README's screenshots (docs/chat.png, docs/search.png) from the browser test
+# Refresh the README's screenshots (docs/*.png) from the browser tests
 screenshot: setup browser
 	MEMEUI_SCREENSHOT_DIR=docs $(BIN)/python -m pytest -q tests/test_e2e.py

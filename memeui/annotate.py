@@ -424,7 +424,9 @@ def build_stats_tab(studio: Studio, access: Access) -> None:
                  for pair, value in figures["cohen_kappa"].items()]
         requests = [[r["id"], r["task"], r["reason"], r["labels"], r["status"]]
                     for r in studio.store.training_requests()]
-        return summary, distribution, people, pairs, requests, {"agreement": figures, **counts}
+        top = int(distribution["count"].max()) if len(distribution) else 1
+        return (summary, gr.BarPlot(distribution, y_lim=[0, top]), people, pairs, requests,
+                {"agreement": figures, **counts})
 
     def request_training(task: str, name: str, request: gr.Request):
         identity = access.admin(request, name)

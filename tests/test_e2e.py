@@ -217,6 +217,7 @@ def test_an_annotator_logs_in_labels_with_number_keys_undoes_and_picks_a_best_st
     assert page.locator("#annotate-info").inner_text() != first  # the next sticker is up
     page.keyboard.press("4")
     wait_for_progress(page, 2)
+    page.wait_for_timeout(500)  # let the buttons settle for the picture
     save_screenshot(page, "annotate.png")
     labels = studio.store.current_labels("sticker_emotion")
     assert [(r["annotator"], r["label"]) for r in labels] == [("ann", "anger"), ("ann", "joy")]
@@ -252,10 +253,16 @@ def test_an_admin_sees_agreement_and_an_annotator_is_refused(browser, studio_app
     page.get_by_role("tab", name="Annotate").click()
     wait_for_progress(page, 0)
     studio.store.label("sticker_emotion", item, "anger", "root")  # a second opinion
+    faces = [s.id for s in studio.engine.live.get().library.stickers if "face" in s.label][:12]
+    emotions = ["joy", "anger", "sadness", "fear", "surprise", "disgust", "neutral"]
+    for who, shift in (("cara", 0), ("dan", 0), ("eve", 1)):  # eve disagrees now and then
+        for i, sticker in enumerate(faces):
+            studio.store.label("sticker_emotion", sticker, emotions[(i + shift * (i % 3 == 0)) % 7], who)
     page.get_by_role("tab", name="Stats").click()
     page.locator("#stats-refresh").click()
     page.locator("#stats-summary").get_by_text("Fleiss").wait_for(timeout=30_000)
-    assert "2 annotators" in page.locator("#stats-summary").inner_text()
+    summary = page.locator("#stats-summary").inner_text()
+    assert "5 annotators" in summary and "Fleiss' κ —" not in summary
     page.locator("#stats-distribution canvas, #stats-distribution svg").first.wait_for(timeout=30_000)
     save_screenshot(page, "stats.png")
     page.close()
