@@ -45,6 +45,7 @@ class Studio:
         self.train_every = engine.settings.train_every
         self._synced = False
         self._sync_lock = threading.Lock()
+        self._annotators: set[str] = set()  # names already in the store's annotators table
 
     @classmethod
     def open(cls, engine: Engine) -> "Studio":
@@ -158,6 +159,9 @@ class Studio:
             item = self.store.item(task, item_id)
         if item is None:
             raise LabelError(f"unknown item {item_id!r} for {task}")
+        if who.name not in self._annotators:  # who labels is on record, with the role they had
+            self.store.add_annotator(who.name, who.role)
+            self._annotators.add(who.name)
         event = self.store.label(task, item_id, label, who.name, source=source, session=session,
                                  suggestion=item.suggestion, confidence=item.confidence,
                                  model_version=item.model_version, shown=shown)

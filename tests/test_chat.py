@@ -1,12 +1,10 @@
 """The chat's data: history in both shapes the app receives becomes the same Dialogue,
-sticker swaps, loaded conversations, and the feedback labels users leave."""
+sticker swaps and loaded conversations (the labels users leave: tests/test_store.py)."""
 
 import json
-import threading
 
 import pytest
 
-from annotations.feedback import Feedback, FeedbackLog
 from engine import Dialogue, Turn
 from engine.corpora import read_conversations
 from engine.reply import CONTEXT_TURNS, MOOD_HINTS, build_prompt
@@ -91,25 +89,3 @@ def test_a_loaded_mod_conversation_continues_with_the_bot_as_the_other_speaker(t
     assert [len(d.turns) for d in read_conversations(str(transcript))] == [2, 2]
     with pytest.raises(ValueError, match="no conversation file"):
         read_conversations(str(tmp_path / "missing.json"))
-
-
-def test_feedback_log_appends_whole_lines_from_many_threads(tmp_path):
-    log = FeedbackLog(tmp_path / "feedback.jsonl")
-
-    def rate(worker: int) -> None:
-        for i in range(50):
-            log.record(Feedback(["hi", "hello"], f"s{worker}-{i}", "like", f"session-{worker}"))
-
-    threads = [threading.Thread(target=rate, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    labels = log.read()
-    assert len(labels) == 400 and {label.sticker for label in labels} == {
-        f"s{w}-{i}" for w in range(8) for i in range(50)}
-    with log.path.open("a") as file:
-        file.write('{"dialogue": ["cut sho')  # a crash mid-line loses that line only
-    assert len(log.read()) == 400
-    with pytest.raises(ValueError, match="unknown verdict"):
-        Feedback(["hi"], "s", "meh", "session-1")

@@ -6,7 +6,6 @@ import pytest
 from engine import Dialogue, Engine, Settings, Turn
 from engine.emotion import forecast_mood
 from engine.labels import EKMAN7
-from engine.index import index_key
 from engine.reply import tidy_reply
 
 
@@ -43,8 +42,7 @@ def test_bad_queries_are_refused_with_a_reason(engine, query, message):
 
 def test_index_version_is_reused_across_engines(engine, data_dir):
     library = engine.live.get().library
-    folder = data_dir / "index" / index_key(library.fingerprint() + engine.emotion.get().fingerprint,
-                                            "minilm", engine.image_tower.get().name)
+    folder = data_dir / "index" / engine.live.get().index.key
     written = (folder / "index.faiss").stat().st_mtime_ns
     second = Engine(Settings.from_env({}, data_dir=data_dir))
     assert second.live.get().index.index.ntotal == len(library)

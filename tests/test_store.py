@@ -274,6 +274,8 @@ def test_chat_feedback_is_recorded_and_an_old_file_moves_in_once(store, tmp_path
     picked = [r for r in store.current_labels("best_sticker") if r["annotator"] == "session-2"][0]
     assert json.loads(picked["shown"]) == ["s1", "s2"]
     assert import_feedback_file(store, old) == 0  # moved in once
+    with pytest.raises(ValueError, match="unknown verdict"):
+        Feedback(["hi"], "s1", "meh", "session-1")
 
 
 def test_users_file_hashes_passwords_and_knows_roles(tmp_path):
