@@ -8,13 +8,15 @@ import os
 
 from engine import Engine
 from memeui.app import build_app, launch, open_studio, start
+from memeui.jobs import Trainer
 from memeui.spaces import apply_space_env
 
 apply_space_env()
 engine = Engine()
 studio = open_studio(engine)
-demo = build_app(engine, studio)
-start(engine, studio)
+trainer = Trainer(studio)
+demo = build_app(engine, studio, trainer=trainer)
+start(engine, studio, trainer)
 
 if __name__ == "__main__":
     port = os.environ.get("MEMEUI_PORT")

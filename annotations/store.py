@@ -64,6 +64,10 @@ MIGRATIONS = (
         FROM (SELECT *, row_number() OVER (PARTITION BY task, item, annotator ORDER BY id DESC) AS n
               FROM live_events WHERE kind = 'label') WHERE n = 1;
     """,
+    # 4: the job that serves a training request
+    """
+    ALTER TABLE training_requests ADD COLUMN job VARCHAR;
+    """,
 )
 
 
@@ -377,6 +381,12 @@ class LabelStore:
         if every > 0 and self.labels_since_request(task) >= every:
             return self.request_training(task, requested_by, f"{every} new labels")
         return None
+
+    def update_training_request(self, request_id: int, status: str, job: str) -> None:
+        """What became of a request: running as a job, then that job's end state (requests
+        are bookkeeping, not labels, so they change in place)."""
+        self._sql("UPDATE training_requests SET status = ?, job = ? WHERE id = ?",
+                  [status, job, request_id])
 
     def training_requests(self, task: str | None = None, status: str | None = None) -> list[dict]:
         query, params = "SELECT * FROM training_requests WHERE 1 = 1", []

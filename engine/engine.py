@@ -25,7 +25,10 @@ from engine.selector import Selector
 from engine.settings import Settings
 from engine.image import LitTower, create_image_tower, encode_sticker_images
 from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name, read_frames
+from engine.jobs import Job, JobRunner
 from engine.ocr import StickerOCR
+from engine.registry import Registry, gate
+from engine.sticker_emotion import StickerEmotionHead, sticker_features
 from engine.stickers import Sticker, StickerLibrary
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,10 @@ class Engine:
         self.selector = Selector(self.settings.emotion_weight, self.settings.image_weight)
         self._library_lock = threading.Lock()  # one pack change at a time
         self.sticker_overrides: dict[str, dict] = {}  # people's corrections: id → fields
+        self.registry = Registry(self.settings.data_dir / "registry")
+        self.sticker_head = self._live_head()  # (version, head) of a promoted sticker-emotion model
+        self.jobs = JobRunner(self.settings.data_dir / "jobs", self.settings.training_jobs,
+                              self.settings.training_threads, on_finished=self.adopt)
 
     def _text_encoder(self, name: str):
         copies = self.settings.encoder_copies or \
@@ -165,7 +172,8 @@ class Engine:
         index = index_versions.open_or_build(
             root=self.settings.data_dir / "index",
             key=index_versions.index_key(
-                f"{library.fingerprint()}{self.emotion.get().fingerprint}lex{LEXICON_WEIGHT}",
+                f"{library.fingerprint()}{self.emotion.get().fingerprint}lex{LEXICON_WEIGHT}"
+                f"{self.sticker_reader}",
                                          encoder.name,
                                          tower.name if tower is not NO_TOWER else "none"),
             stickers=library.stickers,
@@ -173,27 +181,41 @@ class Engine:
             estimate_emotions=self._sticker_emotions,
             previous=previous.index if previous else None,
             encode_images=None if tower is NO_TOWER else partial(encode_sticker_images, tower),
+            reader=self.sticker_reader,
         )
         return LiveVersion(library, index)
 
-    def read_sticker_emotions(self, stickers: list[Sticker],
-                              vectors: np.ndarray | None = None) -> np.ndarray:
+    def read_sticker_emotions(self, stickers: list[Sticker], vectors: np.ndarray | None = None,
+                              images: np.ndarray | None = None, fine_tuned: bool = True) -> np.ndarray:
         """What the models read of each sticker's emotion (Ekman-7), ignoring people's labels:
-        the recognizer over everything written of it (label, tags, OCR text), mixed with the
-        emotion lexicon model (nade) over the same words."""
+        the bundled reader (the recognizer over everything written of it, mixed with the
+        emotion lexicon model nade over the same words), or, once one is promoted, the
+        fine-tuned head over the sticker's text, picture and that reading."""
         texts = [sticker.text() for sticker in stickers]
         if vectors is None:
             vectors = self.encoder.get().encode(texts)
         recognized = self.text_emotions(texts, vectors)
         lexical = self.lexicon.predict_ekman([_sticker_words(s) for s in stickers])
         mixed = (1 - LEXICON_WEIGHT) * recognized + LEXICON_WEIGHT * lexical
-        return mixed / mixed.sum(axis=1, keepdims=True)
+        reading = mixed / mixed.sum(axis=1, keepdims=True)
+        head = self.sticker_head
+        if not fine_tuned or head is None:
+            return reading
+        tower = self.image_tower.get()
+        if images is None and tower is not NO_TOWER:
+            images = encode_sticker_images(tower, stickers)
+        return head[1].predict(sticker_features(vectors, images, reading))
 
-    def _sticker_emotions(self, stickers: list[Sticker],
-                          vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+    @property
+    def sticker_reader(self) -> str:
+        """The sticker emotion model serving now: a version id, or "" for the bundled reader."""
+        return self.sticker_head[0] if self.sticker_head else ""
+
+    def _sticker_emotions(self, stickers: list[Sticker], vectors: np.ndarray,
+                          images: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
         """Ekman-7 per sticker: a label people gave wins (in the deployment's scheme, or any
         scheme that names it), otherwise what the models read of it."""
-        emotions = self.read_sticker_emotions(stickers, vectors)
+        emotions = self.read_sticker_emotions(stickers, vectors, images)
         for row, sticker in enumerate(stickers):
             given = self._given_emotion(sticker.emotion)
             if given is not None:
@@ -242,7 +264,76 @@ class Engine:
     @property
     def emotion_model_version(self) -> str:
         """Names the models that read emotions, recorded with every suggestion they make."""
-        return f"emotion-{self.emotion.get().fingerprint[:12]}"
+        return self.sticker_reader or f"emotion-{self.emotion.get().fingerprint[:12]}"
+
+    # ------------------------------------------------------------ fine-tuning
+
+    def _live_head(self) -> tuple[str, StickerEmotionHead] | None:
+        version = self.registry.live("sticker-emotion")
+        if version is None:
+            return None
+        return version.id, StickerEmotionHead.load(self.registry.folder(version))
+
+    def sticker_feature_file(self) -> Path:
+        """What the sticker-emotion recipe reads: every sticker's features (text, picture,
+        bundled reading) from the live index, written once per index version."""
+        live = self.live.get()
+        path = self.settings.data_dir / "cache" / f"sticker-features-{live.index.key}.npz"
+        if path.is_file():
+            return path
+        stickers = [live.library.by_id[i] for i in live.index.sticker_ids]
+        vectors = live.index.index.reconstruct_n(0, live.index.index.ntotal)
+        reading = self.read_sticker_emotions(stickers, vectors, live.index.images, fine_tuned=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.npz")
+        np.savez(staging, ids=np.array(live.index.sticker_ids),
+                 features=sticker_features(vectors, live.index.images, reading), readings=reading)
+        os.replace(staging, path)
+        return path
+
+    def train(self, recipe: str, snapshot: Path, trigger: str) -> Job:
+        """Queue a fine-tuning job on a label snapshot (a folder of Parquet files)."""
+        if recipe != "sticker-emotion":
+            raise ValueError(f"no recipe {recipe!r}; known: sticker-emotion")
+        live = self.registry.live("sticker-emotion")
+        base = str(self.registry.folder(live)) if live else ""
+        return self.jobs.submit(recipe, {"snapshot": str(snapshot),
+                                         "features": str(self.sticker_feature_file()),
+                                         "base": base}, trigger)
+
+    def adopt(self, job: Job, folder: Path) -> str:
+        """A finished job's candidate: registered, gated against the live model on the
+        held-out labels and the public check, and served at once if it is not worse."""
+        live = self.registry.live(job.recipe)
+        version = self.registry.add(job.recipe, folder, parent=live.id if live else None,
+                                    snapshot=Path(job.args["snapshot"]).name,
+                                    metrics=job.metrics, trigger=job.trigger)
+        ok, note = gate(job.metrics["candidate"], job.metrics["live"])
+        if not ok:
+            self.registry.reject(version, note)
+            return f"rejected {version.id}: {note}"
+        self.promote(job.recipe, version.id, note)
+        return f"promoted {version.id}: {note}"
+
+    def promote(self, role: str, version_id: str, note: str = "") -> None:
+        """Serve ``version_id`` now: requests in flight finish on the version they started."""
+        if role != "sticker-emotion":
+            raise ValueError(f"{role} versions are not served by this engine yet")
+        version = self.registry.get(role, version_id)
+        self._serve_head((version.id, StickerEmotionHead.load(self.registry.folder(version))))
+        self.registry.promote(role, version_id, note)  # on record once it answers requests
+
+    def rollback(self, role: str, version_id: str | None = None) -> None:
+        if role != "sticker-emotion":
+            raise ValueError(f"{role} versions are not served by this engine yet")
+        self.registry.rollback(role, version_id)
+        self._serve_head(self._live_head())
+
+    def _serve_head(self, head: tuple[str, StickerEmotionHead] | None) -> None:
+        with self._library_lock:
+            live = self.live.get()
+            self.sticker_head = head
+            self._switch_to(self._build_live(previous=live), live)
 
     def shown(self, ekman: np.ndarray) -> np.ndarray:
         """Ekman-7 distributions in the deployment's label scheme."""

@@ -38,6 +38,7 @@ class StickerIndex:
     index_type: str = "Flat"
     recall_at_10: float | None = None  # against exact search; None for an exact index
     signatures: list[str] = field(default_factory=list)  # Sticker.signature() per row
+    reader: str = ""  # the sticker emotion model that read the emotions ("": the bundled reader)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner-product (cosine, as vectors are normalised) top-k: (scores, rows)."""
@@ -127,6 +128,7 @@ def open_or_build(
     estimate_emotions: Callable[[list, np.ndarray], tuple[list[str], np.ndarray]],
     previous: StickerIndex | None = None,
     encode_images: Callable[[list], np.ndarray] | None = None,
+    reader: str = "",
 ) -> StickerIndex:
     """Load version ``key`` from ``root``, building and saving it first if it is missing.
 
@@ -137,9 +139,9 @@ def open_or_build(
     if not (folder / "manifest.json").is_file():
         started = time.perf_counter()
         vectors, labels, emotions, images = _features(stickers, encode, estimate_emotions,
-                                                      encode_images, previous)
+                                                      encode_images, previous, reader)
         _write_version(folder, key, [s.id for s in stickers], vectors, labels, emotions, images,
-                       previous, [s.signature() for s in stickers])
+                       previous, [s.signature() for s in stickers], reader)
         log.info("built index %s (%d stickers) in %.1fs", key, len(stickers),
                  time.perf_counter() - started)
     return _read_version(folder)
@@ -155,24 +157,16 @@ def _can_reconstruct(previous: StickerIndex | None) -> bool:
         return False
 
 
-def _features(stickers, encode, estimate_emotions, encode_images, previous):
-    """Vectors, emotions and pictures of ``stickers``; what ``previous`` holds is reused: text
-    vectors and emotions while a sticker's signature is unchanged, pictures while its id is."""
+def _features(stickers, encode, estimate_emotions, encode_images, previous, reader=""):
+    """Vectors, pictures and emotions of ``stickers``. What ``previous`` holds is reused: text
+    vectors while a sticker's signature is unchanged, pictures while its id is, emotions while
+    both its signature and the emotion reader are."""
     reusable = _can_reconstruct(previous)
     old_rows = {sid: row for row, sid in enumerate(previous.sticker_ids)} if reusable else {}
     old_signatures = previous.signatures if reusable else []
-    known = {sid: row for sid, row in old_rows.items()
-             if row < len(old_signatures) and old_signatures[row]}
     signatures = {s.id: s.signature() for s in stickers}
-    known = {sid: row for sid, row in known.items()
-             if sid in signatures and old_signatures[row] == signatures[sid]}
-    new = [s for s in stickers if s.id not in known]
-    new_vectors = encode([s.text() for s in new])
-    labels, new_emotions = estimate_emotions(new, new_vectors)
-    if previous is not None and known and previous.emotion_labels != labels:
-        known, new = {}, list(stickers)  # the label scheme changed: estimate everything anew
-        new_vectors = encode([s.text() for s in new])
-        labels, new_emotions = estimate_emotions(new, new_vectors)
+    same_text = {sid: row for sid, row in old_rows.items()
+                 if row < len(old_signatures) and old_signatures[row] == signatures.get(sid)}
 
     def merged(fresh: list, new_block: np.ndarray, reused: dict, old_row) -> np.ndarray:
         rows = {s.id: i for i, s in enumerate(fresh)}
@@ -182,14 +176,24 @@ def _features(stickers, encode, estimate_emotions, encode_images, previous):
                 else old_row(reused[sticker.id])
         return out
 
-    vectors = merged(new, new_vectors, known, previous.index.reconstruct if known else None)
-    emotions = merged(new, new_emotions, known, lambda row: previous.emotions[row])
+    fresh = [s for s in stickers if s.id not in same_text]
+    vectors = merged(fresh, encode([s.text() for s in fresh]), same_text,
+                     previous.index.reconstruct if same_text else None)
     images = None
     if encode_images is not None:
         pictured = old_rows if reusable and previous.images is not None else {}
         unpictured = [s for s in stickers if s.id not in pictured]
         images = merged(unpictured, encode_images(unpictured), pictured,
                         lambda row: previous.images[row])
+    same_reading = same_text if previous is not None and previous.reader == reader else {}
+    unread = [row for row, s in enumerate(stickers) if s.id not in same_reading]
+    labels, read = estimate_emotions([stickers[row] for row in unread], vectors[unread],
+                                     images[unread] if images is not None else None)
+    if same_reading and previous.emotion_labels != labels:  # the label scheme changed
+        same_reading, unread = {}, list(range(len(stickers)))
+        labels, read = estimate_emotions(list(stickers), vectors, images)
+    emotions = merged([stickers[row] for row in unread], read, same_reading,
+                      lambda row: previous.emotions[row])
     return vectors, labels, emotions, images
 
 
@@ -213,7 +217,7 @@ def grown(previous: StickerIndex | None, sticker_ids: list[str], vectors: np.nda
 
 
 def _write_version(folder, key, sticker_ids, vectors, labels, emotions, images,
-                   previous=None, signatures=()) -> None:
+                   previous=None, signatures=(), reader="") -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -231,7 +235,7 @@ def _write_version(folder, key, sticker_ids, vectors, labels, emotions, images,
         np.save(staging / "images.npy", images.astype(np.float32))
     manifest = {"key": key, "sticker_ids": sticker_ids, "emotion_labels": labels,
                 "dim": int(vectors.shape[1]), "index_type": spec, "recall_at_10": recall,
-                "grown_from": built_from, "signatures": list(signatures)}
+                "grown_from": built_from, "signatures": list(signatures), "reader": reader}
     (staging / "manifest.json").write_text(json.dumps(manifest))
     try:
         os.rename(staging, folder)
@@ -288,4 +292,5 @@ def _read_version(folder: Path) -> StickerIndex:
         index_type=manifest.get("index_type", "Flat"),
         recall_at_10=manifest.get("recall_at_10"),
         signatures=manifest.get("signatures", []),
+        reader=manifest.get("reader", ""),
     )

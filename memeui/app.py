@@ -13,6 +13,7 @@ from engine import Engine
 from memeui.access import Access
 from memeui.annotate import HOTKEYS_JS, Studio, add_label_api, build_annotate_tab, build_stats_tab
 from memeui.chat import build_chat_tab
+from memeui.jobs import Trainer, add_jobs_api, build_jobs_tab
 from memeui.emotion import build_emotion_tab
 from memeui.library import build_library_tab
 from memeui.search import build_search_tab
@@ -40,10 +41,11 @@ def access_for(engine: Engine) -> Access:
     return Access(Users(engine.settings.data_dir / USERS_FILE))
 
 
-def build_app(engine: Engine, studio: Studio | None = None,
-              access: Access | None = None) -> gr.Blocks:
+def build_app(engine: Engine, studio: Studio | None = None, access: Access | None = None,
+              trainer: Trainer | None = None) -> gr.Blocks:
     studio = studio or open_studio(engine)
     access = access or access_for(engine)
+    trainer = trainer or Trainer(studio)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}")
         with gr.Tab("Chat"):
@@ -58,16 +60,19 @@ def build_app(engine: Engine, studio: Studio | None = None,
             build_annotate_tab(studio, access, annotate)
         with gr.Tab("Stats"):
             build_stats_tab(studio, access)
+        with gr.Tab("Jobs"):
+            build_jobs_tab(trainer, access)
         add_label_api(studio, access)
+        add_jobs_api(trainer, access)
         demo.load(picker_choices, None, picker, api_name=False, queue=False)
         demo.load(None, js=HOTKEYS_JS)
     demo.queue(max_size=QUEUE_SIZE)
     return demo
 
 
-def start(engine: Engine, studio: Studio) -> None:
-    """Background work before serving: the models load, the stickers become label items,
-    and old chat feedback moves into the store."""
+def start(engine: Engine, studio: Studio, trainer: Trainer | None = None) -> Trainer:
+    """Background work while serving: the models load, the stickers become label items, old
+    chat feedback moves into the store, and training requests become jobs."""
     def items_then_feedback() -> None:
         try:
             studio.ensure_items()
@@ -77,6 +82,9 @@ def start(engine: Engine, studio: Studio) -> None:
 
     engine.warm_up()
     threading.Thread(target=items_then_feedback, name="memeui-label-items", daemon=True).start()
+    trainer = trainer or Trainer(studio)
+    trainer.start()
+    return trainer
 
 
 def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int | None = None,

@@ -107,6 +107,30 @@ def build_parser() -> argparse.ArgumentParser:
     train_now.add_argument("--task", required=True)
     train_now.set_defaults(run=run_labels_request_training)
 
+    jobs = commands.add_parser("jobs", help="training jobs")
+    actions = jobs.add_subparsers(required=True, metavar="ACTION")
+    list_jobs = with_server(actions.add_parser("list", help="every job, newest first"))
+    list_jobs.add_argument("--json", action="store_true")
+    list_jobs.set_defaults(run=run_jobs_list)
+    cancel = with_server(actions.add_parser("cancel", help="cancel a queued or running job"))
+    cancel.add_argument("job")
+    cancel.set_defaults(run=run_jobs_cancel)
+
+    models = commands.add_parser("models", help="model versions: list, promote, roll back")
+    actions = models.add_subparsers(required=True, metavar="ACTION")
+    list_models = with_server(actions.add_parser("list", help="every version with its metrics"))
+    list_models.add_argument("--json", action="store_true")
+    list_models.set_defaults(run=run_models_list)
+    promote = with_server(actions.add_parser("promote", help="serve a version now"))
+    promote.add_argument("role")
+    promote.add_argument("version")
+    promote.set_defaults(run=run_models_promote)
+    rollback = with_server(actions.add_parser("rollback", help="go back to the version live "
+                                                               "before (or to VERSION)"))
+    rollback.add_argument("role")
+    rollback.add_argument("version", nargs="?", default="")
+    rollback.set_defaults(run=run_models_rollback)
+
     users = commands.add_parser("users", help="who may sign in: annotators and admins")
     actions = users.add_subparsers(required=True, metavar="ACTION")
     add_user = actions.add_parser("add", help="add a user (or change one's role and password)")
@@ -134,10 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="(the output is always JSON)")
     evaluate.set_defaults(run=run_eval)
 
-    train = commands.add_parser("train", help="train a model the engine uses; prints JSON")
-    train.add_argument("model", choices=["image-tower", "emotion"],
+    train = with_server(commands.add_parser("train", help="train a model the engine uses; prints JSON"))
+    train.add_argument("model", choices=["image-tower", "emotion", "sticker-emotion"],
                        help="image-tower: the offline LiT-style image tower; emotion: the bundled "
-                            "pre-recognizer from chitchat-dataset + nade (both in assets/models/)")
+                            "pre-recognizer from chitchat-dataset + nade (both in assets/models/); "
+                            "sticker-emotion: fine-tune on the store's sticker-emotion labels, "
+                            "gate, and promote if not worse")
+    train.add_argument("--labels", type=Path, help="sticker-emotion: import these labels "
+                       "(an export, or a CSV of id,emotion) first")
     train.add_argument("--epochs", type=int, default=60, help="image tower epochs")
     train.add_argument("--conversations", type=int, default=1200,
                        help="chitchat conversations for the emotion model")
@@ -159,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     spaces.set_defaults(run=run_spaces)
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
-    bench.add_argument("name", choices=["search", "emotion", "chat", "labels"])
+    bench.add_argument("name", choices=["search", "emotion", "chat", "labels", "finetune"])
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
     bench.add_argument("--knn-vectors", type=int, default=1_000_000,
@@ -226,11 +254,13 @@ def print_json(value) -> None:
 def run_serve(args) -> int:
     serving_threads()  # before anything imports numpy or torch
     from memeui.app import build_app, launch, open_studio, start
+    from memeui.jobs import Trainer
 
     engine = make_engine()
     studio = open_studio(engine)
-    demo = build_app(engine, studio)
-    start(engine, studio)
+    trainer = Trainer(studio)
+    demo = build_app(engine, studio, trainer=trainer)
+    start(engine, studio, trainer)
     launch(demo, engine, host=args.host, port=args.port)
     return 0
 
@@ -505,6 +535,98 @@ def run_users_remove(args) -> int:
     return 0
 
 
+def train_sticker_emotion(args) -> int:
+    """Fine-tune the sticker emotion model on the store's labels (after importing --labels),
+    wait for the job and print it with what the gate decided."""
+    if args.server:
+        if args.labels:
+            raise ValueError("with --server, import the labels first (memeui labels import)")
+        job = call_server(args, "/train", "sticker-emotion", "")
+        print_json(job)
+        return 0
+    with stdout_for_json_only():
+        studio = open_studio_here()
+        if args.labels:
+            import_sticker_labels(studio, args.labels)
+        snapshot = studio.store.snapshot(studio.engine.settings.data_dir / "snapshots")
+        job = studio.engine.train("sticker-emotion", snapshot, "cli")
+        job = studio.engine.jobs.wait(job.id, timeout=3600)
+    print_json(job.to_dict())
+    return 0 if job.state == "done" else 2
+
+
+def import_sticker_labels(studio, path: Path) -> None:
+    """An export, or a plain CSV of ``id,emotion`` (as assets/labels/sticker_emotions.csv)."""
+    import csv
+
+    from memeui.access import Identity
+
+    studio.ensure_items()
+    with path.open(encoding="utf-8", newline="") as file:
+        header = file.readline()
+    if "annotator" in header:
+        studio.import_file(path, "sticker_emotion")
+        return
+    with path.open(encoding="utf-8", newline="") as file:
+        for row in csv.DictReader(file):
+            studio.label("sticker_emotion", row["id"], row["emotion"],
+                         Identity(path.stem, "admin"), source="import")
+
+
+def local_engine():
+    """The engine of MEMEUI_DATA_DIR for jobs and models (no models load until used)."""
+    return make_engine()
+
+
+def run_jobs_list(args) -> int:
+    jobs = call_server(args, "/jobs_list", "") if args.server else \
+        [job.to_dict() for job in local_engine().jobs.jobs()]
+    if args.json:
+        print_json(jobs)
+    else:
+        for job in jobs:
+            print(f"{job['id']}  {job['recipe']:<16} {job['state']:<11} {job['progress']:4.0%}  "
+                  f"{job['outcome'] or job['message']}")
+    return 0
+
+
+def run_jobs_cancel(args) -> int:
+    if args.server:
+        print_json(call_server(args, "/job_cancel", args.job, ""))
+        return 0
+    raise ValueError("a job runs inside the app that started it: pass --server URL")
+
+
+def run_models_list(args) -> int:
+    versions = call_server(args, "/models_list", "") if args.server else \
+        [version.to_dict() for version in local_engine().registry.versions()]
+    if args.json:
+        print_json(versions)
+    else:
+        for v in versions:
+            print(f"{v['id']}  {v['status']:<9} {v['note']}")
+    return 0
+
+
+def run_models_promote(args) -> int:
+    if args.server:
+        print_json(call_server(args, "/model_promote", args.role, args.version, ""))
+        return 0
+    engine = local_engine()
+    engine.registry.promote(args.role, args.version, "promoted on the command line")
+    print_json(engine.registry.get(args.role, args.version).to_dict())
+    return 0
+
+
+def run_models_rollback(args) -> int:
+    if args.server:
+        print_json(call_server(args, "/model_rollback", args.role, args.version, ""))
+        return 0
+    live = local_engine().registry.rollback(args.role, args.version or None)
+    print_json(live.to_dict() if live else None)
+    return 0
+
+
 def run_eval(args) -> int:
     from engine.evaluate import EmojiEvaluation, EmotionEvaluation, sticker_emotion_evaluation
 
@@ -547,6 +669,8 @@ def run_train(args) -> int:
     from engine.image import LIT_WEIGHTS, train_lit_tower
     from engine.stickers import StickerLibrary
 
+    if args.model == "sticker-emotion":
+        return train_sticker_emotion(args)
     if args.model == "emotion":
         from engine.emotion_recipes import train_default
 
@@ -579,6 +703,11 @@ def run_bench(args) -> int:
             from bench.chat import run as bench_chat
 
             result = bench_chat(turns=args.queries)
+        elif args.name == "finetune":
+            serving_threads()
+            from bench.finetune import run as bench_finetune
+
+            result = bench_finetune()
         elif args.name == "labels":
             from bench.labels import run as bench_labels
 

@@ -152,7 +152,7 @@ def test_appending_stickers_grows_the_previous_index_instead_of_rebuilding(tmp_p
     stickers = [Sticker(id=f"s{i}", pack="p", path=tmp_path / f"{i}.png", label=f"{i}")
                 for i in range(600)]
     encode = lambda texts: table[[int(t) for t in texts]]  # noqa: E731
-    emotions = lambda stickers, vectors: (["joy"], np.ones((len(stickers), 1), np.float32))  # noqa: E731
+    emotions = lambda stickers, vectors, images=None: (["joy"], np.ones((len(stickers), 1), np.float32))  # noqa: E731
     first = versions.open_or_build(tmp_path, "v1", stickers[:500], encode, emotions)
     second = versions.open_or_build(tmp_path, "v2", stickers, encode, emotions, previous=first)
     manifest = json.loads((tmp_path / "v2" / "manifest.json").read_text())
@@ -166,3 +166,47 @@ def test_appending_stickers_grows_the_previous_index_instead_of_rebuilding(tmp_p
                                       emotions, previous=second)
     assert json.loads((tmp_path / "v3" / "manifest.json").read_text())["grown_from"] is None
     assert shuffled.index.ntotal == 600  # a reordered library is built anew
+
+
+def test_a_new_version_reuses_what_did_not_change(tmp_path):
+    """Text vectors follow a sticker's signature, pictures its id, emotions its signature and
+    the emotion reader: a corrected label is embedded again, a new reader reads every sticker
+    again, and nothing else is recomputed."""
+    import dataclasses
+
+    import numpy as np
+
+    from engine import index as versions
+    from engine.stickers import Sticker
+
+    stickers = [Sticker(id=f"s{i}", pack="p", path=tmp_path / f"{i}.png", label=f"sticker {i}")
+                for i in range(5)]
+    seen = {"texts": [], "pictures": [], "read": []}
+
+    def encode(texts):
+        seen["texts"] += texts
+        return np.eye(8, dtype=np.float32)[[len(t) % 8 for t in texts]]
+
+    def pictures(stickers):
+        seen["pictures"] += [s.id for s in stickers]
+        return np.ones((len(stickers), 4), np.float32)
+
+    def reader(name):
+        def read(stickers, vectors, images=None):
+            seen["read"] += [(name, s.id) for s in stickers]
+            assert images is not None and len(images) == len(stickers)
+            return ["joy", "anger"], np.tile([[0.9, 0.1]], (len(stickers), 1)).astype(np.float32)
+        return read
+
+    first = versions.open_or_build(tmp_path, "v1", stickers, encode, reader("a"), None, pictures)
+    for kind in seen.values():
+        kind.clear()
+    corrected = [dataclasses.replace(stickers[0], label="a corrected label"), *stickers[1:]]
+    second = versions.open_or_build(tmp_path, "v2", corrected, encode, reader("a"), first, pictures)
+    assert seen == {"texts": ["a corrected label"], "pictures": [], "read": [("a", "s0")]}
+    for kind in seen.values():
+        kind.clear()
+    versions.open_or_build(tmp_path, "v3", corrected, encode, reader("b"), second, pictures,
+                           reader="b")
+    assert seen["texts"] == [] and seen["pictures"] == []
+    assert sorted(seen["read"]) == [("b", f"s{i}") for i in range(5)]

@@ -1,0 +1,233 @@
+"""The Jobs tab and the trainer that turns the store's fine-tuning requests into engine jobs.
+
+``Trainer`` polls the label store: each pending request of a task that has a recipe becomes a
+job on the engine's runner, fed a Parquet snapshot of the labels (never the live file). When
+the job is done the engine registers its candidate, gates it and, if it is not worse, serves it
+at once; the request then records what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import gradio as gr
+import pandas as pd
+
+from engine import Engine
+from engine.registry import ROLES
+from memeui.access import Access
+from memeui.annotate import Studio
+
+log = logging.getLogger(__name__)
+RECIPE_OF_TASK = {"sticker_emotion": "sticker-emotion"}  # tasks whose labels train a model now
+POLL_SECONDS = 1.0
+
+
+class Trainer:
+    def __init__(self, studio: Studio) -> None:
+        self.studio, self.engine = studio, studio.engine
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self.engine.jobs.start()
+        self._thread = threading.Thread(target=self._loop, name="memeui-trainer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                self.poll()
+            except Exception:  # the next poll tries again; the app keeps serving
+                log.exception("turning training requests into jobs failed")
+
+    def poll(self) -> list[str]:
+        """Pending requests → jobs; finished jobs → the requests' outcome. Returns new job ids."""
+        store, started = self.studio.store, []
+        for request in store.training_requests(status="pending"):
+            recipe = RECIPE_OF_TASK.get(request["task"])
+            if recipe is None:
+                continue  # no recipe for this task yet: it stays pending
+            job = self.submit(recipe, request["requested_by"])
+            store.update_training_request(request["id"], "running", job.id)
+            started.append(job.id)
+        for request in store.training_requests(status="running"):
+            job = next((j for j in self.engine.jobs.jobs() if j.id == request["job"]), None)
+            if job is None or job.state in ("queued", "running") or \
+                    (job.state == "done" and not job.outcome):
+                continue
+            store.update_training_request(request["id"], job.state, job.id)
+            if job.outcome.startswith("promoted"):
+                self.studio.apply_corrections()  # people's labels win over the new model
+                self.studio.library_changed()  # suggestions come from the new model
+        return started
+
+    def submit(self, recipe: str, trigger: str):
+        snapshot = self.studio.store.snapshot(self.engine.settings.data_dir / "snapshots")
+        return self.engine.train(recipe, snapshot, trigger)
+
+
+def build_jobs_tab(trainer: Trainer, access: Access) -> None:
+    engine: Engine = trainer.engine
+
+    def jobs_view():
+        jobs = engine.jobs.jobs()
+        rows = [[j.id, j.recipe, j.state, _bar(j.progress), j.message, j.trigger, j.outcome]
+                for j in jobs]
+        latest = jobs[0] if jobs else None
+        curve = pd.DataFrame(latest.curve if latest else [], columns=["step", "loss", "metric"])
+        curve = curve.melt(id_vars="step", value_vars=["loss", "metric"], var_name="series",
+                           value_name="value").dropna()
+        return (rows, engine.jobs.log_text(latest.id) if latest else "",
+                gr.LinePlot(curve, x="step", y="value", color="series"),
+                gr.Dropdown(choices=[j.id for j in jobs if j.state in ("queued", "running")]))
+
+    def versions_view(role: str):
+        rows = []
+        for v in reversed(engine.registry.versions(role)):
+            candidate = v.metrics.get("candidate", {})
+            live = v.metrics.get("live", {})
+            rows.append([v.id, v.status, v.parent or "bundled", v.trigger,
+                         _metric(candidate, "holdout"), _metric(live, "holdout"),
+                         _metric(candidate, "public"), _metric(live, "public"), v.note])
+        return rows, gr.Dropdown(choices=[v.id for v in engine.registry.versions(role)])
+
+    def cancel(job_id: str | None, name: str, request: gr.Request):
+        access.admin(request, name)
+        if not job_id:
+            raise gr.Error("Pick a running job.", duration=4)
+        try:
+            engine.jobs.cancel(job_id)
+        except ValueError as error:
+            raise gr.Error(str(error), duration=5) from None
+        return jobs_view()
+
+    def train_now(name: str, request: gr.Request):
+        who = access.admin(request, name)
+        try:
+            trainer.submit("sticker-emotion", who.name)
+        except ValueError as error:
+            raise gr.Error(str(error), duration=6) from None
+        return jobs_view()
+
+    def promote(role: str, version: str | None, name: str, request: gr.Request):
+        access.admin(request, name)
+        if not version:
+            raise gr.Error("Pick a version.", duration=4)
+        try:
+            engine.promote(role, version, note="promoted by hand")
+        except ValueError as error:
+            raise gr.Error(str(error), duration=5) from None
+        trainer.studio.library_changed()
+        return versions_view(role)
+
+    def rollback(role: str, name: str, request: gr.Request):
+        access.admin(request, name)
+        try:
+            engine.rollback(role)
+        except ValueError as error:
+            raise gr.Error(str(error), duration=5) from None
+        trainer.studio.library_changed()
+        return versions_view(role)
+
+    gr.Markdown("Training jobs run in their own processes from a snapshot of the labels; a "
+                "candidate goes live only when it is not worse than the live model on held-out "
+                "labels and on the fixed public check.")
+    with gr.Row():
+        name = gr.Textbox(label="Your name (open mode)", visible=access.open, max_length=64)
+        train = gr.Button("Train sticker emotions now", variant="primary", elem_id="jobs-train")
+    jobs = gr.Dataframe(headers=["job", "recipe", "state", "progress", "message", "trigger",
+                                 "outcome"], interactive=False, elem_id="jobs-table", wrap=True)
+    with gr.Row():
+        running = gr.Dropdown([], label="Running job", scale=3)
+        cancel_button = gr.Button("Cancel job", variant="stop", scale=1)
+    with gr.Row():
+        curve = gr.LinePlot(x="step", y="value", color="series", label="Latest job: progress")
+        log_box = gr.Textbox(label="Latest job: log", lines=10, max_lines=10, autoscroll=True)
+    gr.Markdown("### Model versions")
+    with gr.Row():
+        role = gr.Dropdown(list(ROLES), value="sticker-emotion", label="Role", scale=2)
+        version = gr.Dropdown([], label="Version", scale=3)
+        promote_button = gr.Button("Promote", scale=1)
+        rollback_button = gr.Button("Roll back", scale=1)
+    versions = gr.Dataframe(headers=["version", "status", "parent", "trigger",
+                                     "held-out F1", "live then", "public F1", "live then",
+                                     "gate"], interactive=False, elem_id="jobs-versions", wrap=True)
+    timer = gr.Timer(2.0)
+    job_outputs = [jobs, log_box, curve, running]
+    timer.tick(jobs_view, None, job_outputs, api_name=False, queue=False)
+    timer.tick(versions_view, role, [versions, version], api_name=False, queue=False)
+    role.change(versions_view, role, [versions, version], api_name=False)
+    cancel_button.click(cancel, [running, name], job_outputs, api_name=False)
+    train.click(train_now, name, job_outputs, api_name=False)
+    promote_button.click(promote, [role, version, name], [versions, version], api_name=False)
+    rollback_button.click(rollback, [role, name], [versions, version], api_name=False)
+
+
+def _bar(fraction: float, width: int = 10) -> str:
+    filled = int(round(fraction * width))
+    return f"{'▓' * filled}{'░' * (width - filled)} {fraction:.0%}"
+
+
+def _metric(metrics: dict, check: str) -> str:
+    value = (metrics.get(check) or {}).get("macro_f1")
+    return "—" if value is None else f"{value:.1f}"
+
+
+def add_jobs_api(trainer: Trainer, access: Access) -> None:
+    """Named endpoints for jobs and model versions (``memeui jobs|models … --server``)."""
+    engine = trainer.engine
+
+    def jobs_list(annotator: str = "", request: gr.Request = None) -> list:
+        """Every job, newest first: state, progress, metrics, outcome."""
+        access.identify(request, annotator)
+        return [job.to_dict() for job in engine.jobs.jobs()]
+
+    def job_cancel(job_id: str, annotator: str = "", request: gr.Request = None) -> dict:
+        """Cancel a queued or running job (admins only)."""
+        access.admin(request, annotator)
+        return _refused(lambda: engine.jobs.cancel(job_id).to_dict())
+
+    def train_now(recipe: str = "sticker-emotion", annotator: str = "",
+                  request: gr.Request = None) -> dict:
+        """Start a fine-tuning job from the labels so far (admins only)."""
+        who = access.admin(request, annotator)
+        return _refused(lambda: trainer.submit(recipe, who.name).to_dict())
+
+    def models_list(annotator: str = "", request: gr.Request = None) -> list:
+        """Every model version of every role with its metrics and status."""
+        access.identify(request, annotator)
+        return [version.to_dict() for version in engine.registry.versions()]
+
+    def model_promote(role: str, version: str, annotator: str = "",
+                      request: gr.Request = None) -> dict:
+        """Serve VERSION of ROLE now (admins only)."""
+        access.admin(request, annotator)
+        _refused(lambda: engine.promote(role, version, note="promoted by hand"))
+        trainer.studio.library_changed()
+        return engine.registry.get(role, version).to_dict()
+
+    def model_rollback(role: str, version: str = "", annotator: str = "",
+                       request: gr.Request = None) -> dict | None:
+        """Go back to VERSION (or the one live before) of ROLE (admins only)."""
+        access.admin(request, annotator)
+        _refused(lambda: engine.rollback(role, version or None))
+        trainer.studio.library_changed()
+        live = engine.registry.live(role)
+        return live.to_dict() if live else None
+
+    for function, name in ((jobs_list, "jobs_list"), (job_cancel, "job_cancel"),
+                           (train_now, "train"), (models_list, "models_list"),
+                           (model_promote, "model_promote"), (model_rollback, "model_rollback")):
+        gr.api(function, api_name=name, queue=False)
+
+
+def _refused(call):
+    try:
+        return call()
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
