@@ -1,9 +1,9 @@
 """Labels in, a better model live: the whole loop through a served app, from a fresh data dir.
 
 ``memeui serve`` runs in its own process (retrieval chat backend, a fine-tuning request every
-500 sticker-emotion labels). 500 labels from ``assets/labels/sticker_emotions.csv`` (the
-project's labelled stickers, the same file the studio measures the reader with) go in through
-``/label``; the 500th records a request, the trainer turns it into a job on a snapshot, the job
+500 sticker-emotion labels). 500 labels of ``assets/labels/sticker_emotions.csv`` (the project's
+labelled stickers, the same file the studio measures the reader with), a fixed random sample
+(ordered by a hash of the sticker id), go in through ``/label``; the 500th records a request, the trainer turns it into a job on a snapshot, the job
 fits and measures a candidate in its own process, the gate compares it with the live reader and
 the engine serves it. Prints:
 
@@ -36,6 +36,12 @@ from engine.sticker_emotion import public_labels
 LABELS = 500
 
 
+def labelling_order(gold: dict[str, str]) -> list[str]:
+    """A fixed shuffle of the labelled stickers: the first N are a random sample of the file
+    (its own order puts every hand-labelled sticker first, which no annotator would)."""
+    return sorted(gold, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+
+
 def served_accuracy(connection, gold: dict[str, str]) -> float:
     served = {s["id"]: s["emotion"] for s in call(connection, "library_stickers")}
     return round(100 * float(np.mean([served[k] == v for k, v in gold.items()])), 2)
@@ -61,7 +67,7 @@ def run(labels: int = LABELS) -> dict:
         if (settings.data_dir / reusable).is_dir():
             shutil.copytree(settings.data_dir / reusable, data_dir / reusable)
     gold = public_labels()
-    order = sorted(gold, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+    order = labelling_order(gold)
     labelled, outside = order[:labels], {k: gold[k] for k in order[labels:]}
     texts = messages(400, skip=settings.retrieval_conversations)
     process, url = start_server({"MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING",

@@ -3,8 +3,8 @@
 A job record (``<data_dir>/jobs/<id>/job.json``) goes queued → running → done | failed |
 cancelled; a job that was running when the app stopped is marked ``interrupted`` at the next
 start and can be queued again. Each job runs a recipe (``fit(args, out, progress) → metrics``)
-in a process of its own (``python -m engine.jobs``, so the app's main module is never imported
-again) with its CPU threads capped, so training never holds the server's cores or its GIL; the
+in a process of its own (a fresh Python running ``work``, so the app's main module is never
+imported again) with its CPU threads capped, so training never holds the server's cores or its GIL; the
 worker reports progress as JSON lines the runner reads. Cancel terminates the worker at once.
 """
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 RECIPES = {"sticker-emotion": "engine.sticker_emotion:fit"}  # recipe → "module:function"
 POLL_SECONDS = 0.2
+WORKER = "import sys; from engine.jobs import work; work(sys.argv[1], sys.argv[2])"
 KILL_AFTER_SECONDS = 3.0
 
 
@@ -196,7 +197,7 @@ class JobRunner:
                                                    "MKL_NUM_THREADS")}
         with (folder / "log.txt").open("ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "engine.jobs", RECIPES[job.recipe], str(folder)],
+                [sys.executable, "-c", WORKER, RECIPES[job.recipe], str(folder)],
                 env={**os.environ, **threads}, stdout=log_file, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
         job.state, job.started, job.message = "running", time.time(), "starting"
@@ -243,12 +244,13 @@ class JobRunner:
             self._save(job)
 
 
-def work(target: str, folder: Path) -> None:
+def work(target: str, folder: str | Path) -> None:
     """A worker process: run the recipe on ``args.json``, report progress to
     ``progress.jsonl`` and the end to ``result.json`` (threads are capped by the runner's
     environment, set before any library loads)."""
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    folder = Path(folder)
     args = json.loads((folder / "args.json").read_text("utf-8"))
     progress_file = (folder / "progress.jsonl").open("a", encoding="utf-8")
     step = [0]
@@ -271,6 +273,3 @@ def work(target: str, folder: Path) -> None:
     (folder / "result.json").write_text(json.dumps(result))
     progress_file.close()
 
-
-if __name__ == "__main__":
-    work(sys.argv[1], Path(sys.argv[2]))

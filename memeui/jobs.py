@@ -48,12 +48,16 @@ class Trainer:
     def poll(self) -> list[str]:
         """Pending requests → jobs; finished jobs → the requests' outcome. Returns new job ids."""
         store, started = self.studio.store, []
+        pending: dict[str, list[dict]] = {}
         for request in store.training_requests(status="pending"):
-            recipe = RECIPE_OF_TASK.get(request["task"])
+            pending.setdefault(request["task"], []).append(request)
+        for task, requests in pending.items():
+            recipe = RECIPE_OF_TASK.get(task)
             if recipe is None:
                 continue  # no recipe for this task yet: it stays pending
-            job = self.submit(recipe, request["requested_by"])
-            store.update_training_request(request["id"], "running", job.id)
+            job = self.submit(recipe, requests[-1]["requested_by"])  # one job serves them all
+            for request in requests:
+                store.update_training_request(request["id"], "running", job.id)
             started.append(job.id)
         for request in store.training_requests(status="running"):
             job = next((j for j in self.engine.jobs.jobs() if j.id == request["job"]), None)
@@ -61,9 +65,9 @@ class Trainer:
                     (job.state == "done" and not job.outcome):
                 continue
             store.update_training_request(request["id"], job.state, job.id)
-            if job.outcome.startswith("promoted"):
-                self.studio.apply_corrections()  # people's labels win over the new model
-                self.studio.library_changed()  # suggestions come from the new model
+            if job.state == "done":
+                self.studio.apply_corrections()  # people's labels win over any model
+                self.studio.library_changed()  # suggestions come from the model now live
         return started
 
     def submit(self, recipe: str, trigger: str):
@@ -108,10 +112,8 @@ def build_jobs_tab(trainer: Trainer, access: Access) -> None:
 
     def train_now(name: str, request: gr.Request):
         who = access.admin(request, name)
-        try:
-            trainer.submit("sticker-emotion", who.name)
-        except ValueError as error:
-            raise gr.Error(str(error), duration=6) from None
+        trainer.studio.store.request_training("sticker_emotion", who.name, "requested by an admin")
+        gr.Info("Requested: the job starts in a moment.", duration=3)
         return jobs_view()
 
     def promote(role: str, version: str | None, name: str, request: gr.Request):
@@ -194,9 +196,13 @@ def add_jobs_api(trainer: Trainer, access: Access) -> None:
 
     def train_now(recipe: str = "sticker-emotion", annotator: str = "",
                   request: gr.Request = None) -> dict:
-        """Start a fine-tuning job from the labels so far (admins only)."""
+        """Request a fine-tuning job from the labels so far (admins only); it starts within a
+        second and shows in /jobs_list."""
         who = access.admin(request, annotator)
-        return _refused(lambda: trainer.submit(recipe, who.name).to_dict())
+        task = {recipe_name: task for task, recipe_name in RECIPE_OF_TASK.items()}.get(recipe)
+        if task is None:
+            raise gr.Error(f"no recipe {recipe!r}; known: {', '.join(RECIPE_OF_TASK.values())}")
+        return studio_request(trainer, task, who.name)
 
     def models_list(annotator: str = "", request: gr.Request = None) -> list:
         """Every model version of every role with its metrics and status."""
@@ -224,6 +230,11 @@ def add_jobs_api(trainer: Trainer, access: Access) -> None:
                            (train_now, "train"), (models_list, "models_list"),
                            (model_promote, "model_promote"), (model_rollback, "model_rollback")):
         gr.api(function, api_name=name, queue=False)
+
+
+def studio_request(trainer: Trainer, task: str, who: str) -> dict:
+    """A training request the trainer turns into a job within a second."""
+    return trainer.studio.store.request_training(task, who, "requested by an admin")
 
 
 def _refused(call):

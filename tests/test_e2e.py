@@ -266,3 +266,89 @@ def test_an_admin_sees_agreement_and_an_annotator_is_refused(browser, studio_app
     page.locator("#stats-distribution canvas, #stats-distribution svg").first.wait_for(timeout=30_000)
     save_screenshot(page, "stats.png")
     page.close()
+
+
+# ---------------------------------------------------------------- labels → job → live, in the UI
+
+@pytest.fixture(scope="module")
+def jobs_app(data_dir, engine, tmp_path_factory):
+    """An app with an engine, store and registry of its own (open mode) and its trainer
+    running; 500 sticker-emotion labels from the project's labelled file are in the store
+    already, as if teammates had labelled them."""
+    import csv
+    import shutil
+
+    from annotations.store import LabelStore
+    from bench.finetune import labelling_order
+    from engine import Engine, Settings
+    from memeui.access import Identity
+    from memeui.annotate import Studio
+    from memeui.app import access_for, build_app, launch
+    from memeui.jobs import Trainer
+    from tests.conftest import free_port
+
+    engine.live.get()
+    folder = tmp_path_factory.mktemp("jobs-e2e")
+    for reusable in ("index", "models", "cache"):
+        if (data_dir / reusable).is_dir():
+            shutil.copytree(data_dir / reusable, folder / reusable)
+    own = Engine(Settings.from_env({}, data_dir=folder, train_every=0))
+    studio = Studio(own, LabelStore(folder / "labels.duckdb", own.scheme.labels))
+    first = studio.next_item("sticker_emotion", "admin")["id"]  # what the browser labels first
+    with (Path(__file__).resolve().parent.parent / "assets/labels/sticker_emotions.csv").open() as f:
+        gold = {row["id"]: row["emotion"] for row in csv.DictReader(f)}
+    for sticker in [k for k in labelling_order(gold) if k != first][:500]:
+        studio.label("sticker_emotion", sticker, gold[sticker], Identity("team", "annotator"))
+    trainer = Trainer(studio)
+    access = access_for(own)
+    demo = build_app(own, studio, access, trainer)
+    trainer.start()
+    port = free_port()
+    launch(demo, own, host="127.0.0.1", port=port, access=access, prevent_thread_lock=True)
+    yield f"http://127.0.0.1:{port}/", studio, first
+    demo.close()
+    trainer.stop()
+    own.jobs.stop()
+
+
+def test_labels_trigger_a_job_from_the_ui_that_changes_a_stickers_emotion_in_search(browser, jobs_app):
+    url, studio, first = jobs_app
+    label = studio.store.item("sticker_emotion", first).payload["label"]
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.goto(url)
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#search-query textarea").fill(label)
+    page.locator("#search-button").click()
+    caption = page.locator("#search-gallery").get_by_text(label, exact=False).first
+    caption.wait_for(timeout=60_000)
+    before = page.locator("#search-gallery").inner_text()
+    assert f"{label} · " in before
+
+    page.get_by_role("tab", name="Annotate").click()
+    page.locator("#annotate-progress").get_by_text("0 of").wait_for(timeout=60_000)
+    assert label in page.locator("#annotate-info").inner_text()
+    page.keyboard.press("1")  # anger: what this annotator says the sticker shows
+    page.locator("#annotate-progress").get_by_text("1 of").wait_for(timeout=30_000)
+
+    page.get_by_role("tab", name="Jobs").click()
+    page.locator("#jobs-train").click()
+    shows = ("([id, text]) => { const el = document.querySelector(id);"
+             " return el && el.innerText.includes(text); }")
+    page.wait_for_function(shows, arg=["#jobs-table", "sticker-emotion"], timeout=30_000)
+    page.wait_for_function(shows, arg=["#jobs-table", "promoted"], timeout=180_000)
+    page.wait_for_function(shows, arg=["#jobs-versions", "live"], timeout=30_000)
+    save_screenshot(page, "jobs.png")
+    deadline = time.monotonic() + 60  # the trainer applies people's labels next
+    while studio.store.training_requests()[-1]["status"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#search-button").click()
+    page.wait_for_function(
+        "label => { const g = document.querySelector('#search-gallery');"
+        " return g && g.innerText.includes(label + ' · ') && g.innerText.includes('· anger'); }",
+        arg=label, timeout=60_000)
+    shown = [line for line in page.locator("#search-gallery").inner_text().splitlines()
+             if line.strip().endswith(label) or f"{label} · " in line]
+    assert any(line.endswith("anger") for line in shown), shown
+    page.close()

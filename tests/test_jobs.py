@@ -1,0 +1,247 @@
+"""Fine-tuning: the job runner's states, the registry and its gate, the sticker-emotion recipe,
+and a promoted model swapped in under concurrent requests."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from annotations.store import Item, LabelStore
+from bench.finetune import labelling_order
+from engine import Engine, Settings, jobs
+from engine.registry import Registry, gate
+from engine.sticker_emotion import EKMAN7, StickerEmotionHead, fit, held_out, sticker_features
+from memeui.access import Identity
+from memeui.annotate import Studio
+from memeui.jobs import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLD = ROOT / "assets" / "labels" / "sticker_emotions.csv"
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.setitem(jobs.RECIPES, "quick", "tests.recipes:quick")
+    monkeypatch.setitem(jobs.RECIPES, "slow", "tests.recipes:slow")
+    monkeypatch.setitem(jobs.RECIPES, "broken", "tests.recipes:broken")
+    monkeypatch.chdir(ROOT)  # the worker imports tests.recipes from here
+    adopted = []
+    runner = jobs.JobRunner(tmp_path / "jobs", on_finished=lambda job, out: adopted.append(
+        (job.id, (out / "model.txt").read_text())) or "adopted")
+    runner.adopted = adopted
+    yield runner
+    runner.stop()
+
+
+def wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_job_runs_in_its_own_process_reports_progress_and_is_adopted(runner):
+    job = runner.wait(runner.submit("quick", {"text": "v1"}, "test").id)
+    assert (job.state, job.progress, job.outcome) == ("done", 1.0, "adopted")
+    assert job.metrics == {"candidate": {"holdout": {"accuracy": 50.0}}}
+    assert [point["loss"] for point in job.curve] == pytest.approx([1.0, 0.5, 1 / 3])
+    assert runner.adopted == [(job.id, "v1")]
+    assert "step 3" in runner.log_text(job.id)
+    saved = json.loads((runner.root / job.id / "job.json").read_text())
+    assert saved["state"] == "done"  # the record is on disk
+
+
+def test_a_failing_recipe_fails_the_job_with_its_reason(runner):
+    job = runner.wait(runner.submit("broken", {}, "test").id)
+    assert job.state == "failed" and job.message.startswith("ValueError: no labels of two")
+    assert runner.adopted == []
+    with pytest.raises(ValueError, match="unknown recipe"):
+        runner.submit("nope", {}, "test")
+
+
+def test_cancel_stops_a_running_job_within_seconds_and_a_queued_one_at_once(runner):
+    first = runner.submit("slow", {"seconds": 60}, "test")
+    second = runner.submit("slow", {"seconds": 60}, "test")
+    wait_for(lambda: runner.get(first.id).state == "running")
+    time.sleep(0.5)
+    assert runner.get(second.id).state == "queued"  # one training job at a time
+    started = time.monotonic()
+    runner.cancel(first.id)
+    wait_for(lambda: runner.get(first.id).state == "cancelled", timeout=10)
+    assert time.monotonic() - started < 5
+    wait_for(lambda: runner.get(second.id).state == "running")
+    runner.cancel(second.id)
+    wait_for(lambda: runner.get(second.id).state == "cancelled", timeout=10)
+    third = runner.submit("slow", {"seconds": 60}, "test")
+    blocker = runner.submit("slow", {"seconds": 60}, "test")
+    wait_for(lambda: runner.get(third.id).state == "running")
+    assert runner.cancel(blocker.id).state == "cancelled"
+    runner.cancel(third.id)
+    with pytest.raises(ValueError, match="cancelled already"):
+        runner.cancel(blocker.id)
+
+
+def test_a_job_running_when_the_app_stopped_is_interrupted_and_can_run_again(runner, tmp_path):
+    job = runner.submit("slow", {"seconds": 1}, "test")
+    wait_for(lambda: runner.get(job.id).state == "running")
+    runner.stop()  # the app goes away; its worker with it
+    again = jobs.JobRunner(tmp_path / "jobs", on_finished=lambda job, out: "adopted")
+    assert again.get(job.id).state == "interrupted"
+    assert again.requeue(job.id).state == "queued"
+    assert again.wait(job.id).state == "done"
+    with pytest.raises(ValueError, match="only interrupted, failed or cancelled"):
+        again.requeue(job.id)
+    again.stop()
+
+
+def test_the_registry_keeps_versions_promotes_and_rolls_back(tmp_path):
+    registry = Registry(tmp_path / "registry")
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "head.npz").write_bytes(b"weights")
+    first = registry.add("sticker-emotion", files, parent=None, snapshot="s1", metrics={},
+                         trigger="test")
+    second = registry.add("sticker-emotion", files, parent=first.id, snapshot="s2", metrics={},
+                          trigger="admin")
+    assert registry.live("sticker-emotion") is None
+    registry.promote("sticker-emotion", first.id)
+    registry.promote("sticker-emotion", second.id)
+    assert registry.live("sticker-emotion").id == second.id
+    assert registry.get("sticker-emotion", first.id).status == "retired"
+    assert registry.rollback("sticker-emotion").id == first.id
+    assert registry.rollback("sticker-emotion") is None  # back to the bundled model
+    with pytest.raises(ValueError, match="no version live"):
+        registry.rollback("sticker-emotion")
+    with pytest.raises(ValueError, match="unknown role"):
+        registry.versions("mood-ring")
+
+
+def test_the_gate_refuses_a_candidate_worse_on_either_check():
+    live = {"holdout": {"accuracy": 80.0}, "public": {"macro_f1": 60.0}}
+    assert gate({"holdout": {"accuracy": 80.0}, "public": {"macro_f1": 61.0}}, live)[0]
+    assert not gate({"holdout": {"accuracy": 79.0}, "public": {"macro_f1": 70.0}}, live)[0]
+    assert not gate({"holdout": {"accuracy": 90.0}, "public": {"macro_f1": 59.9}}, live)[0]
+    ok, note = gate({"holdout": {"accuracy": None}, "public": {"macro_f1": 70.0}}, live)
+    assert not ok and "too few labels" in note
+
+
+def test_the_recipe_learns_from_labels_on_a_small_fixture(tmp_path):
+    """Stickers whose emotion shows in one feature the bundled reading ignores: the head
+    learns it and beats the reading on the held-out slice."""
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(300)]
+    truth = rng.integers(0, len(EKMAN7), len(ids))
+    text = rng.normal(size=(len(ids), 10)).astype(np.float32)
+    text[:, :len(EKMAN7)] += 3 * np.eye(len(EKMAN7), dtype=np.float32)[truth]  # the signal
+    reading = np.full((len(ids), len(EKMAN7)), 1 / len(EKMAN7), dtype=np.float32)
+    reading[:, 4] += 0.1  # the bundled reader says neutral
+    reading /= reading.sum(axis=1, keepdims=True)
+    features = tmp_path / "features.npz"
+    np.savez(features, ids=np.array(ids), features=sticker_features(text, None, reading),
+             readings=reading)
+    store = LabelStore(tmp_path / "labels.duckdb", EKMAN7)
+    store.put_items([Item(i, "sticker_emotion") for i in ids])
+    for sticker, label in zip(ids, truth):
+        store.label("sticker_emotion", sticker, EKMAN7[label], "ann")
+    snapshot = store.snapshot(tmp_path / "snapshots")
+    reports = []
+    metrics = fit({"snapshot": str(snapshot), "features": str(features), "base": ""},
+                  tmp_path / "out", lambda *a, **kw: reports.append(kw))
+    assert metrics["holdout"] == sum(held_out(i) for i in ids) and metrics["train"] > 200
+    assert metrics["candidate"]["holdout"]["accuracy"] > 90
+    assert metrics["live"]["holdout"]["accuracy"] < 30
+    losses = [r["loss"] for r in reports if "loss" in r]
+    assert losses == sorted(losses, reverse=True)  # training lowered the loss
+    head = StickerEmotionHead.load(tmp_path / "out")
+    assert head.predict(sticker_features(text, None, reading)).shape == (len(ids), len(EKMAN7))
+
+
+# ---------------------------------------------------------------- the loop on the real engine
+
+@pytest.fixture(scope="module")
+def trained_engine(data_dir, engine, tmp_path_factory):
+    """An engine of its own (its registry, jobs and store) over the session's index files."""
+    engine.live.get()
+    folder = tmp_path_factory.mktemp("finetune")
+    for reusable in ("index", "models", "cache"):
+        if (data_dir / reusable).is_dir():
+            shutil.copytree(data_dir / reusable, folder / reusable)
+    own = Engine(Settings.from_env({}, data_dir=folder))
+    studio = Studio(own, LabelStore(folder / "labels.duckdb", own.scheme.labels))
+    studio.ensure_items()
+    yield own, studio
+    own.jobs.stop()
+    studio.store.close()
+
+
+def gold_labels() -> dict[str, str]:
+    with GOLD.open(encoding="utf-8", newline="") as file:
+        return {row["id"]: row["emotion"] for row in csv.DictReader(file)}
+
+
+def test_a_candidate_trained_on_wrong_labels_is_not_promoted(trained_engine, tmp_path):
+    engine, studio = trained_engine
+    before = engine.sticker_readings()
+    wrong = {k: EKMAN7[(EKMAN7.index(v) + 3) % len(EKMAN7)] for k, v in gold_labels().items()}
+    store = LabelStore(tmp_path / "wrong.duckdb", EKMAN7)
+    store.put_items([Item(k, "sticker_emotion") for k in wrong])
+    for sticker, label in list(wrong.items())[:400]:
+        store.label("sticker_emotion", sticker, label, "saboteur")
+    job = engine.jobs.wait(engine.train("sticker-emotion", store.snapshot(tmp_path / "s"),
+                                        "test").id, timeout=300)
+    assert job.state == "done" and job.outcome.startswith("rejected"), job.outcome
+    assert engine.registry.live("sticker-emotion") is None and engine.sticker_reader == ""
+    assert engine.sticker_readings() == before  # nothing changed for anyone
+    assert engine.registry.versions("sticker-emotion")[-1].status == "rejected"
+
+
+def test_labels_train_a_better_model_that_goes_live_under_concurrent_searches(trained_engine):
+    engine, studio = trained_engine
+    gold = gold_labels()
+    studio.train_every = 0  # only the request below
+    for sticker in labelling_order(gold)[:500]:  # as `memeui bench finetune` labels them
+        studio.label("sticker_emotion", sticker, gold[sticker], Identity("ann", "annotator"))
+    studio.store.request_training("sticker_emotion", "ann", "test")
+    query = "I am so angry right now"
+    old = [(r.id, r.emotion) for r in engine.search(query, 8)]
+    seen, errors, stop = [], [], threading.Event()
+
+    def search() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(tuple((r.id, r.emotion) for r in engine.search(query, 8)))
+            except Exception as error:  # noqa: BLE001 - the test reports any failure
+                errors.append(error)
+
+    searchers = [threading.Thread(target=search) for _ in range(3)]
+    for thread in searchers:
+        thread.start()
+    trainer = Trainer(studio)
+    job_id = trainer.poll()[0]
+    job = engine.jobs.wait(job_id, timeout=300)
+    stop.set()
+    for thread in searchers:
+        thread.join()
+    assert job.outcome.startswith("promoted"), job.outcome
+    new = [(r.id, r.emotion) for r in engine.search(query, 8)]
+    assert errors == [] and len(seen) > 0
+    assert set(seen) <= {tuple(old), tuple(new)}  # each request saw one version, whole
+    live = engine.registry.live("sticker-emotion")
+    assert live.trigger == "ann" and engine.sticker_reader == live.id
+    assert live.metrics["candidate"]["public"]["n"] > 300
+    trainer.poll()  # the request records the end, people's labels go live too
+    assert studio.store.training_requests()[-1]["status"] == "done"
+    labelled = {r["id"]: r for r in engine.sticker_readings()}
+    one = labelling_order(gold)[0]
+    assert (labelled[one]["emotion"], labelled[one]["emotion_source"]) == (gold[one], "people")
+    assert studio.next_item("sticker_emotion", "bob")["model_version"] == live.id
+
+    engine.rollback("sticker-emotion")
+    assert engine.sticker_reader == "" and engine.registry.live("sticker-emotion") is None
