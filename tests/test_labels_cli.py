@@ -93,3 +93,26 @@ def test_bench_labels_prints_latency_throughput_and_losses(data_dir, engine):
     assert 0 < result["label_p50_ms"] <= result["label_p95_ms"]
     assert result["next_item_p50_ms"] > 0 and result["labels_per_s"] > 0
     assert result["labels"] >= 90 and result["lost"] == 0
+
+
+def test_train_sticker_emotion_then_list_jobs_and_models_and_roll_back(tmp_path, data_dir, engine):
+    engine.live.get()
+    here = fresh_data_dir(tmp_path, data_dir, "train")
+    gold = ROOT / "assets" / "labels" / "sticker_emotions.csv"
+    done = run_memeui(here, "train", "sticker-emotion", "--labels", str(gold), "--json")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["state"] == "done" and job["recipe"] == "sticker-emotion" and job["trigger"] == "cli"
+    assert job["metrics"]["train"] > 600 and job["outcome"].split()[0] in ("promoted", "rejected")
+    listed = json.loads(run_memeui(here, "jobs", "list", "--json").stdout)
+    assert [j["id"] for j in listed] == [job["id"]]
+    versions = json.loads(run_memeui(here, "models", "list", "--json").stdout)
+    assert len(versions) == 1 and versions[0]["id"] in job["outcome"]
+    assert versions[0]["status"] == ("live" if job["outcome"].startswith("promoted") else "rejected")
+    assert versions[0]["metrics"] == job["metrics"]
+    if versions[0]["status"] == "live":
+        done = run_memeui(here, "models", "rollback", "sticker-emotion")
+        assert done.returncode == 0 and json.loads(done.stdout) is None  # the bundled reader
+        assert json.loads(run_memeui(here, "models", "list", "--json").stdout)[0]["status"] == "retired"
+    done = run_memeui(here, "models", "promote", "sticker-emotion", "no-such-version")
+    assert done.returncode == 2 and "no sticker-emotion version" in done.stderr
