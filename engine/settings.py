@@ -41,6 +41,8 @@ class Settings:
     prerecognizer: Path = DEFAULT_PRERECOGNIZER  # a folder from `memeui eval premeld --fit`
     label_overlap: int = 1  # annotators who should label each item (the studio serves items short of it)
     train_every: int = 200  # new labels of a task that record a fine-tuning request (0: only by hand)
+    hf_oauth: bool = False  # Hugging Face login names annotators (a Space with hf_oauth: true)
+    admins: str = ""  # comma-separated Hub names that are admins when hf_oauth is on
     training_jobs: int = 1  # training jobs at a time (each in its own process)
     training_threads: int = 1  # CPU threads per training job, so serving keeps a core
     recognizer: str = "default"  # default (the pre-recognizer's turn view) | a folder from `memeui eval erc --fit`

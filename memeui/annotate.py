@@ -34,6 +34,7 @@ TASK_NAMES = {"sticker_emotion": "Sticker emotion", "utterance_emotion": "Uttera
               "best_sticker": "Best sticker", "sticker_text": "Sticker text"}
 CANDIDATES = 10  # stickers shown for a best-sticker question
 ALL_PACKS = "all packs"
+VIDEO_SUFFIXES = {".mp4", ".webm"}  # stickers a browser plays as video, not as an image
 
 
 class Studio:
@@ -247,13 +248,15 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
         """Everything the tab shows for one item (or for "nothing left")."""
         if view is None:
             empty = "**Nothing left to label here.** Pick another task or pack, or come back later."
-            return (None, gr.update(visible=False), gr.update(visible=False),
+            return (None, gr.update(value=None, visible=False), gr.update(visible=False),
+                    gr.update(visible=False),
                     gr.update(visible=False), f"{note}\n\n{empty}".strip(), "",
                     *[gr.update(variant="secondary") for _ in labels], [], "", "", "", "")
         payload, task = view["payload"], view["task"]
         progress = f"**{view['done']} of {view['total']}** labelled by you"
         emotion_task = task in ("sticker_emotion", "utterance_emotion")
         sticker = payload.get("file") if task in ("sticker_emotion", "sticker_text") else None
+        moving = bool(sticker) and Path(sticker).suffix.lower() in VIDEO_SUFFIXES
         if task == "utterance_emotion":
             turns = "\n".join(
                 f"{'➡️ **' if turn['id'] == view['id'] else ''}{turn['speaker']}: {turn['text']}"
@@ -272,7 +275,9 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
         variants = [gr.update(variant="primary" if emotion_task and label == view.get("suggestion")
                               else "secondary") for label in labels]
         gallery = [(c["file"], f"{c['emoji']} {c['label']}") for c in view.get("candidates", [])]
-        return (sticker, gr.update(visible=emotion_task), gr.update(visible=task == "best_sticker"),
+        return (gr.update(value=None if moving else sticker, visible=not moving),
+                gr.update(value=sticker if moving else None, visible=moving),
+                gr.update(visible=emotion_task), gr.update(visible=task == "best_sticker"),
                 gr.update(visible=task == "sticker_text"), f"{note}\n\n{info}".strip(), progress,
                 *variants, gallery, payload.get("label", ""), ", ".join(payload.get("tags", [])),
                 payload.get("ocr", ""), view["id"])
@@ -349,8 +354,11 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
                           visible=access.open, scale=1, elem_id="annotate-name", max_length=64)
     current = gr.State(None)
     with gr.Row():
-        picture = gr.Image(label="Sticker", height=300, interactive=False, scale=2,
-                           elem_id="annotate-sticker", show_label=False)
+        with gr.Column(scale=2):
+            picture = gr.Image(label="Sticker", height=300, interactive=False,
+                               elem_id="annotate-sticker", show_label=False)  # GIFs animate
+            clip = gr.Video(label="Sticker", height=300, interactive=False, autoplay=True,
+                            loop=True, visible=False, show_label=False)  # MP4/WebM stickers
         with gr.Column(scale=3):
             progress = gr.Markdown(elem_id="annotate-progress")
             info = gr.Markdown(elem_id="annotate-info")
@@ -378,7 +386,7 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
         undo_button = gr.Button("Undo (Ctrl+Z / Backspace)", elem_id="annotate-undo", size="sm")
     item_id = gr.Textbox(visible=False)
 
-    shown_outputs = [picture, emotion_panel, best_panel, text_panel, info, progress, *buttons,
+    shown_outputs = [picture, clip, emotion_panel, best_panel, text_panel, info, progress, *buttons,
                      candidates, text_label, text_tags, text_ocr, item_id]
     outputs = [current, *shown_outputs]
     where = [task, order, pack, name]

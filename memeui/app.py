@@ -37,8 +37,11 @@ def open_studio(engine: Engine) -> Studio:
 
 
 def access_for(engine: Engine) -> Access:
-    """Who may do what: the users file under the data dir, or open mode without one."""
-    return Access(Users(engine.settings.data_dir / USERS_FILE))
+    """Who may do what: Hub logins on a Space with hf_oauth, the users file under the data
+    dir, or open mode without either."""
+    s = engine.settings
+    admins = tuple(name.strip() for name in s.admins.split(",") if name.strip())
+    return Access(Users(s.data_dir / USERS_FILE), oauth=s.hf_oauth, admins=admins)
 
 
 def build_app(engine: Engine, studio: Studio | None = None, access: Access | None = None,
@@ -48,6 +51,8 @@ def build_app(engine: Engine, studio: Studio | None = None, access: Access | Non
     trainer = trainer or Trainer(studio)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}")
+        if access.oauth:
+            gr.LoginButton()
         with gr.Tab("Chat"):
             picker, picker_choices = build_chat_tab(engine, studio.record_feedback)
         with gr.Tab("Search"):

@@ -450,11 +450,7 @@ def run_labels_export(args) -> int:
     if args.server:
         rows = call_server(args, "/current_labels", args.task or "", "")
     else:
-        from annotations.store import LabelStore
-        from engine import Settings
-
-        store = LabelStore(Settings.from_env().data_dir / "labels.duckdb")
-        rows = store.current_labels(args.task)
+        rows = local_store().current_labels(args.task)
     count = write_rows(rows, args.out, args.format)
     print(f"{count} labels written to {args.out}", file=sys.stderr)
     return 0
@@ -465,9 +461,10 @@ def local_store():
     from annotations.store import LabelStore
     from engine import Settings
     from engine.labels import scheme
+    from memeui.annotate import LABELS_FILE
 
     settings = Settings.from_env()
-    return LabelStore(settings.data_dir / "labels.duckdb", scheme(settings.label_scheme).labels)
+    return LabelStore(settings.data_dir / LABELS_FILE, scheme(settings.label_scheme).labels)
 
 
 def run_labels_agreement(args) -> int:
@@ -573,14 +570,9 @@ def import_sticker_labels(studio, path: Path) -> None:
                          Identity(path.stem, "admin"), source="import")
 
 
-def local_engine():
-    """The engine of MEMEUI_DATA_DIR for jobs and models (no models load until used)."""
-    return make_engine()
-
-
 def run_jobs_list(args) -> int:
     jobs = call_server(args, "/jobs_list", "") if args.server else \
-        [job.to_dict() for job in local_engine().jobs.jobs()]
+        [job.to_dict() for job in make_engine().jobs.jobs()]
     if args.json:
         print_json(jobs)
     else:
@@ -599,7 +591,7 @@ def run_jobs_cancel(args) -> int:
 
 def run_models_list(args) -> int:
     versions = call_server(args, "/models_list", "") if args.server else \
-        [version.to_dict() for version in local_engine().registry.versions()]
+        [version.to_dict() for version in make_engine().registry.versions()]
     if args.json:
         print_json(versions)
     else:
@@ -612,7 +604,7 @@ def run_models_promote(args) -> int:
     if args.server:
         print_json(call_server(args, "/model_promote", args.role, args.version, ""))
         return 0
-    engine = local_engine()
+    engine = make_engine()
     engine.registry.promote(args.role, args.version, "promoted on the command line")
     print_json(engine.registry.get(args.role, args.version).to_dict())
     return 0
@@ -622,7 +614,7 @@ def run_models_rollback(args) -> int:
     if args.server:
         print_json(call_server(args, "/model_rollback", args.role, args.version, ""))
         return 0
-    live = local_engine().registry.rollback(args.role, args.version or None)
+    live = make_engine().registry.rollback(args.role, args.version or None)
     print_json(live.to_dict() if live else None)
     return 0
 

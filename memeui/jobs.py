@@ -64,10 +64,10 @@ class Trainer:
             if job is None or job.state in ("queued", "running") or \
                     (job.state == "done" and not job.outcome):
                 continue
-            store.update_training_request(request["id"], job.state, job.id)
             if job.state == "done":
                 self.studio.apply_corrections()  # people's labels win over any model
                 self.studio.library_changed()  # suggestions come from the model now live
+            store.update_training_request(request["id"], job.state, job.id)  # then: all live
         return started
 
     def submit(self, recipe: str, trigger: str):

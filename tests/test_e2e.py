@@ -342,12 +342,13 @@ def test_labels_trigger_a_job_from_the_ui_that_changes_a_stickers_emotion_in_sea
     while studio.store.training_requests()[-1]["status"] != "done" and time.monotonic() < deadline:
         time.sleep(0.2)
 
+    assert studio.store.training_requests()[-1]["status"] == "done"
     page.get_by_role("tab", name="Search").click()
     page.locator("#search-button").click()
     page.wait_for_function(
         "label => { const g = document.querySelector('#search-gallery');"
         " return g && g.innerText.includes(label + ' · ') && g.innerText.includes('· anger'); }",
-        arg=label, timeout=60_000)
+        arg=label, timeout=30_000)
     shown = [line for line in page.locator("#search-gallery").inner_text().splitlines()
              if line.strip().endswith(label) or f"{label} · " in line]
     assert any(line.endswith("anger") for line in shown), shown

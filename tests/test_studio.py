@@ -161,3 +161,24 @@ def test_an_admin_reads_agreement_and_stats(signed_app):
     assert {"fleiss_kappa", "krippendorff_alpha", "cohen_kappa", "n_items", "n_annotators"} <= set(figures)
     stats = root.predict("", api_name="/labels_stats")
     assert stats["tasks"]["sticker_emotion"]["items"] > 1000
+
+
+def test_on_a_space_with_hub_login_the_hub_name_is_the_annotator(tmp_path):
+    """With hf_oauth, Gradio keeps the Hub user's info in the session: that names the caller;
+    MEMEUI_ADMINS (or a users file) gives admins; nobody signed in may label."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    def signed_in(name):
+        session = {"oauth_info": {"userinfo": {"preferred_username": name}}} if name else {}
+        return SimpleNamespace(request=SimpleNamespace(session=session), username=None)
+
+    access = Access(Users(tmp_path / "users.json"), oauth=True, admins=("boss",))
+    assert not access.open and access.login() is None  # Gradio's own login stays off
+    assert access.identify(signed_in("alice"), "claimed-name") == Identity("alice", "annotator")
+    assert access.admin(signed_in("boss")).is_admin
+    with pytest.raises(gr.Error, match="needs an admin"):
+        access.admin(signed_in("alice"))
+    with pytest.raises(gr.Error, match="Sign in with Hugging Face"):
+        access.identify(signed_in(None))
