@@ -262,9 +262,10 @@ STICKER_EMOTIONS = Path(__file__).resolve().parent.parent / "assets" / "labels" 
 
 
 def sticker_emotion_evaluation(engine, labels: Path = STICKER_EMOTIONS) -> dict:
-    """The sticker emotion reader (no people's labels) against a labelled CSV (``id``,
-    ``emotion`` in Ekman-7, optional ``basis``): accuracy and macro-F1 in percent, overall and
-    per basis."""
+    """The sticker emotion reader serving now (no people's labels: the bundled reader, or the
+    promoted fine-tuned one, which ``reader`` names; measured on labels it trained on, it is
+    flattered) against a labelled CSV (``id``, ``emotion`` in Ekman-7, optional ``basis``):
+    accuracy and macro-F1 in percent, overall and per basis."""
     import csv
 
     from engine.labels import EKMAN7
@@ -288,6 +289,7 @@ def sticker_emotion_evaluation(engine, labels: Path = STICKER_EMOTIONS) -> dict:
                 "macro_f1": round(100 * macro_f1(predicted[mask], gold[mask], len(EKMAN7)), 2)}
 
     everything = np.ones(len(rows), dtype=bool)
-    return {"labels": str(labels), **scores(everything),
+    return {"labels": str(labels), "reader": engine.sticker_reader or "bundled",
+            **scores(everything),
             "by_basis": {basis: scores(np.array([(row.get("basis") or "all") == basis
                                                  for row in rows])) for basis in sorted(bases)}}

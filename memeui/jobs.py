@@ -52,6 +52,9 @@ class Trainer:
         for request in store.training_requests(status="pending"):
             pending.setdefault(request["task"], []).append(request)
         for task, requests in pending.items():
+            if task == "sticker_text":
+                self.apply_text_corrections(requests)
+                continue
             recipe = RECIPE_OF_TASK.get(task)
             if recipe is None:
                 continue  # no recipe for this task yet: it stays pending
@@ -69,6 +72,13 @@ class Trainer:
                 self.studio.library_changed()  # suggestions come from the model now live
             store.update_training_request(request["id"], job.state, job.id)  # then: all live
         return started
+
+    def apply_text_corrections(self, requests: list[dict]) -> None:
+        """Sticker text corrections need no training: a new index version reads them."""
+        self.studio.apply_corrections()
+        version = f"index {self.engine.live.get().index.key}"
+        for request in requests:
+            self.studio.store.update_training_request(request["id"], "done", version)
 
     def submit(self, recipe: str, trigger: str):
         snapshot = self.studio.store.snapshot(self.engine.settings.data_dir / "snapshots")

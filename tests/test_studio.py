@@ -182,3 +182,18 @@ def test_on_a_space_with_hub_login_the_hub_name_is_the_annotator(tmp_path):
         access.admin(signed_in("alice"))
     with pytest.raises(gr.Error, match="Sign in with Hugging Face"):
         access.identify(signed_in(None))
+
+
+def test_a_sticker_text_request_is_served_by_a_new_index_version(studio, engine):
+    from memeui.jobs import Trainer
+
+    sticker = by_label(engine, "bell")
+    studio.label("sticker_text", sticker.id, json.dumps({"label": "ringing bell"}), ADMIN)
+    request = studio.store.request_training("sticker_text", "root", "test")
+    try:
+        Trainer(studio).apply_text_corrections([request])
+        done = studio.store.training_requests("sticker_text")[-1]
+        assert done["status"] == "done" and done["job"] == f"index {engine.live.get().index.key}"
+        assert engine.live.get().library.by_id[sticker.id].label == "ringing bell"
+    finally:
+        engine.apply_sticker_corrections({})
