@@ -72,9 +72,11 @@ class Studio:
         for position, r in enumerate(readings):
             payload = {key: r[key] for key in ("label", "emoji", "pack", "tags", "ocr", "file",
                                                 "animated")}
-            suggestion = r["emotion"] if r["emotion_source"] == "model" else None
+            by_model = r["emotion_source"] == "model"  # people's label is not shown as a
+            # suggestion (it would sway the next annotator) and counts as certain: served last
             items.append(Item(r["id"], "sticker_emotion", payload, r["pack"], position,
-                              suggestion, r["confidence"] if suggestion else None, version))
+                              r["emotion"] if by_model else None,
+                              r["confidence"] if by_model else 1.0, version))
             items.append(Item(r["id"], "sticker_text", payload, r["pack"], position))
         self.store.put_items(items)
         return len(readings)
