@@ -70,12 +70,19 @@ class JobRunner:
         self._cancelled: set[str] = set()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._recovered = False
         for path in sorted(self.root.glob("*/job.json")):
             job = Job(**json.loads(path.read_text("utf-8")))
-            if job.state == "running":  # the process that ran it is gone
+            self._jobs[job.id] = job
+
+    def _recover(self) -> None:
+        """Jobs left running by a process that is gone are interrupted. Done when this runner
+        starts (the app's, or a command that trains), never by a process that only reads."""
+        for job in self._jobs.values():
+            if job.state == "running" and job.id not in self._processes:
                 job.state, job.message = "interrupted", "the app stopped while it ran"
                 self._save(job)
-            self._jobs[job.id] = job
+        self._recovered = True
 
     # ------------------------------------------------------------ records
 
@@ -109,6 +116,7 @@ class JobRunner:
     def submit(self, recipe: str, args: dict, trigger: str) -> Job:
         if recipe not in RECIPES:
             raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+        self.start()  # recovers first, so a stale "running" record is not taken for a live one
         job = Job(f"job-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}", recipe, args,
                   trigger)
         with self._lock:
@@ -147,6 +155,8 @@ class JobRunner:
     def start(self) -> None:
         """The runner's thread (started on the first submit, or by the app)."""
         with self._lock:
+            if not self._recovered:
+                self._recover()
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._loop, name="memeui-jobs", daemon=True)
