@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/memeui bench emotion --json
 	$(BIN)/memeui bench chat --json
 	$(BIN)/memeui bench labels --json
+	$(BIN)/memeui bench finetune --json
 
 clean-data:
 	rm -rf data
