@@ -285,6 +285,8 @@ class LabelStore:
         """Each annotator's standing label per item (undone labels and skips left out)."""
         query = ("SELECT c.*, i.payload, i.grp FROM current_labels c "
                  "LEFT JOIN items i ON i.task = c.task AND i.id = c.item")
+        if task:
+            _check_task(task)
         cursor = self._cursor().execute(
             query + (" WHERE c.task = ?" if task else "") + " ORDER BY c.id", [task] if task else [])
         names = [d[0] for d in cursor.description]

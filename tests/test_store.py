@@ -56,6 +56,8 @@ def test_the_store_refuses_unknown_tasks_items_labels_and_names(store):
         store.label("sticker_emotion", "nope", "joy", "ann")
     with pytest.raises(LabelError, match="unknown task"):
         store.label("sticker_mood", "s1", "joy", "ann")
+    with pytest.raises(LabelError, match="unknown task"):
+        agreement(store, "sticker_mood")
     with pytest.raises(LabelError, match="annotator name"):
         store.label("sticker_emotion", "s1", "joy", "  ")
     with pytest.raises(LabelError, match="no sticker of the library"):
