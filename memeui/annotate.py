@@ -9,6 +9,7 @@ thin functions over it, each checking the caller's identity and role on the serv
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import tempfile
@@ -113,14 +114,33 @@ class Studio:
         path = Path(path)
         if task in ("sticker_emotion", "sticker_text", "best_sticker"):
             self.ensure_items()
-        if path.suffix.lower() in (".jsonl", ".parquet") or _is_export_csv(path):
+        header = _csv_header(path)
+        if path.suffix.lower() in (".jsonl", ".parquet") or \
+                {"task", "item", "annotator", "label"} <= header:
             return import_labels(self.store, path, task)
+        if task == "sticker_emotion" and {"id", "emotion"} <= header:
+            return self.import_sticker_emotions(path)
         try:
             dialogues = read_conversations(str(path))
         except (ValueError, OSError, KeyError, TypeError) as error:
             raise LabelError(f"{path.name} is neither a label export nor a conversation "
                              f"file this app reads: {error}") from None
         return self.add_dialogues(dialogues, path.stem)
+
+    def import_sticker_emotions(self, path: Path) -> dict:
+        """A plain CSV of ``id,emotion`` (as ``assets/labels/sticker_emotions.csv``): each row
+        a label by an annotator named after the file. Every row is checked first."""
+        with path.open(encoding="utf-8", newline="") as file:
+            rows = list(csv.DictReader(file))
+        for number, row in enumerate(rows, start=1):
+            try:
+                self.store.check_label("sticker_emotion", row["id"], row["emotion"])
+            except LabelError as error:
+                raise LabelError(f"{path.name}, row {number}: {error}") from None
+        who = Identity(path.stem, "annotator")
+        for row in rows:
+            self.label("sticker_emotion", row["id"], row["emotion"], who, source="import")
+        return {"imported": len(rows), "new_items": 0}
 
     # ------------------------------------------------------------ labelling
 
@@ -200,12 +220,12 @@ class Studio:
         return changed
 
 
-def _is_export_csv(path: Path) -> bool:
+def _csv_header(path: Path) -> set[str]:
+    """The column names of a CSV file (empty for other files)."""
     if path.suffix.lower() != ".csv":
-        return False
-    with path.open(encoding="utf-8", errors="replace") as file:
-        header = file.readline()
-    return all(column in header for column in ("task", "item", "annotator", "label"))
+        return set()
+    with path.open(encoding="utf-8", errors="replace", newline="") as file:
+        return {column.strip() for column in next(csv.reader(file), [])}
 
 
 # ---------------------------------------------------------------- the tab

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "sticker-emotion: fine-tune on the store's sticker-emotion labels, "
                             "gate, and promote if not worse")
     train.add_argument("--labels", type=Path, help="sticker-emotion: import these labels "
-                       "(an export, or a CSV of id,emotion) first")
+                       "first (an export, or a CSV of id,emotion)")
     train.add_argument("--epochs", type=int, default=60, help="image tower epochs")
     train.add_argument("--conversations", type=int, default=1200,
                        help="chitchat conversations for the emotion model")
@@ -544,30 +544,12 @@ def train_sticker_emotion(args) -> int:
     with stdout_for_json_only():
         studio = open_studio_here()
         if args.labels:
-            import_sticker_labels(studio, args.labels)
+            studio.import_file(args.labels, "sticker_emotion")
         snapshot = studio.store.snapshot(studio.engine.settings.data_dir / "snapshots")
         job = studio.engine.train("sticker-emotion", snapshot, "cli")
         job = studio.engine.jobs.wait(job.id, timeout=3600)
     print_json(job.to_dict())
     return 0 if job.state == "done" else 2
-
-
-def import_sticker_labels(studio, path: Path) -> None:
-    """An export, or a plain CSV of ``id,emotion`` (as assets/labels/sticker_emotions.csv)."""
-    import csv
-
-    from memeui.access import Identity
-
-    studio.ensure_items()
-    with path.open(encoding="utf-8", newline="") as file:
-        header = file.readline()
-    if "annotator" in header:
-        studio.import_file(path, "sticker_emotion")
-        return
-    with path.open(encoding="utf-8", newline="") as file:
-        for row in csv.DictReader(file):
-            studio.label("sticker_emotion", row["id"], row["emotion"],
-                         Identity(path.stem, "admin"), source="import")
 
 
 def run_jobs_list(args) -> int:

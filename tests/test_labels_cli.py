@@ -99,6 +99,11 @@ def test_train_sticker_emotion_then_list_jobs_and_models_and_roll_back(tmp_path,
     engine.live.get()
     here = fresh_data_dir(tmp_path, data_dir, "train")
     gold = ROOT / "assets" / "labels" / "sticker_emotions.csv"
+    bad = tmp_path / "bad.csv"
+    first_rows = "".join(gold.read_text().splitlines(keepends=True)[:3])
+    bad.write_text(first_rows + "c09631e752da3cdf,keycap,ecstatic,hand\n")
+    done = run_memeui(here, "labels", "import", str(bad), "--task", "sticker_emotion")
+    assert done.returncode == 2 and "bad.csv, row 3: unknown label 'ecstatic'" in done.stderr
     done = run_memeui(here, "train", "sticker-emotion", "--labels", str(gold), "--json")
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
