@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -421,7 +422,7 @@ class LabelStore:
         try:
             partial.rename(target)
         except OSError:  # another thread wrote the same snapshot first
-            _remove_tree(partial)
+            shutil.rmtree(partial, ignore_errors=True)
         return target
 
 
@@ -470,8 +471,3 @@ def check_text_correction(value) -> dict:
         raise LabelError("a sticker's label cannot be empty")
     return value
 
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

@@ -20,16 +20,14 @@ import hashlib
 import http.client
 import platform
 import shutil
-import tempfile
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
 import numpy as np
 
 from bench.chat import http_turn, messages, start_server
-from bench.labels import call
+from bench.labels import call, fresh_data_dir
 from engine import Settings
 from engine.sticker_emotion import public_labels
 
@@ -62,10 +60,7 @@ def chat_latencies(url: str, texts: list[str], stop: threading.Event | None = No
 
 def run(labels: int = LABELS) -> dict:
     settings = Settings.from_env()
-    data_dir = Path(tempfile.mkdtemp(prefix="memeui-bench-finetune-"))
-    for reusable in ("index", "models", "cache"):
-        if (settings.data_dir / reusable).is_dir():
-            shutil.copytree(settings.data_dir / reusable, data_dir / reusable)
+    data_dir = fresh_data_dir(settings.data_dir)
     gold = public_labels()
     order = labelling_order(gold)
     labelled, outside = order[:labels], {k: gold[k] for k in order[labels:]}

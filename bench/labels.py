@@ -28,6 +28,7 @@ from bench.chat import start_server
 from engine import Settings
 
 ANNOTATORS = 16
+REUSABLE = ("index", "models", "cache")  # data-dir folders a fresh data dir may start from
 EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 
 
@@ -49,12 +50,19 @@ def timed(function, *args) -> tuple[float, object]:
     return (time.perf_counter() - started) * 1000, result
 
 
+def fresh_data_dir(source: Path, target: Path | None = None) -> Path:
+    """A data dir of its own (labels, jobs, models versions start empty) that reuses what
+    ``source`` computed already: the exported encoder, index versions, caches."""
+    target = Path(target or tempfile.mkdtemp(prefix="memeui-data-"))
+    for reusable in REUSABLE:
+        if (Path(source) / reusable).is_dir():
+            shutil.copytree(Path(source) / reusable, target / reusable)
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 def run(labels: int = 1000) -> dict:
-    settings = Settings.from_env()
-    data_dir = Path(tempfile.mkdtemp(prefix="memeui-bench-labels-"))
-    for reusable in ("index", "models"):
-        if (settings.data_dir / reusable).is_dir():
-            shutil.copytree(settings.data_dir / reusable, data_dir / reusable)
+    data_dir = fresh_data_dir(Settings.from_env().data_dir)
     process, url = start_server({"MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING",
                                  "MEMEUI_TRAIN_EVERY": "0"})
     address = urllib.parse.urlsplit(url)

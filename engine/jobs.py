@@ -59,8 +59,7 @@ class JobRunner:
 
     def __init__(self, root: Path, max_running: int = 1, threads: int = 1,
                  on_finished: Callable[[Job, Path], str] | None = None) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(root)  # created with the first job's record
         self.max_running, self.threads = max_running, threads
         self.on_finished = on_finished
         self._lock = threading.RLock()

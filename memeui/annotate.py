@@ -220,6 +220,13 @@ class Studio:
         return changed
 
 
+def sticker_listing(engine: Engine) -> list[dict]:
+    """Every sticker with its emotion, who gave it (people or model) and the confidence: what
+    ``memeui library stickers`` and ``/library_stickers`` answer."""
+    return [{k: r[k] for k in ("id", "label", "pack", "emotion", "emotion_source", "confidence")}
+            for r in engine.sticker_readings()]
+
+
 def _csv_header(path: Path) -> set[str]:
     """The column names of a CSV file (empty for other files)."""
     if path.suffix.lower() != ".csv":
@@ -541,26 +548,26 @@ def add_label_api(studio: Studio, access: Access) -> None:
                   request: gr.Request = None) -> dict | None:
         """The next item for the caller in TASK, or None when nothing is left."""
         identity = access.identify(request, annotator)
-        return _api(lambda: studio.next_item(task, identity.name, order, pack or None))
+        return refused(lambda: studio.next_item(task, identity.name, order, pack or None))
 
     def label(task: str, item: str, label: str, annotator: str = "",
               request: gr.Request = None) -> dict:
         """Record the caller's LABEL for ITEM of TASK; returns once it is committed."""
         identity = access.identify(request, annotator)
-        return _api(lambda: studio.label(task, item, label, identity, source="api",
+        return refused(lambda: studio.label(task, item, label, identity, source="api",
                                          session=_session(request)))
 
     def undo(task: str, annotator: str = "", request: gr.Request = None) -> dict | None:
         """Take back the caller's latest label or skip in TASK."""
         identity = access.identify(request, annotator)
-        undone = _api(lambda: studio.store.undo(task, identity.name, source="api"))
+        undone = refused(lambda: studio.store.undo(task, identity.name, source="api"))
         return None if undone is None else {"event": undone.id, "item": undone.item,
                                             "label": undone.label, "kind": undone.kind}
 
     def agreement_api(task: str, annotator: str = "", request: gr.Request = None) -> dict:
         """Agreement figures for TASK (admins only)."""
         access.admin(request, annotator)
-        return _api(lambda: agreement(studio.store, task))
+        return refused(lambda: agreement(studio.store, task))
 
     def labels_stats(annotator: str = "", request: gr.Request = None) -> dict:
         """Counts per task and annotator, label distributions, pending fine-tuning (admins)."""
@@ -571,7 +578,7 @@ def add_label_api(studio: Studio, access: Access) -> None:
     def current_labels(task: str = "", annotator: str = "", request: gr.Request = None) -> list:
         """Every annotator's standing label with its item (admins only): what an export holds."""
         access.admin(request, annotator)
-        return _api(lambda: studio.store.current_labels(task or None))
+        return refused(lambda: studio.store.current_labels(task or None))
 
     def import_rows(rows: list, task: str = "", annotator: str = "",
                     request: gr.Request = None) -> dict:
@@ -580,17 +587,16 @@ def add_label_api(studio: Studio, access: Access) -> None:
         if not isinstance(rows, list):
             raise gr.Error("rows is a list of label rows (the columns of an export)")
         studio.ensure_items()
-        return _api(lambda: exchange_rows(studio.store, rows, task or None))
+        return refused(lambda: exchange_rows(studio.store, rows, task or None))
 
     def request_training(task: str, annotator: str = "", request: gr.Request = None) -> dict:
         """Record a fine-tuning request for TASK now (admins only)."""
         identity = access.admin(request, annotator)
-        return _api(lambda: studio.store.request_training(task, identity.name, "requested by an admin"))
+        return refused(lambda: studio.store.request_training(task, identity.name, "requested by an admin"))
 
     def library_stickers(request: gr.Request = None) -> list:
         """Every sticker with its emotion, who gave it (people or model) and the confidence."""
-        return [{k: r[k] for k in ("id", "label", "pack", "emotion", "emotion_source", "confidence")}
-                for r in studio.engine.sticker_readings()]
+        return sticker_listing(studio.engine)
 
     for function, name in ((next_item, "next_item"), (label, "label"), (undo, "undo"),
                            (agreement_api, "agreement"), (labels_stats, "labels_stats"),
@@ -600,10 +606,12 @@ def add_label_api(studio: Studio, access: Access) -> None:
         gr.api(function, api_name=name, queue=False)
 
 
-def _api(call):
+def refused(call):
+    """Run ``call``; a refusal (LabelError, or any ValueError the engine raises for bad input)
+    reaches the caller as a clear message, not a server error."""
     try:
         return call()
-    except LabelError as error:
+    except ValueError as error:
         raise gr.Error(str(error)) from None
 
 

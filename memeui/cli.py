@@ -400,12 +400,12 @@ def run_library_stickers(args) -> int:
     if args.server:
         stickers = call_server(args, "/library_stickers")
     else:
+        from memeui.annotate import sticker_listing
+
         with stdout_for_json_only():
             studio = open_studio_here()
             studio.engine.sticker_overrides = studio.corrections()
-            readings = studio.engine.sticker_readings()
-        stickers = [{k: r[k] for k in ("id", "label", "pack", "emotion", "emotion_source",
-                                       "confidence")} for r in readings]
+            stickers = sticker_listing(studio.engine)
     if args.json:
         print_json(stickers)
     else:
@@ -472,10 +472,7 @@ def run_labels_agreement(args) -> int:
         result = call_server(args, "/agreement", args.task, "")
     else:
         from annotations.agreement import agreement
-        from annotations.store import TASKS
 
-        if args.task not in TASKS:
-            raise ValueError(f"unknown task {args.task!r}; known: {', '.join(TASKS)}")
         result = agreement(local_store(), args.task)
     print_json(result)
     return 0

@@ -17,7 +17,7 @@ import pandas as pd
 from engine import Engine
 from engine.registry import ROLES
 from memeui.access import Access
-from memeui.annotate import Studio
+from memeui.annotate import Studio, refused
 
 log = logging.getLogger(__name__)
 RECIPE_OF_TASK = {"sticker_emotion": "sticker-emotion"}  # tasks whose labels train a model now
@@ -202,7 +202,7 @@ def add_jobs_api(trainer: Trainer, access: Access) -> None:
     def job_cancel(job_id: str, annotator: str = "", request: gr.Request = None) -> dict:
         """Cancel a queued or running job (admins only)."""
         access.admin(request, annotator)
-        return _refused(lambda: engine.jobs.cancel(job_id).to_dict())
+        return refused(lambda: engine.jobs.cancel(job_id).to_dict())
 
     def train_now(recipe: str = "sticker-emotion", annotator: str = "",
                   request: gr.Request = None) -> dict:
@@ -223,7 +223,7 @@ def add_jobs_api(trainer: Trainer, access: Access) -> None:
                       request: gr.Request = None) -> dict:
         """Serve VERSION of ROLE now (admins only)."""
         access.admin(request, annotator)
-        _refused(lambda: engine.promote(role, version, note="promoted by hand"))
+        refused(lambda: engine.promote(role, version, note="promoted by hand"))
         trainer.studio.library_changed()
         return engine.registry.get(role, version).to_dict()
 
@@ -231,7 +231,7 @@ def add_jobs_api(trainer: Trainer, access: Access) -> None:
                        request: gr.Request = None) -> dict | None:
         """Go back to VERSION (or the one live before) of ROLE (admins only)."""
         access.admin(request, annotator)
-        _refused(lambda: engine.rollback(role, version or None))
+        refused(lambda: engine.rollback(role, version or None))
         trainer.studio.library_changed()
         live = engine.registry.live(role)
         return live.to_dict() if live else None
@@ -246,9 +246,3 @@ def studio_request(trainer: Trainer, task: str, who: str) -> dict:
     """A training request the trainer turns into a job within a second."""
     return trainer.studio.store.request_training(task, who, "requested by an admin")
 
-
-def _refused(call):
-    try:
-        return call()
-    except ValueError as error:
-        raise gr.Error(str(error)) from None

@@ -275,12 +275,11 @@ def jobs_app(data_dir, engine, tmp_path_factory):
     """An app with an engine, store and registry of its own (open mode) and its trainer
     running; 500 sticker-emotion labels from the project's labelled file are in the store
     already, as if teammates had labelled them."""
-    import csv
-    import shutil
-
     from annotations.store import LabelStore
     from bench.finetune import labelling_order
+    from bench.labels import fresh_data_dir
     from engine import Engine, Settings
+    from engine.sticker_emotion import public_labels
     from memeui.access import Identity
     from memeui.annotate import Studio
     from memeui.app import access_for, build_app, launch
@@ -288,15 +287,11 @@ def jobs_app(data_dir, engine, tmp_path_factory):
     from tests.conftest import free_port
 
     engine.live.get()
-    folder = tmp_path_factory.mktemp("jobs-e2e")
-    for reusable in ("index", "models", "cache"):
-        if (data_dir / reusable).is_dir():
-            shutil.copytree(data_dir / reusable, folder / reusable)
+    folder = fresh_data_dir(data_dir, tmp_path_factory.mktemp("jobs-e2e"))
     own = Engine(Settings.from_env({}, data_dir=folder, train_every=0))
     studio = Studio(own, LabelStore(folder / "labels.duckdb", own.scheme.labels))
     first = studio.next_item("sticker_emotion", "admin")["id"]  # what the browser labels first
-    with (Path(__file__).resolve().parent.parent / "assets/labels/sticker_emotions.csv").open() as f:
-        gold = {row["id"]: row["emotion"] for row in csv.DictReader(f)}
+    gold = public_labels()
     for sticker in [k for k in labelling_order(gold) if k != first][:500]:
         studio.label("sticker_emotion", sticker, gold[sticker], Identity("team", "annotator"))
     trainer = Trainer(studio)

@@ -3,9 +3,7 @@ and a promoted model swapped in under concurrent requests."""
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,15 +13,16 @@ import pytest
 
 from annotations.store import Item, LabelStore
 from bench.finetune import labelling_order
+from bench.labels import fresh_data_dir
 from engine import Engine, Settings, jobs
 from engine.registry import Registry, gate
-from engine.sticker_emotion import EKMAN7, StickerEmotionHead, fit, held_out, sticker_features
+from engine.sticker_emotion import (EKMAN7, StickerEmotionHead, fit, held_out, public_labels,
+                                    sticker_features)
 from memeui.access import Identity
 from memeui.annotate import Studio
 from memeui.jobs import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLD = ROOT / "assets" / "labels" / "sticker_emotions.csv"
 
 
 @pytest.fixture
@@ -172,10 +171,7 @@ def test_the_recipe_learns_from_labels_on_a_small_fixture(tmp_path):
 def trained_engine(data_dir, engine, tmp_path_factory):
     """An engine of its own (its registry, jobs and store) over the session's index files."""
     engine.live.get()
-    folder = tmp_path_factory.mktemp("finetune")
-    for reusable in ("index", "models", "cache"):
-        if (data_dir / reusable).is_dir():
-            shutil.copytree(data_dir / reusable, folder / reusable)
+    folder = fresh_data_dir(data_dir, tmp_path_factory.mktemp("finetune"))
     own = Engine(Settings.from_env({}, data_dir=folder))
     studio = Studio(own, LabelStore(folder / "labels.duckdb", own.scheme.labels))
     studio.ensure_items()
@@ -184,15 +180,10 @@ def trained_engine(data_dir, engine, tmp_path_factory):
     studio.store.close()
 
 
-def gold_labels() -> dict[str, str]:
-    with GOLD.open(encoding="utf-8", newline="") as file:
-        return {row["id"]: row["emotion"] for row in csv.DictReader(file)}
-
-
 def test_a_candidate_trained_on_wrong_labels_is_not_promoted(trained_engine, tmp_path):
     engine, studio = trained_engine
     before = engine.sticker_readings()
-    wrong = {k: EKMAN7[(EKMAN7.index(v) + 3) % len(EKMAN7)] for k, v in gold_labels().items()}
+    wrong = {k: EKMAN7[(EKMAN7.index(v) + 3) % len(EKMAN7)] for k, v in public_labels().items()}
     store = LabelStore(tmp_path / "wrong.duckdb", EKMAN7)
     store.put_items([Item(k, "sticker_emotion") for k in wrong])
     for sticker, label in list(wrong.items())[:400]:
@@ -207,7 +198,7 @@ def test_a_candidate_trained_on_wrong_labels_is_not_promoted(trained_engine, tmp
 
 def test_labels_train_a_better_model_that_goes_live_under_concurrent_searches(trained_engine):
     engine, studio = trained_engine
-    gold = gold_labels()
+    gold = public_labels()
     studio.train_every = 0  # only the request below
     for sticker in labelling_order(gold)[:500]:  # as `memeui bench finetune` labels them
         studio.label("sticker_emotion", sticker, gold[sticker], Identity("ann", "annotator"))

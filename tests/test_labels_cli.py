@@ -1,9 +1,10 @@
 """`memeui labels`, `users`, `library stickers` and `bench labels` as a user runs them."""
 
 import json
-import shutil
 
 import duckdb
+
+from bench.labels import fresh_data_dir as bench_data_dir
 
 from conftest import MEMEUI, ROOT, memeui_env  # noqa: F401 - MEMEUI, ROOT: used by run_memeui
 from test_cli import run_memeui
@@ -11,12 +12,7 @@ from test_cli import run_memeui
 
 def fresh_data_dir(tmp_path, data_dir, name: str):
     """A data dir of its own that reuses the session's exported encoder and index."""
-    folder = tmp_path / name
-    for reusable in ("models", "index"):
-        if (data_dir / reusable).is_dir():
-            shutil.copytree(data_dir / reusable, folder / reusable)
-    folder.mkdir(exist_ok=True)
-    return folder
+    return bench_data_dir(data_dir, tmp_path / name)
 
 
 def test_import_label_agree_export_and_restore_on_the_command_line(tmp_path, data_dir, engine):
