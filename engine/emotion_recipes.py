@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.dialogue import Dialogue
+from engine.dialogue import Dialogue, Turn
 from engine.labels import EKMAN7, convert, scheme
 from engine.prerecognizer import Encoded, PreRecognizer, Targets, fit, pretrain
 
@@ -102,11 +102,20 @@ def train_default(encoder, out: Path, conversations: int = 1200, epochs: int = 4
 
 
 def fit_prerecognizer(encoder, dialogues: list[Dialogue], base: Path, out: Path,
-                      cache: Path | None = None, progress=log.info) -> dict:
-    """Fine-tune the pre-recognizer in ``base`` on labelled dialogues; saved to ``out``."""
+                      cache: Path | None = None, progress=log.info,
+                      rehearsal: list[Dialogue] = ()) -> dict:
+    """Fine-tune the pre-recognizer in ``base`` on labelled dialogues; saved to ``out``.
+    ``rehearsal``: unlabelled dialogues trained on with nade's weak labels alongside (what the
+    bundled model learned from), so a few hundred labels refine the model rather than replace
+    what it knew."""
+    from engine.emotion import NadeEmotion
+
     started = time.perf_counter()
     model = PreRecognizer.load(base)
-    info = fit(model, encode_dialogues(encoder, dialogues, cache), gold_targets(dialogues),
+    targets = gold_targets(dialogues)
+    if rehearsal:
+        targets += weak_targets(rehearsal, NadeEmotion())
+    info = fit(model, encode_dialogues(encoder, [*dialogues, *rehearsal], cache), targets,
                progress=progress)
     model.save(out)
     info["fit_seconds"] = round(time.perf_counter() - started, 1)
@@ -129,3 +138,83 @@ def fit_recognizer_on(dialogues: list[Dialogue], out: Path, tuned_layers: int = 
     info["fit_seconds"] = round(time.perf_counter() - started, 1)
     (out / "fit.json").write_text(json.dumps(info, indent=1))
     return info
+
+
+REHEARSAL = 300  # chitchat conversations trained on alongside people's labels (not with MELD)
+UTTERANCE_CHECK = Path(__file__).resolve().parent.parent / "assets" / "labels" / "utterance_emotions.csv"
+
+
+def read_utterance_check(path: Path = UTTERANCE_CHECK) -> list[Dialogue]:
+    """The pre-recognizer's fixed public check: utterances written and labelled for this
+    project (``context,text,emotion``), each a dialogue of its context and itself."""
+    import csv
+
+    with Path(path).open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    return [Dialogue(tuple(([Turn("a", row["context"])] if row["context"].strip() else [])
+                           + [Turn("b", row["text"], emotion=row["emotion"])]), f"check-{number}")
+            for number, row in enumerate(rows)]
+
+
+def recognition_scores(model: PreRecognizer, encoder, dialogues: list[Dialogue],
+                       cache: Path | None) -> dict:
+    """Accuracy and macro-F1 of the turn view on every labelled turn of ``dialogues``."""
+    from engine.snapshot import scores
+
+    encoded = encode_dialogues(encoder, dialogues, cache) if dialogues else []
+    rows = [(vectors, EKMAN7.index(turn.emotion))
+            for dialogue, e in zip(dialogues, encoded)
+            for vectors, turn in zip(e.vectors, dialogue.turns) if turn.emotion in EKMAN7]
+    if not rows:
+        return scores(np.zeros(0), np.zeros(0))
+    views = model.frozen().views(np.stack([vector for vector, _ in rows]).astype(np.float32))
+    return scores(views[:, :len(EKMAN7)].argmax(axis=1), np.array([gold for _, gold in rows]))
+
+
+def fit_job(args: dict, out: Path, progress) -> dict:
+    """The ``prerecognizer`` job recipe: utterance-emotion labels of a snapshot (plus MELD's
+    train split when ``meld`` names its folder) fine-tune the live pre-recognizer (``base``).
+    One labelled dialogue in five is held out; the candidate and ``base`` are measured on it
+    and on the fixed public check (recognition of each labelled turn)."""
+    from engine.corpora import read_chitchat, read_meld
+    from engine.encoders import create_text_encoder
+    from engine.snapshot import held_out, labelled_dialogues
+
+    progress(0.05, "reading the labelled dialogues")
+    dialogues = labelled_dialogues(Path(args["snapshot"]))
+    train = [d for d in dialogues if not held_out(d.id)]
+    holdout = [d for d in dialogues if held_out(d.id)]
+    if args.get("meld"):
+        train += read_meld(Path(args["meld"]) / "train_sent_emo.csv")
+    labelled = [t.emotion for d in train for t in d.turns if t.emotion]
+    if len(set(labelled)) < 2 or len(train) < 2:
+        raise ValueError(f"{len(labelled)} labelled utterances in {len(train)} dialogues for "
+                         "training, of fewer than two emotions: label more first")
+    cache = Path(args["cache"]) if args.get("cache") else None
+    progress(0.1, "loading the text encoder")
+    encoder = create_text_encoder(args.get("encoder", "minilm"))
+    calls = [0]
+
+    def report(message: str) -> None:
+        calls[0] += 1
+        progress(min(0.8, 0.15 + 0.04 * calls[0]), message)
+
+    report(f"fitting on {len(labelled)} labelled utterances in {len(train)} dialogues "
+           f"({len(holdout)} dialogues held out)")
+    rehearsal = read_chitchat(limit=int(args.get("rehearsal", REHEARSAL))) if not args.get("meld") else []
+    info = fit_prerecognizer(encoder, train, Path(args["base"]), Path(out), cache, report, rehearsal)
+    progress(0.85, "measuring the candidate and the live pre-recognizer")
+    check = read_utterance_check(Path(args.get("check") or UTTERANCE_CHECK))
+
+    def measured(model: PreRecognizer) -> dict:
+        return {"holdout": recognition_scores(model, encoder, holdout, cache),
+                "public": recognition_scores(model, encoder, check, cache)}
+
+    metrics = {"candidate": measured(PreRecognizer.load(Path(out))),
+               "live": measured(PreRecognizer.load(Path(args["base"]))),
+               "train": len(labelled), "holdout": sum(1 for d in holdout for t in d.turns
+                                                      if t.emotion),
+               "epochs": info.get("epochs")}
+    (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    progress(1.0, "done")
+    return metrics

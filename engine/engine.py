@@ -27,7 +27,7 @@ from engine.image import LitTower, create_image_tower, encode_sticker_images
 from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name, read_frames
 from engine.jobs import Job, JobRunner
 from engine.ocr import StickerOCR
-from engine.registry import Registry, gate
+from engine.registry import GATE_KEYS, GATE_KEYS_OF_ROLE, ROLES, Registry, gate
 from engine.sticker_emotion import StickerEmotionHead, sticker_features
 from engine.stickers import Sticker, StickerLibrary
 
@@ -38,6 +38,7 @@ CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
 DIALOGUE_TURNS = 4  # turns of context the sticker selector reads
 EMOTION_ENCODER = "minilm"  # the space the bundled emotion weights were trained in
 LEXICON_WEIGHT = 0.5  # share of the lexicon model (nade) in a sticker's emotion
+SERVED_ROLES = ("sticker-emotion", "prerecognizer", "selector")  # roles a promotion swaps in
 
 
 class Lazy(Generic[T]):
@@ -80,19 +81,19 @@ class Engine:
         self.device = self.settings.resolved_device()
         self.encoder = Lazy("text encoder", lambda: self._text_encoder(self.settings.text_encoder))
         self.scheme = scheme(self.settings.label_scheme)  # what people see; Ekman-7 inside
+        self.registry = Registry(self.settings.data_dir / "registry")
         self.emotion = Lazy("emotion models", lambda: ConversationEmotion.load(
-            self.emotion_encoder(), self.settings.prerecognizer, self.settings.recognizer))
+            self.emotion_encoder(), self._model_folder("prerecognizer"), self.settings.recognizer))
         self.image_tower = Lazy("image tower", lambda: create_image_tower(
             self.settings.image_tower, self.encoder.get(), self.device) or NO_TOWER)
         self.live = Lazy("sticker index", lambda: self._build_live(previous=None))
         self.reply_backend = Lazy("reply backend", self._create_reply_backend)
         self.ocr = StickerOCR()
         self.lexicon = NadeEmotion()
-        self.selector = Selector(self.settings.emotion_weight, self.settings.image_weight)
+        self.selector = self._load_selector(self._model_folder("selector"))
         self._library_lock = threading.Lock()  # one pack change at a time
         self.sticker_overrides: dict[str, dict] = {}  # people's corrections: id → fields
-        self.registry = Registry(self.settings.data_dir / "registry")
-        self.sticker_head = self._live_head()  # (version, head) of a promoted sticker-emotion model
+        self.sticker_head = self._load_head(self.registry.live("sticker-emotion"))
         self.jobs = JobRunner(self.settings.data_dir / "jobs", self.settings.training_jobs,
                               self.settings.training_threads, on_finished=self.adopt)
 
@@ -268,17 +269,29 @@ class Engine:
 
     # ------------------------------------------------------------ fine-tuning
 
-    def _live_head(self) -> tuple[str, StickerEmotionHead] | None:
-        version = self.registry.live("sticker-emotion")
+    def _model_folder(self, role: str) -> Path | None:
+        """The live version's folder of ``role``; else the bundled model's (None: none)."""
+        version = self.registry.live(role)
+        if version is not None:
+            return self.registry.folder(version)
+        return Path(self.settings.prerecognizer) if role == "prerecognizer" else None
+
+    def _load_head(self, version) -> tuple[str, StickerEmotionHead] | None:
         if version is None:
             return None
         return version.id, StickerEmotionHead.load(self.registry.folder(version))
 
+    def _load_selector(self, folder: Path | None) -> Selector:
+        if folder is None:
+            return Selector(self.settings.emotion_weight, self.settings.image_weight)
+        return Selector.load(folder)
+
     def sticker_feature_file(self) -> Path:
-        """What the sticker-emotion recipe reads: every sticker's features (text, picture,
-        bundled reading) from the live index, written once per index version."""
+        """What the sticker recipes read of the live index, written once per index version:
+        every sticker's features (text, picture, bundled reading) for the sticker-emotion
+        head; its text vector, served emotion and emoji for the selector."""
         live = self.live.get()
-        path = self.settings.data_dir / "cache" / f"sticker-features-{live.index.key}.npz"
+        path = self.settings.data_dir / "cache" / f"stickers-{live.index.key}.npz"
         if path.is_file():
             return path
         stickers = [live.library.by_id[i] for i in live.index.sticker_ids]
@@ -287,19 +300,31 @@ class Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.npz")
         np.savez(staging, ids=np.array(live.index.sticker_ids),
-                 features=sticker_features(vectors, live.index.images, reading), readings=reading)
+                 features=sticker_features(vectors, live.index.images, reading), readings=reading,
+                 vectors=vectors, emotions=live.index.emotions,
+                 emojis=np.array([sticker.emoji for sticker in stickers]))
         os.replace(staging, path)
         return path
 
-    def train(self, recipe: str, snapshot: Path, trigger: str) -> Job:
-        """Queue a fine-tuning job on a label snapshot (a folder of Parquet files)."""
-        if recipe != "sticker-emotion":
-            raise ValueError(f"no recipe {recipe!r}; known: sticker-emotion")
-        live = self.registry.live("sticker-emotion")
-        base = str(self.registry.folder(live)) if live else ""
-        return self.jobs.submit(recipe, {"snapshot": str(snapshot),
-                                         "features": str(self.sticker_feature_file()),
-                                         "base": base}, trigger)
+    def train(self, recipe: str, snapshot: Path, trigger: str, meld: str | None = None) -> Job:
+        """Queue a fine-tuning job on a label snapshot (a folder of Parquet files); each
+        recipe starts from the live version of its role (``meld``: MELD's folder, whose train
+        split the pre-recognizer recipe adds; by default the ``meld`` setting)."""
+        base = self._model_folder(recipe) if recipe in ROLES else None
+        args = {"snapshot": str(snapshot), "base": str(base or "")}
+        if recipe == "sticker-emotion":
+            args["features"] = str(self.sticker_feature_file())
+        elif recipe == "prerecognizer":
+            args |= {"encoder": EMOTION_ENCODER, "meld": str(meld or self.settings.meld),
+                     "cache": str(self.settings.data_dir / "cache")}
+        elif recipe == "selector":
+            args |= {"stickers": str(self.sticker_feature_file()),
+                     "encoder": self.settings.text_encoder,
+                     "prerecognizer": str(self._model_folder("prerecognizer")),
+                     "emotion_weight": self.settings.emotion_weight,
+                     "image_weight": self.settings.image_weight,
+                     "threshold": self.sticker_threshold}
+        return self.jobs.submit(recipe, args, trigger)  # an unknown recipe is refused there
 
     def adopt(self, job: Job, folder: Path) -> str:
         """A finished job's candidate: registered, gated against the live model on the
@@ -308,7 +333,8 @@ class Engine:
         version = self.registry.add(job.recipe, folder, parent=live.id if live else None,
                                     snapshot=Path(job.args["snapshot"]).name,
                                     metrics=job.metrics, trigger=job.trigger)
-        ok, note = gate(job.metrics["candidate"], job.metrics["live"])
+        ok, note = gate(job.metrics["candidate"], job.metrics["live"],
+                        GATE_KEYS_OF_ROLE.get(job.recipe, GATE_KEYS))
         if not ok:
             self.registry.reject(version, note)
             return f"rejected {version.id}: {note}"
@@ -317,23 +343,40 @@ class Engine:
 
     def promote(self, role: str, version_id: str, note: str = "") -> None:
         """Serve ``version_id`` now: requests in flight finish on the version they started."""
-        if role != "sticker-emotion":
-            raise ValueError(f"{role} versions are not served by this engine yet")
         version = self.registry.get(role, version_id)
-        self._serve_head((version.id, StickerEmotionHead.load(self.registry.folder(version))))
+        self._serve(role, version)
         self.registry.promote(role, version_id, note)  # on record once it answers requests
 
     def rollback(self, role: str, version_id: str | None = None) -> None:
-        if role != "sticker-emotion":
-            raise ValueError(f"{role} versions are not served by this engine yet")
         self.registry.rollback(role, version_id)
-        self._serve_head(self._live_head())
+        self._serve(role, self.registry.live(role))
 
-    def _serve_head(self, head: tuple[str, StickerEmotionHead] | None) -> None:
+    def _serve(self, role: str, version) -> None:
+        """Swap the model of ``role`` for ``version`` (None: the bundled one). Emotion models
+        and sticker readers change what the index holds, so a new index version goes live
+        with them; a request holds the objects it started with until it ends."""
+        if role not in SERVED_ROLES:
+            raise ValueError(f"{role} versions are not served by this engine; served: "
+                             f"{', '.join(SERVED_ROLES)}")
+        folder = self.registry.folder(version) if version else None
+        if role == "selector":
+            self.selector = self._load_selector(folder)
+            return
         with self._library_lock:
             live = self.live.get()
-            self.sticker_head = head
+            if role == "sticker-emotion":
+                self.sticker_head = self._load_head(version)
+            else:
+                self.emotion.replace(ConversationEmotion.load(
+                    self.emotion_encoder(), folder or Path(self.settings.prerecognizer),
+                    self.settings.recognizer))
             self._switch_to(self._build_live(previous=live), live)
+
+    @property
+    def sticker_threshold(self) -> float:
+        """Below this score the bot sends no sticker: the live selector's, else the setting."""
+        learned = self.selector.threshold
+        return self.settings.sticker_threshold if learned is None else learned
 
     def shown(self, ekman: np.ndarray) -> np.ndarray:
         """Ekman-7 distributions in the deployment's label scheme."""
@@ -406,22 +449,37 @@ class Engine:
             raise ValueError(f"unknown emotion {emotion!r}; known: {', '.join(self.scheme.labels)}")
         pool = max(k, CANDIDATES) * (8 if emotion else 1)
         query = self._dialogue_vector(dialogue)
-        scores, rows = live.index.search(query[None, :], pool)
-        scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]  # -1: fewer hits than asked
+        selector = self.selector  # this request's selector, even if a new one goes live meanwhile
+        scores, rows = self._candidates(live, selector, dialogue, query, pool)
         if emotion:
             keep = self.shown(live.index.emotions[rows]).argmax(axis=1) == self.scheme.index(emotion)
             scores, rows = scores[keep], rows[keep]
-        parts = self.selector.score_parts(
-            [turn.content() for turn in dialogue.turns], scores[None, :], mood[None, :],
+        parts = selector.score_parts(
+            [dialogue.turns[-1].content()], scores[None, :], mood[None, :],  # n-grams: last turn
             [live.index.sticker_ids[row] for row in rows], live.index.emotions[rows],
             sticker_vectors=lambda: np.stack([live.index.index.reconstruct(int(r)) for r in rows]),
             dialogue_vectors=lambda: query[None, :],
             image_similarity=self._image_similarity(live, dialogue, query, rows))
-        total = self.selector.combine(parts)[0]
+        total = selector.combine(parts)[0]
         order = np.argsort(-total)[:k]
         return [self._result(live, int(rows[i]), float(total[i]),
                              {name: float(part[0, i]) for name, part in parts.items()})
                 for i in order]
+
+    def _candidates(self, live: LiveVersion, selector: Selector, dialogue: Dialogue,
+                    query: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
+        """(text similarity, row) of the stickers worth scoring: the index's nearest to the
+        dialogue, and, with a fine-tuned selector, the nearest to its learned query too."""
+        scores, rows = live.index.search(query[None, :], pool)
+        scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]  # -1: fewer hits than asked
+        if not selector.trained:
+            return scores, rows
+        learned = selector.w_text * query + selector.adapter_queries(
+            [dialogue.turns[-1].content()], query[None, :])[0]
+        _, more = live.index.search(learned[None, :], pool)
+        rows = np.unique(np.concatenate([rows, more[0][more[0] >= 0]]))
+        vectors = np.stack([live.index.index.reconstruct(int(row)) for row in rows])
+        return vectors @ query, rows
 
     def _image_similarity(self, live: LiveVersion, dialogue: Dialogue, text_query: np.ndarray,
                           rows: np.ndarray) -> np.ndarray | None:
@@ -505,7 +563,7 @@ class Engine:
                                       1 + self.settings.alternatives)
         timings["sticker"] = _ms_since(step)
         timings["total"] = _ms_since(started)
-        fits = bool(ranked) and ranked[0].score >= self.settings.sticker_threshold
+        fits = bool(ranked) and ranked[0].score >= self.sticker_threshold
         yield Reply(
             text=text,
             sticker=ranked[0] if fits else None,  # MOD's meme-usage flag: none beats a misfit

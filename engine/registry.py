@@ -135,23 +135,26 @@ class Registry:
             return back
 
 
-GATE_KEYS = {"holdout": "accuracy", "public": "macro_f1"}  # a slice of labels is small: a
-# macro-F1 over classes with two examples each is noise, so it is judged on accuracy
+GATE_KEYS = {"holdout": ("accuracy",), "public": ("macro_f1",)}  # a slice of labels is small:
+# a macro-F1 over classes with two examples each is noise, so it is judged on accuracy
+GATE_KEYS_OF_ROLE = {"selector": {"holdout": ("accuracy",), "public": ("hit_at_5", "sent")}}
 
 
-def gate(candidate: dict, live: dict, keys: dict[str, str] = GATE_KEYS) -> tuple[bool, str]:
+def gate(candidate: dict, live: dict, keys: dict[str, tuple[str, ...]] = GATE_KEYS) -> tuple[bool, str]:
     """Promote only when the candidate is not worse than live on the held-out labels and on
-    the role's fixed public check (``{"holdout": {metric: value}, "public": {...}}``)."""
+    the role's fixed public check (``{"holdout": {metric: value}, "public": {...}}``), on
+    every metric ``keys`` names for each."""
     reasons, ok = [], True
-    for check, key in keys.items():
-        mine, theirs = (candidate.get(check) or {}).get(key), (live.get(check) or {}).get(key)
-        if mine is None or theirs is None:  # nothing shows it is not worse
-            ok = False
-            reasons.append(f"{check}: not measured (too few labels)")
-            continue
-        if mine + GATE_TOLERANCE < theirs:
-            ok = False
-        reasons.append(f"{check} {key} {mine:.2f} vs live {theirs:.2f}")
+    for check, names in keys.items():
+        for key in names:
+            mine, theirs = (candidate.get(check) or {}).get(key), (live.get(check) or {}).get(key)
+            if mine is None or theirs is None:  # nothing shows it is not worse
+                ok = False
+                reasons.append(f"{check} {key}: not measured (too few labels)")
+                continue
+            if mine + GATE_TOLERANCE < theirs:
+                ok = False
+            reasons.append(f"{check} {key} {mine:.2f} vs live {theirs:.2f}")
     return ok, "; ".join(reasons)
 
 

@@ -64,6 +64,7 @@ class Selector:
         self.w_image = image_weight
         self.adapter = None  # torch module after fit
         self.bias: dict[str, float] = {}
+        self.threshold: float | None = None  # learned from "no sticker" answers, else settings
 
     @property
     def trained(self) -> bool:
@@ -105,19 +106,26 @@ class Selector:
 
     def _adapter_scores(self, texts: list[str], dialogue_vectors: np.ndarray,
                         sticker_vectors: np.ndarray) -> np.ndarray:
+        return self.adapter_queries(texts, dialogue_vectors) @ sticker_vectors.T
+
+    def adapter_queries(self, texts: list[str], dialogue_vectors: np.ndarray) -> np.ndarray:
+        """What the adapter adds to each dialogue's query, in the sticker-text space: the
+        index can be searched with it, so learned choices are found, not only re-ranked."""
         with torch.inference_mode():
-            query = self.adapter(*_bags([ngram_ids(t) for t in texts]),
-                                 torch.from_numpy(np.ascontiguousarray(dialogue_vectors, np.float32)))
-        return query.numpy() @ sticker_vectors.T
+            return self.adapter(*_bags([ngram_ids(t) for t in texts]), torch.from_numpy(
+                np.ascontiguousarray(dialogue_vectors, np.float32))).numpy()
 
     def fit(self, texts: list[str], dialogue_vectors: np.ndarray, moods: np.ndarray,
             chosen: list[str], sticker_ids: list[str], sticker_vectors: np.ndarray,
             sticker_emotions: np.ndarray, emotion_labels: list[str], max_seconds: float = 600,
-            image_similarity: np.ndarray | None = None, seed: int = 0) -> FitReport:
+            image_similarity: np.ndarray | None = None, seed: int = 0,
+            negatives: list[list[str]] | None = None) -> FitReport:
         """Learn from dialogues and the sticker chosen for each. The emotion part earns its
         place: the selector is fitted with and without it and the variant with the better
         held-out macro-F1 is kept (weight 0 when dropped). Its inputs are two models' guesses
-        (the mood, the stickers' emotions), which fit some sticker sets and not others."""
+        (the mood, the stickers' emotions), which fit some sticker sets and not others.
+        ``negatives``: per example, stickers a person saw and passed over (scored against it
+        besides the hard negatives found here)."""
         started = time.perf_counter()
         variants = [None, "emotion"]  # drop nothing, or drop the emotion part
         best = None
@@ -126,7 +134,7 @@ class Selector:
             fitted = self._fit_variant(
                 texts, dialogue_vectors, moods, chosen, sticker_ids, sticker_vectors,
                 sticker_emotions, emotion_labels, seed=seed, max_seconds=budget,
-                image_similarity=image_similarity, dropped=dropped)
+                image_similarity=image_similarity, dropped=dropped, negatives=negatives)
             if best is None or fitted[3] > best[3]:
                 best = fitted
         adapter, bias, epochs, score, fusion = best
@@ -140,7 +148,8 @@ class Selector:
 
     def _fit_variant(self, texts, dialogue_vectors, moods, chosen, sticker_ids, sticker_vectors,
                     sticker_emotions, emotion_labels, seed: int, max_seconds: float,
-                    image_similarity=None, max_epochs: int = 30, dropped: str | None = None):
+                    image_similarity=None, max_epochs: int = 30, dropped: str | None = None,
+                    negatives: list[list[str]] | None = None):
         """The adapter and sticker biases. A held-out 10% stops training when it stops
         helping, then sets per-sticker offsets so that rare stickers get picked as often as
         they should (macro-F1 on the held-out part)."""
@@ -150,6 +159,8 @@ class Selector:
         target = np.array([column[sid] for sid in chosen])
         candidates = hard_negative_candidates(target, sticker_vectors, sticker_emotions,
                                               emotion_labels)
+        for row, passed_over in enumerate(negatives or []):
+            candidates[row, [column[sid] for sid in passed_over if sid in column]] = True
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(texts))
         holdout, train = order[: len(order) // 10], order[len(order) // 10:]
@@ -213,18 +224,21 @@ class Selector:
         state = {k: v.half() if v.dtype == torch.float32 else v
                  for k, v in self.adapter.state_dict().items()}
         torch.save({"adapter": state, "bias": self.bias,
-                    "w_text": self.w_text, "w_emotion": self.w_emotion, "w_image": self.w_image},
+                    "w_text": self.w_text, "w_emotion": self.w_emotion, "w_image": self.w_image,
+                    "threshold": self.threshold},
                    folder / "selector.pt")
 
     @classmethod
-    def load(cls, folder: Path, dim: int) -> "Selector":
+    def load(cls, folder: Path, dim: int | None = None) -> "Selector":
+        """A saved selector; ``dim`` (the sticker vectors') is read from the file if not given."""
         saved = torch.load(folder / "selector.pt", weights_only=True)
         selector = cls(saved["w_emotion"], saved.get("w_image", 0.0))
         selector.w_text = saved["w_text"]
-        selector.adapter = NgramAdapter(dim)
+        selector.adapter = NgramAdapter(dim or saved["adapter"]["mix.weight"].shape[0])
         selector.adapter.load_state_dict({k: v.float() for k, v in saved["adapter"].items()})
         selector.adapter.eval()
         selector.bias = saved["bias"]
+        selector.threshold = saved.get("threshold")
         return selector
 
 

@@ -45,6 +45,7 @@ class Settings:
     admins: str = ""  # comma-separated Hub names that are admins when hf_oauth is on
     training_jobs: int = 1  # training jobs at a time (each in its own process)
     training_threads: int = 1  # CPU threads per training job, so serving keeps a core
+    meld: str = ""  # MELD's folder: its train split joins the pre-recognizer's fine-tuning
     recognizer: str = "default"  # default (the pre-recognizer's turn view) | a folder from `memeui eval erc --fit`
 
     @classmethod

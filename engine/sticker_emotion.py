@@ -15,15 +15,13 @@ candidate and the reader it would replace on that slice and on the project's lab
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-EKMAN7 = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
-UNSURE = "unsure"
-HOLDOUT_EVERY = 5  # one labelled sticker in five is kept out of training
+from engine.labels import EKMAN7
+from engine.snapshot import emotion_labels, held_out, scores
 PUBLIC_CHECK = Path(__file__).resolve().parent.parent / "assets" / "labels" / "sticker_emotions.csv"
 HEAD_FILE = "head.npz"
 
@@ -64,36 +62,14 @@ def sticker_features(text_vectors: np.ndarray, image_vectors: np.ndarray | None,
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def held_out(sticker_id: str) -> bool:
-    return int(hashlib.sha256(sticker_id.encode()).hexdigest(), 16) % HOLDOUT_EVERY == 0
-
-
 def people_labels(snapshot: Path) -> dict[str, str]:
-    """Sticker id → the majority label of its annotators ("unsure" left out), from a snapshot."""
-    import duckdb
-
-    path = str(Path(snapshot) / "current_labels.parquet").replace("'", "''")
-    rows = duckdb.connect().execute(
-        "SELECT item, label FROM (SELECT item, label, row_number() OVER (PARTITION BY item "
-        "ORDER BY count(*) DESC, min(id)) AS r FROM read_parquet(?) WHERE task = "
-        "'sticker_emotion' AND label != ? GROUP BY item, label) WHERE r = 1",
-        [path, UNSURE]).fetchall()
-    return {item: label for item, label in rows if label in EKMAN7}
+    """Sticker id → the majority Ekman-7 label of its annotators, from a snapshot."""
+    return emotion_labels(snapshot, "sticker_emotion")
 
 
 def public_labels(path: Path = PUBLIC_CHECK) -> dict[str, str]:
     with Path(path).open(encoding="utf-8", newline="") as file:
         return {row["id"]: row["emotion"] for row in csv.DictReader(file)}
-
-
-def scores(predicted: np.ndarray, gold: np.ndarray) -> dict:
-    """Accuracy and macro-F1 (over the classes present in gold or predicted), in percent."""
-    if len(gold) == 0:
-        return {"n": 0, "accuracy": None, "macro_f1": None}
-    from sklearn.metrics import f1_score
-
-    return {"n": int(len(gold)), "accuracy": round(100 * float(np.mean(predicted == gold)), 2),
-            "macro_f1": round(100 * float(f1_score(gold, predicted, average="macro")), 2)}
 
 
 L2 = 0.01  # weight decay of the correction: more labels, more room to move off the reading

@@ -159,13 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=run_eval)
 
     train = with_server(commands.add_parser("train", help="train a model the engine uses; prints JSON"))
-    train.add_argument("model", choices=["image-tower", "emotion", "sticker-emotion"],
+    train.add_argument("model", choices=["image-tower", "emotion", "sticker-emotion",
+                                         "prerecognizer", "selector"],
                        help="image-tower: the offline LiT-style image tower; emotion: the bundled "
                             "pre-recognizer from chitchat-dataset + nade (both in assets/models/); "
-                            "sticker-emotion: fine-tune on the store's sticker-emotion labels, "
-                            "gate, and promote if not worse")
-    train.add_argument("--labels", type=Path, help="sticker-emotion: import these labels "
-                       "first (an export, or a CSV of id,emotion)")
+                            "sticker-emotion, prerecognizer, selector: a fine-tuning job on the "
+                            "store's sticker-emotion, utterance-emotion or best-sticker labels, "
+                            "gated, and promoted if not worse")
+    train.add_argument("--labels", type=Path, help="fine-tuning: import these labels first (an "
+                       "export; for sticker-emotion also a CSV of id,emotion)")
+    train.add_argument("--meld", help="prerecognizer: MELD's folder; its train split joins the "
+                       "labels (default: MEMEUI_MELD)")
     train.add_argument("--epochs", type=int, default=60, help="image tower epochs")
     train.add_argument("--conversations", type=int, default=1200,
                        help="chitchat conversations for the emotion model")
@@ -529,21 +533,23 @@ def run_users_remove(args) -> int:
     return 0
 
 
-def train_sticker_emotion(args) -> int:
-    """Fine-tune the sticker emotion model on the store's labels (after importing --labels),
-    wait for the job and print it with what the gate decided."""
+def train_from_labels(args) -> int:
+    """A fine-tuning job on the store's labels (after importing --labels): wait for it and
+    print it with what the gate decided. With --server, request it there."""
+    from memeui.jobs import TASK_OF_RECIPE
+
     if args.server:
-        if args.labels:
-            raise ValueError("with --server, import the labels first (memeui labels import)")
-        job = call_server(args, "/train", "sticker-emotion", "")
-        print_json(job)
+        if args.labels or args.meld:
+            raise ValueError("with --server, import the labels first (memeui labels import) "
+                             "and set MEMEUI_MELD on the server")
+        print_json(call_server(args, "/train", args.model, ""))
         return 0
     with stdout_for_json_only():
         studio = open_studio_here()
         if args.labels:
-            studio.import_file(args.labels, "sticker_emotion")
+            studio.import_file(args.labels, TASK_OF_RECIPE[args.model])
         snapshot = studio.store.snapshot(studio.engine.settings.data_dir / "snapshots")
-        job = studio.engine.train("sticker-emotion", snapshot, "cli")
+        job = studio.engine.train(args.model, snapshot, "cli", meld=args.meld)
         job = studio.engine.jobs.wait(job.id, timeout=3600)
     print_json(job.to_dict())
     return 0 if job.state == "done" else 2
@@ -640,8 +646,8 @@ def run_train(args) -> int:
     from engine.image import LIT_WEIGHTS, train_lit_tower
     from engine.stickers import StickerLibrary
 
-    if args.model == "sticker-emotion":
-        return train_sticker_emotion(args)
+    if args.model in ("sticker-emotion", "prerecognizer", "selector"):
+        return train_from_labels(args)
     if args.model == "emotion":
         from engine.emotion_recipes import train_default
 

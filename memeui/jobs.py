@@ -15,12 +15,14 @@ import gradio as gr
 import pandas as pd
 
 from engine import Engine
-from engine.registry import ROLES
+from engine.registry import GATE_KEYS, GATE_KEYS_OF_ROLE
 from memeui.access import Access
 from memeui.annotate import Studio, refused
 
 log = logging.getLogger(__name__)
-RECIPE_OF_TASK = {"sticker_emotion": "sticker-emotion"}  # tasks whose labels train a model now
+RECIPE_OF_TASK = {"sticker_emotion": "sticker-emotion", "utterance_emotion": "prerecognizer",
+                  "best_sticker": "selector"}  # the model each task's labels train
+TASK_OF_RECIPE = {recipe: task for task, recipe in RECIPE_OF_TASK.items()}
 POLL_SECONDS = 1.0
 
 
@@ -55,10 +57,7 @@ class Trainer:
             if task == "sticker_text":
                 self.apply_text_corrections(requests)
                 continue
-            recipe = RECIPE_OF_TASK.get(task)
-            if recipe is None:
-                continue  # no recipe for this task yet: it stays pending
-            job = self.submit(recipe, requests[-1]["requested_by"])  # one job serves them all
+            job = self.submit(RECIPE_OF_TASK[task], requests[-1]["requested_by"])  # one for all
             for request in requests:
                 store.update_training_request(request["id"], "running", job.id)
             started.append(job.id)
@@ -106,8 +105,8 @@ def build_jobs_tab(trainer: Trainer, access: Access) -> None:
             candidate = v.metrics.get("candidate", {})
             live = v.metrics.get("live", {})
             rows.append([v.id, v.status, v.parent or "bundled", v.trigger,
-                         _metric(candidate, "holdout"), _metric(live, "holdout"),
-                         _metric(candidate, "public"), _metric(live, "public"), v.note])
+                         *(_metric(side, check, role) for check in ("holdout", "public")
+                           for side in (candidate, live)), v.note])
         return rows, gr.Dropdown(choices=[v.id for v in engine.registry.versions(role)])
 
     def cancel(job_id: str | None, name: str, request: gr.Request):
@@ -120,9 +119,9 @@ def build_jobs_tab(trainer: Trainer, access: Access) -> None:
             raise gr.Error(str(error), duration=5) from None
         return jobs_view()
 
-    def train_now(name: str, request: gr.Request):
+    def train_now(recipe: str, name: str, request: gr.Request):
         who = access.admin(request, name)
-        trainer.studio.store.request_training("sticker_emotion", who.name, "requested by an admin")
+        studio_request(trainer, TASK_OF_RECIPE[recipe], who.name)
         gr.Info("Requested: the job starts in a moment.", duration=3)
         return jobs_view()
 
@@ -151,7 +150,10 @@ def build_jobs_tab(trainer: Trainer, access: Access) -> None:
                 "labels and on the fixed public check.")
     with gr.Row():
         name = gr.Textbox(label="Your name (open mode)", visible=access.open, max_length=64)
-        train = gr.Button("Train sticker emotions now", variant="primary", elem_id="jobs-train")
+        recipe = gr.Dropdown(list(TASK_OF_RECIPE), value="sticker-emotion", label="Recipe",
+                             info="sticker-emotion: sticker emotion labels; prerecognizer: "
+                                  "utterance emotion labels; selector: best-sticker answers")
+        train = gr.Button("Train now", variant="primary", elem_id="jobs-train")
     jobs = gr.Dataframe(headers=["job", "recipe", "state", "progress", "message", "trigger",
                                  "outcome"], interactive=False, elem_id="jobs-table", wrap=True)
     with gr.Row():
@@ -162,12 +164,12 @@ def build_jobs_tab(trainer: Trainer, access: Access) -> None:
         log_box = gr.Textbox(label="Latest job: log", lines=10, max_lines=10, autoscroll=True)
     gr.Markdown("### Model versions")
     with gr.Row():
-        role = gr.Dropdown(list(ROLES), value="sticker-emotion", label="Role", scale=2)
+        role = gr.Dropdown(list(TASK_OF_RECIPE), value="sticker-emotion", label="Role", scale=2)
         version = gr.Dropdown([], label="Version", scale=3)
         promote_button = gr.Button("Promote", scale=1)
         rollback_button = gr.Button("Roll back", scale=1)
     versions = gr.Dataframe(headers=["version", "status", "parent", "trigger",
-                                     "held-out F1", "live then", "public F1", "live then",
+                                     "held-out", "live then", "public check", "live then",
                                      "gate"], interactive=False, elem_id="jobs-versions", wrap=True)
     timer = gr.Timer(2.0)
     job_outputs = [jobs, log_box, curve, running]
@@ -175,7 +177,7 @@ def build_jobs_tab(trainer: Trainer, access: Access) -> None:
     timer.tick(versions_view, role, [versions, version], api_name=False, queue=False)
     role.change(versions_view, role, [versions, version], api_name=False)
     cancel_button.click(cancel, [running, name], job_outputs, api_name=False)
-    train.click(train_now, name, job_outputs, api_name=False)
+    train.click(train_now, [recipe, name], job_outputs, api_name=False)
     promote_button.click(promote, [role, version, name], [versions, version], api_name=False)
     rollback_button.click(rollback, [role, name], [versions, version], api_name=False)
 
@@ -185,9 +187,12 @@ def _bar(fraction: float, width: int = 10) -> str:
     return f"{'▓' * filled}{'░' * (width - filled)} {fraction:.0%}"
 
 
-def _metric(metrics: dict, check: str) -> str:
-    value = (metrics.get(check) or {}).get("macro_f1")
-    return "—" if value is None else f"{value:.1f}"
+def _metric(metrics: dict, check: str, role: str) -> str:
+    """The number the gate compares for ``check`` (held-out or public), named."""
+    values = metrics.get(check) or {}
+    shown = [f"{key} {values[key]:.1f}" for key in GATE_KEYS_OF_ROLE.get(role, GATE_KEYS)[check]
+             if values.get(key) is not None]
+    return ", ".join(shown) or "—"
 
 
 def add_jobs_api(trainer: Trainer, access: Access) -> None:
@@ -209,10 +214,9 @@ def add_jobs_api(trainer: Trainer, access: Access) -> None:
         """Request a fine-tuning job from the labels so far (admins only); it starts within a
         second and shows in /jobs_list."""
         who = access.admin(request, annotator)
-        task = {recipe_name: task for task, recipe_name in RECIPE_OF_TASK.items()}.get(recipe)
-        if task is None:
-            raise gr.Error(f"no recipe {recipe!r}; known: {', '.join(RECIPE_OF_TASK.values())}")
-        return studio_request(trainer, task, who.name)
+        if recipe not in TASK_OF_RECIPE:
+            raise gr.Error(f"no recipe {recipe!r}; known: {', '.join(TASK_OF_RECIPE)}")
+        return studio_request(trainer, TASK_OF_RECIPE[recipe], who.name)
 
     def models_list(annotator: str = "", request: gr.Request = None) -> list:
         """Every model version of every role with its metrics and status."""

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from annotations.feedback import Feedback
 from annotations.store import Item, LabelStore
 from bench.finetune import labelling_order
 from bench.labels import fresh_data_dir
 from engine import Engine, Settings, jobs
+from engine.dialogue import Dialogue, Turn
 from engine.registry import Registry, gate
 from engine.sticker_emotion import (EKMAN7, StickerEmotionHead, fit, held_out, public_labels,
                                     sticker_features)
@@ -239,3 +241,84 @@ def test_labels_train_a_better_model_that_goes_live_under_concurrent_searches(tr
 
     engine.rollback("sticker-emotion")
     assert engine.sticker_reader == "" and engine.registry.live("sticker-emotion") is None
+
+
+# ---------------------------------------------------------------- the other two recipes
+
+PHRASES = {"joy": ["I won the prize", "best day ever", "we are getting married", "I got the job"],
+           "sadness": ["my cat died", "I failed again", "she left me", "I feel so alone"],
+           "anger": ["you broke my phone", "stop lying to me", "this is outrageous",
+                     "I am furious with you"]}
+
+
+def labelled_dialogues_fixture(studio, relabel: dict[str, str] | None = None) -> list[str]:
+    """Short dialogues whose second turn people labelled (``relabel`` swaps some labels)."""
+    dialogues, labels = [], []
+    for emotion, texts in PHRASES.items():
+        for text in texts:
+            for ending in ("really", "today", "and that is it", "honestly"):
+                dialogues.append(Dialogue((Turn("A", "hey what's up"), Turn("B", f"{text} {ending}"))))
+                labels.append((relabel or {}).get(emotion, emotion))
+    studio.add_dialogues(dialogues, "fixture")
+    for number, label in enumerate(labels):
+        studio.label("utterance_emotion", f"fixture:{number}/1", label, Identity("ann", "annotator"))
+    return labels
+
+
+def test_utterance_labels_fine_tune_the_prerecognizer_that_then_reads_the_chat(trained_engine):
+    engine, studio = trained_engine
+    studio.train_every = 0
+    labelled_dialogues_fixture(studio)
+    before = engine.emotion.get().fingerprint
+    turn = Dialogue((Turn("A", "hey what's up"), Turn("B", "we are getting married today")))
+    studio.store.request_training("utterance_emotion", "ann", "test")
+    trainer = Trainer(studio)
+    job = engine.jobs.wait(trainer.poll()[0], timeout=600)
+    assert job.recipe == "prerecognizer" and job.state == "done", job.error
+    metrics = job.metrics
+    assert metrics["train"] + metrics["holdout"] == 48 and metrics["holdout"] > 0
+    assert metrics["candidate"]["public"]["n"] == 70  # the bundled utterance check
+    assert metrics["candidate"]["holdout"]["accuracy"] > metrics["live"]["holdout"]["accuracy"]
+    assert job.outcome.startswith("promoted"), job.outcome
+    live = engine.registry.live("prerecognizer")
+    assert engine.emotion.get().fingerprint != before  # the chat reads with the new model
+    joy = engine.read_emotion(turn).turns[-1].emotion["joy"]
+    assert engine.live.get().index.key != "" and engine.search("we are getting married", 3)
+    engine.rollback("prerecognizer")
+    assert engine.registry.live("prerecognizer") is None
+    assert engine.emotion.get().fingerprint == before
+    assert engine.read_emotion(turn).turns[-1].emotion["joy"] != joy
+    assert live.status == "live" and engine.registry.get("prerecognizer", live.id).status == "retired"
+
+
+def test_best_sticker_picks_train_a_selector_with_the_passed_over_stickers(trained_engine):
+    engine, studio = trained_engine
+    live = engine.live.get()
+    coffee = next(s.id for s in live.library.stickers if s.emoji.startswith("☕"))
+    greetings = ["good morning", "morning all", "rise and shine", "morning team",
+                 "hello early birds", "good morning everyone", "top of the morning",
+                 "morning friends", "gm", "good morning sunshine", "morning how did you sleep",
+                 "early start today", "wakey wakey", "morning folks", "good morning world",
+                 "morning y'all"]
+    for greeting in greetings:  # as the chat records a pick among the stickers it showed
+        shown = tuple(r.id for r in engine.search(greeting, 10))
+        studio.record_feedback(Feedback([f"user: {greeting}"], coffee, "picked", "ann",
+                                        shown=shown))
+    for closing in ("ok", "see you", "bye", "thanks", "sure"):
+        studio.record_feedback(Feedback([f"user: {closing}"], "", "picked", "ann"))  # none
+    assert engine.search("good morning my friend", 1)[0].id != coffee
+    snapshot = studio.store.snapshot(engine.settings.data_dir / "snapshots")
+    job = engine.jobs.wait(engine.train("selector", snapshot, "test").id, timeout=600)
+    assert job.state == "done", job.error
+    metrics = job.metrics
+    assert metrics["candidate"]["holdout"]["accuracy"] > metrics["live"]["holdout"]["accuracy"]
+    assert metrics["candidate"]["public"]["n"] == 48 and metrics["threshold"] is not None
+    version = engine.registry.versions("selector")[-1]
+    if job.outcome.startswith("rejected"):  # the public check saw it send fewer stickers
+        assert "public" in version.note
+        engine.promote("selector", version.id, "by hand")
+    assert engine.search("good morning my friend", 1)[0].id == coffee
+    assert engine.sticker_threshold == pytest.approx(metrics["threshold"])
+    engine.rollback("selector")
+    assert engine.search("good morning my friend", 1)[0].id != coffee
+    assert engine.sticker_threshold == engine.settings.sticker_threshold
