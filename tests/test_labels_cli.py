@@ -117,3 +117,6 @@ def test_train_sticker_emotion_then_list_jobs_and_models_and_roll_back(tmp_path,
         assert json.loads(run_memeui(here, "models", "list", "--json").stdout)[0]["status"] == "retired"
     done = run_memeui(here, "models", "promote", "sticker-emotion", "no-such-version")
     assert done.returncode == 2 and "no sticker-emotion version" in done.stderr
+    done = run_memeui(here, "train", "selector", "--json")  # no best-sticker answers yet
+    assert done.returncode == 2 and json.loads(done.stdout)["state"] == "failed"
+    assert "label more first" in json.loads(done.stdout)["error"]
