@@ -8,6 +8,7 @@ from pathlib import Path
 
 MAX_MESSAGE_CHARS = 2000
 MAX_TRANSCRIPT_CHARS = 20_000
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # kept out of messages: tabs, newlines stay
 SPEAKER_LINE = re.compile(r"^\s*([^:：]{1,40})[:：]\s*(.*)$")
 
 
@@ -96,7 +97,9 @@ class Reply:
 
 def check_message(text: str) -> str:
     """A user message the engine accepts, or a ValueError that says what to change."""
-    text = (text or "").strip()
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"The message must be text, not {type(text).__name__}.")
+    text = CONTROL.sub("", text or "").strip()
     if not text:
         raise ValueError("The message is empty: type something to say.")
     if len(text) > MAX_MESSAGE_CHARS:

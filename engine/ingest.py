@@ -17,6 +17,7 @@ import re
 import shutil
 import stat
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,6 +40,7 @@ class Limits:
     max_file_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 4096 * 4096
     max_frames: int = 2000
+    max_decoded_pixels: int = 64 * 1024 * 1024  # pixels × frames decoded to read one sticker
     max_archive_files: int = 20_000
     max_archive_bytes: int = 1024 * 1024 * 1024
 
@@ -171,15 +173,18 @@ def decode(name: str, data: bytes, limits: Limits) -> Decoded:
 
 def _decode_image(data: bytes, limits: Limits) -> Decoded:
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:  # Pillow's own guard, far above ours
+        raise ValueError(f"image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; the "
+                         f"limit is {limits.max_pixels:,}") from None
     except Exception:
         raise ValueError("not an image this app can read (PNG, JPEG, WebP, GIF, MP4, WebM)") from None
     width, height = image.size
     if width * height > limits.max_pixels:  # checked before decoding any pixel
         raise ValueError(f"image is {width}×{height} pixels; the limit is {limits.max_pixels:,}")
-    frame_count = getattr(image, "n_frames", 1)
-    if frame_count > limits.max_frames:
-        raise ValueError(f"animation has {frame_count} frames; the limit is {limits.max_frames}")
+    frame_count = _frame_count(image, width * height, limits)
     try:
         if frame_count == 1:
             frames = [image.convert("RGBA")]
@@ -190,6 +195,26 @@ def _decode_image(data: bytes, limits: Limits) -> Decoded:
     except Exception as error:
         raise ValueError(f"the image is corrupt ({error.__class__.__name__})") from None
     return Decoded(frames, frame_count > 1, width, height)
+
+
+def _frame_count(image: Image.Image, canvas: int, limits: Limits) -> int:
+    """The frames of an animation, counted without decoding more than the limits allow:
+    Pillow composites every frame onto the whole canvas as it seeks, so a tiny file of
+    thousands of one-pixel frames on a huge canvas costs canvas × frames."""
+    if not getattr(image, "is_animated", False):
+        return 1
+    most = min(limits.max_frames, max(1, limits.max_decoded_pixels // max(canvas, 1)))
+    try:
+        image.seek(most)  # past the budget: the animation is too big to read
+    except EOFError:
+        return image.n_frames  # within the budget (the seek above counted them)
+    except Exception as error:
+        raise ValueError(f"the image is corrupt ({error.__class__.__name__})") from None
+    if most == limits.max_frames:
+        raise ValueError(f"animation has more than {limits.max_frames} frames; the limit is "
+                         f"{limits.max_frames}")
+    raise ValueError(f"animation has more than {most} frames of {canvas:,} pixels; the limit "
+                     f"is {limits.max_decoded_pixels:,} pixels × frames")
 
 
 def _decode_video(suffix: str, data: bytes, limits: Limits) -> Decoded:
@@ -357,7 +382,15 @@ def build_pack(
         if not _is_media(file_name) and not _is_sidecar(file_name):
             report.errors.append((file_name, "not a sticker format (PNG, JPEG, WebP, GIF, "
                                              "MP4, WebM) nor metadata (CSV, JSON)"))
-    manifest = {"name": name, "sources": [str(source)], "stickers": list(entries.values())}
+    if not entries:
+        shutil.rmtree(staging)
+        reasons = [f"{file}: {why}" for file, why in report.errors[:5]]
+        if report.duplicates:
+            reasons.append(f"{len(report.duplicates)} already in the library")
+        raise IngestError(f"nothing new was added, so no pack {name!r} was made ("
+                          + ("; ".join(reasons) or "the upload has no stickers") + ")")
+    manifest = {"name": name, "sources": [Path(source).name],  # never a server path
+                "stickers": list(entries.values())}
     (staging / "pack.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), "utf-8")
     if target.exists():
         shutil.rmtree(target)

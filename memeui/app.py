@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 
@@ -44,12 +45,30 @@ def access_for(engine: Engine) -> Access:
     return Access(Users(s.data_dir / USERS_FILE), oauth=s.hf_oauth, admins=admins)
 
 
+class Blocks(gr.Blocks):
+    """Gradio's Blocks, answering a call with too few values by naming the values the endpoint
+    takes (Gradio's own answer names Python objects)."""
+
+    def validate_inputs(self, block_fn, inputs: list) -> None:
+        if len(inputs) < len(block_fn.inputs):
+            try:
+                names = [name for name, p in inspect.signature(block_fn.fn).parameters.items()
+                         if p.annotation not in (gr.Request, "gr.Request", "gr.Progress")
+                         and p.kind is p.POSITIONAL_OR_KEYWORD][: len(block_fn.inputs)]
+            except (TypeError, ValueError):
+                names = []
+            raise gr.Error(f"This endpoint takes {len(block_fn.inputs)} values"
+                           + (f" ({', '.join(names)})" if len(names) == len(block_fn.inputs) else "")
+                           + f"; the request sent {len(inputs)}.", duration=8)
+        super().validate_inputs(block_fn, inputs)
+
+
 def build_app(engine: Engine, studio: Studio | None = None, access: Access | None = None,
               trainer: Trainer | None = None) -> gr.Blocks:
     studio = studio or open_studio(engine)
     access = access or access_for(engine)
     trainer = trainer or Trainer(studio)
-    with gr.Blocks(title=TITLE) as demo:
+    with Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}")
         if access.oauth:
             gr.LoginButton()
@@ -60,7 +79,7 @@ def build_app(engine: Engine, studio: Studio | None = None, access: Access | Non
         with gr.Tab("Emotion"):
             build_emotion_tab(engine)
         with gr.Tab("Library"):
-            build_library_tab(engine, studio.library_changed)
+            removable, removable_choices = build_library_tab(engine, access, studio.library_changed)
         with gr.Tab("Annotate") as annotate:
             build_annotate_tab(studio, access, annotate)
         with gr.Tab("Stats"):
@@ -70,7 +89,8 @@ def build_app(engine: Engine, studio: Studio | None = None, access: Access | Non
         add_label_api(studio, access)
         add_jobs_api(trainer, access)
         demo.load(picker_choices, None, picker, api_name=False, queue=False)
-        demo.load(None, js=HOTKEYS_JS)
+        demo.load(removable_choices, None, removable, api_name=False, queue=False)
+        demo.load(None, js=HOTKEYS_JS, api_name=False)
     demo.queue(max_size=QUEUE_SIZE)
     return demo
 
@@ -102,5 +122,5 @@ def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int |
         server_name=host, server_port=port,
         allowed_paths=[str(path) for path in engine.settings.packs] + [str(engine.user_packs_dir)],
         max_file_size=MAX_UPLOAD,
-        theme=gr.themes.Soft(), css=CSS, show_error=True, **kwargs,
+        theme=gr.themes.Soft(), css=CSS, show_error=False, **kwargs,  # gr.Error only: no internals
     )

@@ -27,8 +27,13 @@ CHAT_CONCURRENCY = 16  # turns at once; backends bound their own generation slot
 def dialogue_from_history(history: list[dict]) -> Dialogue:
     """Rebuild the engine's dialogue from a message list: the Chatbot's (stickers by their alt
     text) or an API client's (``{"role", "content", "sticker"?}`` with plain-text content)."""
+    if history is None:
+        history = []
+    if not isinstance(history, list) or not all(isinstance(m, dict) for m in history):
+        raise ValueError('The history must be a list of messages, each {"role": "user" or '
+                         '"assistant", "content": text}.')
     turns = []
-    for message in history or []:
+    for message in history:
         if (message.get("metadata") or {}).get("title") == ERROR_TITLE:
             continue
         texts, sticker = [], ""
@@ -51,8 +56,11 @@ def _sticker_text(sticker) -> str:
 def _blocks(content) -> list[dict]:
     """Normalise a message's content (a string, one block or a list of blocks) to blocks."""
     items = content if isinstance(content, list) else [content]
-    return [{"type": "text", "text": item} if isinstance(item, str) else item
-            for item in items if item]
+    blocks = [{"type": "text", "text": item} if isinstance(item, str) else item
+              for item in items if item]
+    if not all(isinstance(b, dict) and isinstance(b.get("text", ""), str) for b in blocks):
+        raise ValueError("A message's content must be text, or a list of text and file blocks.")
+    return blocks
 
 
 def bot_message(reply: dict) -> dict:
@@ -111,7 +119,11 @@ def build_chat_tab(engine: Engine, record: Callable[..., None]) -> tuple[gr.Drop
         """Stream the bot's answer to ``history``; yields (chat, details, replies,
         alternatives, message box). A failed turn shows why and gives the message back."""
         try:
-            for step in engine.chat_stream(dialogue_from_history(history)):
+            dialogue = dialogue_from_history(history)
+        except ValueError as error:
+            raise gr.Error(str(error), duration=5) from None
+        try:
+            for step in engine.chat_stream(dialogue):
                 if isinstance(step, str):
                     yield [*history, {"role": "assistant", "content": step}], *[gr.skip()] * 4
         except ReplyError as error:
@@ -128,8 +140,10 @@ def build_chat_tab(engine: Engine, record: Callable[..., None]) -> tuple[gr.Drop
             text = check_message(message)
         except ValueError as error:
             raise gr.Error(str(error), duration=5) from None
+        if not isinstance(history, list) or not isinstance(replies, (dict, type(None))):
+            raise gr.Error("The history must be a list of messages.", duration=5)
         user = {"role": "user", "content": [{"type": "text", "text": text}]}
-        yield from run_turn([*history, user], replies, restore=message)
+        yield from run_turn([*history, user], replies or {}, restore=message)
 
     def send_sticker(sticker_id: str | None, history: list[dict], replies: dict):
         sticker = engine.live.get().library.by_id.get(sticker_id or "")

@@ -10,6 +10,7 @@ import gradio as gr
 
 from engine import Engine
 from engine.ingest import IngestError
+from memeui.access import Access
 
 
 def packs_table(engine: Engine) -> list[list]:
@@ -24,22 +25,48 @@ def report_markdown(report) -> str:
     return "\n".join(lines)
 
 
-def build_library_tab(engine: Engine, changed=lambda: None) -> None:
-    """``changed`` runs after a pack is added or removed (the studio refreshes its items)."""
-    def add(files: list[str] | None, name: str, ocr: bool, progress=gr.Progress()):
-        if not files:
-            raise gr.Error("Choose sticker files or a zip first.", duration=5)
-        paths = [Path(f) for f in files]
+def upload_folder(paths: list[Path], folder: Path) -> Path:
+    """Several uploaded files as one folder; two files of the same name both stay (the second
+    as ``name (2).png``), since browsers upload same-named files from different folders."""
+    folder.mkdir()
+    for path in paths:
+        target, number = folder / path.name, 1
+        while target.exists():
+            number += 1
+            target = folder / f"{path.stem} ({number}){path.suffix}"
+        shutil.copy(path, target)
+    return folder
+
+
+def uploaded_paths(files) -> list[Path]:
+    """The upload's paths; anything else (a caller of the API sending the wrong shape) is
+    refused with a message, not a stack trace."""
+    if isinstance(files, (str, dict)):
+        files = [files]
+    if not isinstance(files, list) or not files:
+        raise gr.Error("Choose sticker files or a zip first.", duration=5)
+    paths = []
+    for file in files:
+        path = file.get("path") if isinstance(file, dict) else file
+        if not isinstance(path, str) or not Path(path).is_file():
+            raise gr.Error("The upload is not a list of files.", duration=5)
+        paths.append(Path(path))
+    return paths
+
+
+def build_library_tab(engine: Engine, access: Access, changed=lambda: None):
+    """``changed`` runs after a pack is added or removed (the studio refreshes its items).
+    Adding and removing packs is for admins (everyone in open mode). Returns the remove
+    dropdown and what fills it (run at page load: packs added since start are in it)."""
+    def add(files: list[str] | None, name: str | None, ocr: bool, request: gr.Request,
+            progress=gr.Progress()):
+        access.admin(request)
+        paths = uploaded_paths(files)
+        name = name.strip() if isinstance(name, str) else ""
         with tempfile.TemporaryDirectory() as tmp:
-            if len(paths) == 1:
-                source = paths[0]
-            else:  # several files become one folder, one pack
-                source = Path(tmp) / "upload"
-                source.mkdir()
-                for path in paths:
-                    shutil.copy(path, source / path.name)
+            source = paths[0] if len(paths) == 1 else upload_folder(paths, Path(tmp) / "upload")
             try:
-                report = engine.add_pack(source, name.strip() or paths[0].stem, ocr=ocr,
+                report = engine.add_pack(source, name or paths[0].stem, ocr=bool(ocr),
                                          progress=lambda f, m: progress(f, desc=m))
             except IngestError as error:
                 raise gr.Error(str(error), duration=8) from None
@@ -47,8 +74,9 @@ def build_library_tab(engine: Engine, changed=lambda: None) -> None:
         return (report_markdown(report), packs_table(engine),
                 gr.Dropdown(choices=engine.added_pack_names()))
 
-    def remove(name: str | None):
-        if not name:
+    def remove(name: str | None, request: gr.Request):
+        access.admin(request)
+        if not name or not isinstance(name, str):
             raise gr.Error("Pick a pack to remove.", duration=5)
         try:
             engine.remove_pack(name)
@@ -73,9 +101,11 @@ def build_library_tab(engine: Engine, changed=lambda: None) -> None:
                          interactive=False, label="Packs", elem_id="library-packs")
     with gr.Row():
         choice = gr.Dropdown(label="Pack to remove", choices=engine.added_pack_names(),
-                             elem_id="library-remove-choice", scale=3)
+                             elem_id="library-remove-choice", scale=3,
+                             allow_custom_value=True)  # packs added after start; checked in remove
         remove_button = gr.Button("Remove pack", variant="stop", scale=1)
     add_button.click(add, [files, name, ocr], [status, table, choice], api_name="library_add",
                      concurrency_id="library", concurrency_limit=1)
     remove_button.click(remove, [choice], [status, table, choice], api_name="library_remove",
                         concurrency_id="library", concurrency_limit=1)
+    return choice, lambda: gr.Dropdown(choices=engine.added_pack_names())

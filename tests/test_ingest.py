@@ -91,9 +91,9 @@ def test_ids_are_content_hashes_and_exact_duplicates_merge(tmp_path, target):
     report = build_pack(source, target, "test")
     assert len(report.added) == 1
     assert report.duplicates == [("copy of a.png", report.added[0])]
-    again = build_pack(source, tmp_path / "packs" / "again", "again",
-                       known_ids=set(report.added))
-    assert again.added == [] and len(again.duplicates) == 2  # already in the library
+    with pytest.raises(IngestError, match="2 already in the library"):  # no empty pack
+        build_pack(source, tmp_path / "packs" / "again", "again", known_ids=set(report.added))
+    assert not (tmp_path / "packs" / "again").exists()
 
 
 def test_near_duplicates_are_reported_not_merged(tmp_path, target):

@@ -1,0 +1,194 @@
+"""What a hostile caller found against `memeui serve` (the reliability issue's list), each kept
+as a test: the library's role checks, packs added after start, decompression bombs, uploads
+with nothing in them or twice the same name, wrong types through the API, served manifests."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from annotations.users import Users
+from conftest import free_port, write_pack
+from engine import Engine, Settings
+from engine.ingest import IngestError, Limits, build_pack, decode
+from memeui.access import Access
+from memeui.app import build_app, launch
+from memeui.library import upload_folder
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width``×``height`` pixels in a few bytes (its data is one row)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+            + chunk(b"IEND", b""))
+
+
+def gif_bomb(frames: int = 2000, side: int = 4096) -> bytes:
+    """A small GIF of ``frames`` one-pixel frames on a ``side``×``side`` canvas."""
+    pixels = [Image.new("RGB", (1, 1), (255, 0, 0) if i % 2 else (0, 0, 255))
+              for i in range(frames)]
+    buffer = io.BytesIO()
+    pixels[0].save(buffer, "GIF", save_all=True, append_images=pixels[1:], duration=10)
+    data = bytearray(buffer.getvalue())
+    data[6:10] = struct.pack("<HH", side, side)  # the logical screen: the canvas Pillow fills
+    return bytes(data)
+
+
+def sticker_png(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- the ingest itself
+
+def test_a_gif_of_thousands_of_frames_on_a_huge_canvas_is_refused_in_moments():
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="pixels × frames"):
+        decode("bomb.gif", gif_bomb(), Limits())
+    assert time.perf_counter() - started < 10  # it took 190 s to be accepted before
+
+
+def test_a_picture_beyond_pillows_own_guard_is_refused_by_the_pixel_limit():
+    with pytest.raises(ValueError, match="pixels; the limit is"):
+        decode("huge.png", png_header(20_000, 20_000), Limits())
+    with pytest.raises(ValueError, match="5000×5000 pixels; the limit is"):
+        decode("big.png", png_header(5000, 5000), Limits())
+
+
+def test_an_upload_with_nothing_usable_makes_no_pack(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "notes.txt").write_text("hello")
+    (tmp_path / "packs").mkdir()
+    (source / "fake.png").write_text("<script>alert(1)</script>")
+    with pytest.raises(IngestError, match="no pack 'junk' was made.*fake.png: not an image"):
+        build_pack(source, tmp_path / "packs" / "junk", "junk")
+    assert not (tmp_path / "packs" / "junk").exists()
+    assert list((tmp_path / "packs").iterdir()) == []  # no staging folder left either
+
+
+def test_two_uploaded_files_of_the_same_name_are_both_kept(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir(), (tmp_path / "packs").mkdir()
+    (first / "cat.png").write_bytes(sticker_png("red"))
+    (second / "cat.png").write_bytes(sticker_png("blue"))
+    folder = upload_folder([first / "cat.png", second / "cat.png"], tmp_path / "upload")
+    assert sorted(p.name for p in folder.iterdir()) == ["cat (2).png", "cat.png"]
+    report = build_pack(folder, tmp_path / "packs" / "cats", "cats")
+    assert len(report.added) == 2
+
+
+def test_a_packs_manifest_names_no_server_path(tmp_path):
+    source = tmp_path / "upload-from-somewhere"
+    source.mkdir()
+    (source / "cat.png").write_bytes(sticker_png("red"))
+    (tmp_path / "packs").mkdir()
+    build_pack(source, tmp_path / "packs" / "cats", "cats")
+    manifest = json.loads((tmp_path / "packs" / "cats" / "pack.json").read_text())
+    assert manifest["sources"] == ["upload-from-somewhere"]
+    assert str(tmp_path) not in json.dumps(manifest)
+
+
+# ---------------------------------------------------------------- through the served app
+
+@pytest.fixture(scope="module")
+def hostile_app(tmp_path_factory):
+    """A small app with a users file (an annotator and an admin), served in this process."""
+    root = tmp_path_factory.mktemp("hostile")
+    pack = write_pack(root / "base", "base", ["cat", "dog", "bird"])
+    engine = Engine(Settings.from_env({}, data_dir=root / "data", packs=(pack,),
+                                      reply_backend="retrieval", retrieval_conversations=30,
+                                      ocr=False))
+    users = Users(root / "data" / "users.json")
+    users.add("ann", "annotator", "ann-password")
+    users.add("root", "admin", "root-password")
+    access = Access(users)
+    demo = build_app(engine, access=access)
+    port = free_port()
+    launch(demo, engine, host="127.0.0.1", port=port, access=access, prevent_thread_lock=True)
+    url = f"http://127.0.0.1:{port}/"
+    yield url, engine, root
+    demo.close()
+
+
+def test_only_an_admin_adds_and_removes_packs_and_a_fresh_page_can_remove_a_new_one(hostile_app):
+    url, engine, root = hostile_app
+    picture = root / "pizza.png"
+    picture.write_bytes(sticker_png("orange"))
+    ann = Client(url, auth=("ann", "ann-password"), verbose=False)
+    with pytest.raises(Exception, match="needs an admin"):
+        ann.predict([handle_file(str(picture))], "mine", False, api_name="/library_add")
+    with pytest.raises(Exception, match="needs an admin"):
+        ann.predict("base", api_name="/library_remove")
+    admin = Client(url, auth=("root", "root-password"), verbose=False)
+    status, _, _ = admin.predict([handle_file(str(picture))], "food", False, api_name="/library_add")
+    assert "1 added" in status and "food" in engine.added_pack_names()
+    with pytest.raises(Exception, match="needs an admin"):  # the annotator still cannot
+        ann.predict("food", api_name="/library_remove")
+    fresh = Client(url, auth=("root", "root-password"), verbose=False)  # a page opened now
+    status, _, _ = fresh.predict("food", api_name="/library_remove")
+    assert "Removed" in status and engine.added_pack_names() == []
+
+
+def test_an_upload_of_refused_files_leaves_no_pack_behind(hostile_app):
+    url, engine, root = hostile_app
+    fake = root / "fake.png"
+    fake.write_text("<html><script>alert(1)</script></html>")
+    admin = Client(url, auth=("root", "root-password"), verbose=False)
+    with pytest.raises(Exception, match="no pack 'fakes' was made"):
+        admin.predict([handle_file(str(fake))], "fakes", False, api_name="/library_add")
+    assert "fakes" not in engine.added_pack_names()
+
+
+def call_raw(url: str, endpoint: str, data: list, auth: tuple[str, str]) -> tuple[int, str]:
+    """POST to Gradio's run route as a plain HTTP client would: (status, body)."""
+    import base64
+
+    token = base64.b64encode(":".join(auth).encode()).decode()
+    login = urllib.request.Request(url + "login", f"username={auth[0]}&password={auth[1]}".encode(),
+                                   {"Content-Type": "application/x-www-form-urlencoded"})
+    cookie = urllib.request.urlopen(login, timeout=30).headers.get_all("set-cookie")
+    headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}",
+               "Cookie": "; ".join(c.split(";")[0] for c in cookie)}
+    request = urllib.request.Request(url + f"gradio_api/run/{endpoint}",
+                                     json.dumps({"data": data}).encode(), headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.parametrize("endpoint, data, message", [
+    ("chat", ["hello", "notalist"], "history must be a list"),
+    ("chat", ["hello", [1, 2]], "history must be a list"),
+    ("chat", ["hello", [{"role": "user", "content": 5}]], "content must be text"),
+    ("chat", [None, []], "message is empty"),
+    ("chat", [{"text": "hi"}, []], "message must be text"),
+    ("chat", ["hello"], "takes 2 values (message, history); the request sent 1"),
+    ("label", ["sticker_emotion"], "takes 4 values (task, item, label, annotator)"),
+    ("library_remove", [None], "Pick a pack"),
+    ("library_remove", ["../../etc"], "pack name"),
+])
+def test_wrong_types_through_the_api_get_a_message_not_internals(hostile_app, endpoint, data,
+                                                                   message):
+    url, _, _ = hostile_app
+    status, body = call_raw(url, endpoint, data, ("root", "root-password"))
+    assert message in body, body
+    for internals in ("Traceback", "object has no attribute", "<", "0x"):
+        assert internals not in body
+    status, body = call_raw(url, "search", ["a cat", 1, "any"], ("root", "root-password"))
+    assert status == 200 and "cat" in body  # and the next request is served
