@@ -69,6 +69,11 @@ MIGRATIONS = (
     """
     ALTER TABLE training_requests ADD COLUMN job VARCHAR;
     """,
+    # 5: a caller's idempotency key, so a label retried after a lost answer is written once
+    """
+    ALTER TABLE label_events ADD COLUMN request_key VARCHAR;
+    CREATE UNIQUE INDEX label_event_keys ON label_events (request_key);
+    """,
 )
 
 
@@ -207,12 +212,14 @@ class LabelStore:
 
     def label(self, task: str, item: str, label: str, annotator: str, *, source: str = "studio",
               session: str = "", suggestion: str | None = None, confidence: float | None = None,
-              model_version: str = "", shown: list[str] | None = None) -> int:
-        """Record ``annotator``'s label; returns the event id once it is committed."""
+              model_version: str = "", shown: list[str] | None = None, key: str = "") -> int:
+        """Record ``annotator``'s label; returns the event id once it is committed. A ``key``
+        (the caller's idempotency key) seen before returns that event instead: a label retried
+        because its answer was lost (a dropped connection, a server killed) is written once."""
         label = self.check_label(task, item, label)
         return self._event(task, item, "label", annotator, label=label, source=source,
                            session=session, suggestion=suggestion, confidence=confidence,
-                           model_version=model_version, shown=shown)
+                           model_version=model_version, shown=shown, key=key)
 
     def skip(self, task: str, item: str, annotator: str, *, source: str = "studio",
              session: str = "") -> int:
@@ -221,32 +228,57 @@ class LabelStore:
         return self._event(task, item, "skip", annotator, source=source, session=session)
 
     def undo(self, task: str, annotator: str, *, source: str = "studio",
-             session: str = "") -> Event | None:
+             session: str = "", key: str = "") -> Event | None:
         """Take back ``annotator``'s latest label or skip of ``task`` that still stands; the
-        undo is an event too. Returns the event undone, or None when there is nothing left."""
+        undo is an event too. Returns the event undone, or None when there is nothing left.
+        An undo retried with the same ``key`` takes back nothing more."""
+        done = self._keyed(key)
+        if done is not None:
+            rows = self._sql(f"SELECT {EVENT_COLUMNS} FROM label_events WHERE id = (SELECT undoes "
+                             "FROM label_events WHERE id = ?)", [done])
+            return Event(*rows[0]) if rows else None
         rows = self._sql(f"SELECT {EVENT_COLUMNS} FROM live_events WHERE task = ? AND annotator = ? "
                          "ORDER BY id DESC LIMIT 1", [_check_task(task), annotator])
         if not rows:
             return None
         undone = Event(*rows[0])
         self._event(task, undone.item, "undo", annotator, undoes=undone.id, source=source,
-                    session=session)
+                    session=session, key=key)
         return undone
+
+    def _keyed(self, key: str) -> int | None:
+        """The event written with idempotency key ``key``, if any."""
+        if not key:
+            return None
+        if not isinstance(key, str) or len(key) > 200:
+            raise LabelError("an idempotency key is a string of at most 200 characters")
+        rows = self._sql("SELECT id FROM label_events WHERE request_key = ?", [key])
+        return rows[0][0] if rows else None
 
     def _event(self, task: str, item: str, kind: str, annotator: str, *, label: str | None = None,
                undoes: int | None = None, source: str = "studio", session: str = "",
                suggestion: str | None = None, confidence: float | None = None,
-               model_version: str = "", shown: list[str] | None = None) -> int:
+               model_version: str = "", shown: list[str] | None = None, key: str = "") -> int:
         if source not in SOURCES:
             raise LabelError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
         annotator = check_name(annotator)
-        return self._sql(
-            "INSERT INTO label_events (time, annotator, task, item, kind, label, undoes, "
-            "suggestion, confidence, model_version, source, session, shown) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            [time.time(), annotator, task, item, kind, label, undoes, suggestion, confidence,
-             model_version, source, session, json.dumps(shown) if shown is not None else None],
-        )[0][0]
+        written = self._keyed(key)
+        if written is not None:
+            return written
+        try:
+            return self._sql(
+                "INSERT INTO label_events (time, annotator, task, item, kind, label, undoes, "
+                "suggestion, confidence, model_version, source, session, shown, request_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [time.time(), annotator, task, item, kind, label, undoes, suggestion, confidence,
+                 model_version, source, session, json.dumps(shown) if shown is not None else None,
+                 key or None],
+            )[0][0]
+        except (duckdb.ConstraintException, duckdb.TransactionException):  # the same key, just now
+            written = self._keyed(key)
+            if written is None:
+                raise
+            return written
 
     def check_label(self, task: str, item: str, label: str) -> str:
         """The label as stored, or a LabelError that says what the task accepts."""

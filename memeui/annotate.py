@@ -174,7 +174,7 @@ class Studio:
                  "score": round(r.score, 4), "emotion": r.emotion} for r in results]
 
     def label(self, task: str, item_id: str, label: str, who: Identity, *, source: str = "studio",
-              session: str = "", shown: list[str] | None = None) -> dict:
+              session: str = "", shown: list[str] | None = None, key: str = "") -> dict:
         """Record a label (committed when this returns) and maybe a training request."""
         item = self.store.item(task, item_id)
         if item is None:
@@ -187,7 +187,7 @@ class Studio:
             self._annotators.add(who.name)
         event = self.store.label(task, item_id, label, who.name, source=source, session=session,
                                  suggestion=item.suggestion, confidence=item.confidence,
-                                 model_version=item.model_version, shown=shown)
+                                 model_version=item.model_version, shown=shown, key=key)
         request = self.store.maybe_request_training(task, self.train_every, "trigger")
         return {"event": event, "training_request": request}
 
@@ -550,17 +550,19 @@ def add_label_api(studio: Studio, access: Access) -> None:
         identity = access.identify(request, annotator)
         return refused(lambda: studio.next_item(task, identity.name, order, pack or None))
 
-    def label(task: str, item: str, label: str, annotator: str = "",
+    def label(task: str, item: str, label: str, annotator: str = "", key: str = "",
               request: gr.Request = None) -> dict:
-        """Record the caller's LABEL for ITEM of TASK; returns once it is committed."""
+        """Record the caller's LABEL for ITEM of TASK; returns once it is committed. KEY (an
+        idempotency key, any unique string): a retry with the same key is written once."""
         identity = access.identify(request, annotator)
         return refused(lambda: studio.label(task, item, label, identity, source="api",
-                                         session=_session(request)))
+                                         session=_session(request), key=key))
 
-    def undo(task: str, annotator: str = "", request: gr.Request = None) -> dict | None:
-        """Take back the caller's latest label or skip in TASK."""
+    def undo(task: str, annotator: str = "", key: str = "",
+             request: gr.Request = None) -> dict | None:
+        """Take back the caller's latest label or skip in TASK (KEY: as for /label)."""
         identity = access.identify(request, annotator)
-        undone = refused(lambda: studio.store.undo(task, identity.name, source="api"))
+        undone = refused(lambda: studio.store.undo(task, identity.name, source="api", key=key))
         return None if undone is None else {"event": undone.id, "item": undone.item,
                                             "label": undone.label, "kind": undone.kind}
 

@@ -46,20 +46,28 @@ def access_for(engine: Engine) -> Access:
 
 
 class Blocks(gr.Blocks):
-    """Gradio's Blocks, answering a call with too few values by naming the values the endpoint
-    takes (Gradio's own answer names Python objects)."""
+    """Gradio's Blocks, where a call may leave out trailing values that have defaults (as
+    ``gradio_client`` does), and a call with too few values is told which the endpoint takes
+    (Gradio's own answer names Python objects)."""
 
     def validate_inputs(self, block_fn, inputs: list) -> None:
         if len(inputs) < len(block_fn.inputs):
             try:
-                names = [name for name, p in inspect.signature(block_fn.fn).parameters.items()
-                         if p.annotation not in (gr.Request, "gr.Request", "gr.Progress")
-                         and p.kind is p.POSITIONAL_OR_KEYWORD][: len(block_fn.inputs)]
+                parameters = [p for p in inspect.signature(block_fn.fn).parameters.values()
+                              if p.kind is p.POSITIONAL_OR_KEYWORD and p.annotation not in
+                              (gr.Request, "gr.Request", gr.Progress, "gr.Progress")]
             except (TypeError, ValueError):
-                names = []
-            raise gr.Error(f"This endpoint takes {len(block_fn.inputs)} values"
-                           + (f" ({', '.join(names)})" if len(names) == len(block_fn.inputs) else "")
-                           + f"; the request sent {len(inputs)}.", duration=8)
+                parameters = []
+            missing = parameters[len(inputs):len(block_fn.inputs)]
+            if len(parameters) >= len(block_fn.inputs) and missing and \
+                    all(p.default is not p.empty for p in missing):
+                inputs.extend(p.default for p in missing)  # the list the call goes on with
+            else:
+                names = [p.name for p in parameters[: len(block_fn.inputs)]]
+                raise gr.Error(f"This endpoint takes {len(block_fn.inputs)} values"
+                               + (f" ({', '.join(names)})" if len(names) == len(block_fn.inputs)
+                                  else "")
+                               + f"; the request sent {len(inputs)}.", duration=8)
         super().validate_inputs(block_fn, inputs)
 
 

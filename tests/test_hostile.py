@@ -178,8 +178,8 @@ def call_raw(url: str, endpoint: str, data: list, auth: tuple[str, str]) -> tupl
     ("chat", ["hello", [{"role": "user", "content": 5}]], "content must be text"),
     ("chat", [None, []], "message is empty"),
     ("chat", [{"text": "hi"}, []], "message must be text"),
-    ("chat", ["hello"], "takes 2 values (message, history); the request sent 1"),
-    ("label", ["sticker_emotion"], "takes 4 values (task, item, label, annotator)"),
+    ("label", ["sticker_emotion"], "takes 5 values (task, item, label, annotator, key)"),
+    ("search", [], "takes 3 values (query, k, emotion); the request sent 0"),
     ("library_remove", [None], "Pick a pack"),
     ("library_remove", ["../../etc"], "pack name"),
 ])

@@ -128,6 +128,25 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert len(reopened.current_labels()) == 12 * 50
 
 
+def test_a_label_retried_with_its_key_is_written_once_even_from_racing_threads(store):
+    first = store.label("sticker_emotion", "s1", "joy", "ann", key="client-1:label-1")
+    assert store.label("sticker_emotion", "s1", "joy", "ann", key="client-1:label-1") == first
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(store.label(
+        "sticker_emotion", "s2", "fear", "ann", key="client-1:label-2"))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1 and len(results) == 8
+    undone = store.undo("sticker_emotion", "ann", key="client-1:undo-1")
+    assert store.undo("sticker_emotion", "ann", key="client-1:undo-1").id == undone.id
+    assert [r["item"] for r in store.current_labels("sticker_emotion")] == ["s1"]  # one undo
+    assert len(store.events("sticker_emotion")) == 3  # two labels, one undo
+    with pytest.raises(LabelError, match="idempotency key"):
+        store.label("sticker_emotion", "s3", "joy", "ann", key="k" * 201)
+
+
 def test_a_second_process_is_told_the_file_is_held(store):
     code = ("from annotations.store import LabelStore, StoreLocked\n"
             f"try:\n    LabelStore({str(store.path)!r})\nexcept StoreLocked as e:\n    print(e)")
