@@ -114,10 +114,10 @@ def free_port() -> int:
 
 
 def start_server(environ: dict[str, str], output=subprocess.DEVNULL, cwd=None,
-                 timeout: float = 300) -> tuple[subprocess.Popen, str]:
+                 timeout: float = 300, port: int | None = None) -> tuple[subprocess.Popen, str]:
     """``memeui serve`` in its own process, as users run it: the process and its URL, once it
     answers (RuntimeError if it exits or stays silent for ``timeout`` seconds)."""
-    port = free_port()
+    port = port or free_port()
     memeui = Path(sys.executable).parent / "memeui"
     process = subprocess.Popen([str(memeui), "serve", "--port", str(port)], cwd=cwd,
                                env={**os.environ, **environ}, stdout=output,

@@ -158,18 +158,39 @@ def read_chitchat(limit: int | None = None) -> list[Dialogue]:
 
 
 def read_conversations(source: str, limit: int | None = None) -> list[Dialogue]:
-    """Conversations by setting: ``chitchat`` (the package), a MOD JSON file, or a transcript
-    file (``Name: text`` per line, a blank line between conversations)."""
+    """Conversations by setting: ``chitchat`` (the package), a MOD JSON file, a MELD or
+    EmoryNLP CSV, or a transcript file (``Name: text`` per line, a blank line between
+    conversations). A file with none in it is refused (ValueError)."""
     if source == "chitchat":
         return read_chitchat(limit)
     path = Path(source)
     if not path.is_file():
-        raise ValueError(f"no conversation file at {path}: give chitchat, a MOD JSON file or "
-                         "a transcript file")
-    if path.suffix.lower() == ".json":
-        return read_mod(path)[:limit]
-    blocks = re.split(r"\n\s*\n", path.read_text("utf-8"))
-    return [Dialogue.from_transcript(block) for block in blocks if block.strip()][:limit]
+        raise ValueError(f"no conversation file at {path}: give chitchat, a MOD JSON file, a "
+                         "MELD or EmoryNLP CSV or a transcript file")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        dialogues = read_mod(path)
+    elif suffix == ".csv":
+        dialogues = _read_csv_conversations(path)
+    else:
+        blocks = re.split(r"\n\s*\n", path.read_text("utf-8"))
+        dialogues = [Dialogue.from_transcript(block) for block in blocks if block.strip()]
+    if not dialogues:
+        raise ValueError(f"{path.name} holds no conversation")
+    return dialogues[:limit]
+
+
+def _read_csv_conversations(path: Path) -> list[Dialogue]:
+    """MELD's or EmoryNLP's CSV, told apart by their columns."""
+    with path.open(encoding="utf-8", newline="") as file:
+        header = set(next(csv.reader(file), []))
+    if "Scene_ID" in header:
+        return read_emorynlp(path)
+    if {"Dialogue_ID", "Utterance_ID", "Utterance", "Speaker", "Emotion"} <= header:
+        return read_meld(path)
+    raise ValueError(f"{path.name}: a conversation CSV needs MELD's columns (Utterance, "
+                     "Speaker, Emotion, Sentiment, Dialogue_ID, Utterance_ID) or EmoryNLP's "
+                     "(with Scene_ID)")
 
 
 @dataclass(frozen=True)

@@ -436,7 +436,7 @@ class Engine:
     def search(self, query: str, k: int = 8, emotion: str | None = None) -> list[SearchResult]:
         """Stickers for a text query or a pasted dialogue (``Name: text`` per line), best
         first; ``emotion`` keeps only stickers whose strongest emotion it is."""
-        query = query if "\n" in (query or "").strip() else check_message(query)
+        query = query if isinstance(query, str) and "\n" in query.strip() else check_message(query)
         dialogue = Dialogue.from_transcript(query)
         mood = forecast_mood(self.emotion.get(), dialogue)
         return self.select_stickers(dialogue, mood, k, emotion)
@@ -549,10 +549,17 @@ class Engine:
         timings["mood"] = _ms_since(started)
 
         step, text = time.perf_counter(), ""
-        for piece in self.reply_backend.get().stream(dialogue, mood):
-            timings.setdefault("first_text", _ms_since(started))
-            text += piece
-            yield text
+        try:
+            for piece in self.reply_backend.get().stream(dialogue, mood):
+                timings.setdefault("first_text", _ms_since(started))
+                text += piece
+                yield text
+        except ReplyError:
+            raise
+        except Exception as error:  # a backend's own failure: said plainly, logged in full
+            log.exception("the reply backend failed")
+            raise ReplyError(f"The reply backend failed ({type(error).__name__}): try "
+                             "again.") from None
         text = tidy_reply(text)
         if not text:
             raise ReplyError("The reply backend returned nothing: try again.")

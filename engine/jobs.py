@@ -255,10 +255,25 @@ class JobRunner:
             self._save(job)
 
 
+def _die_with_parent() -> None:
+    """On Linux, the worker is killed with the app (even by SIGKILL), so a job never trains
+    on with nobody to adopt it: the next start marks it interrupted."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the app died before the line above
+        sys.exit(1)
+
+
 def work(target: str, folder: str | Path) -> None:
     """A worker process: run the recipe on ``args.json``, report progress to
     ``progress.jsonl`` and the end to ``result.json`` (threads are capped by the runner's
     environment, set before any library loads)."""
+    _die_with_parent()
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     folder = Path(folder)

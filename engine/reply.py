@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import unicodedata
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from engine.dialogue import Dialogue
+from engine.dialogue import CONTROL, Dialogue
 from engine.encoders import recency_vector
 from engine.labels import EKMAN7
 
@@ -251,8 +252,11 @@ def build_prompt(dialogue: Dialogue, mood: str) -> list[dict]:
 
 
 def tidy_reply(text: str) -> str:
-    """Drop a sentence cut off by the token limit, keeping at least something to say."""
-    text = " ".join(text.split())
+    """Drop a sentence cut off by the token limit, keeping at least something to say; a
+    reply with no word in it (control characters, stray markup) is no reply ("")."""
+    text = " ".join(CONTROL.sub(" ", text).split())
+    if not any(unicodedata.category(c)[0] in "LN" or unicodedata.category(c) == "So" for c in text):
+        return ""
     ends = [match.end() for match in re.finditer(r"[.!?…](?=\s|$)|[。！？]", text)]
     return text[: ends[-1]] if ends else text
 

@@ -46,6 +46,10 @@ class Settings:
     training_jobs: int = 1  # training jobs at a time (each in its own process)
     training_threads: int = 1  # CPU threads per training job, so serving keeps a core
     meld: str = ""  # MELD's folder: its train split joins the pre-recognizer's fine-tuning
+    chat_slots: int = 8  # /chat turns in progress at once
+    chat_waiting: int = 16  # /chat callers waiting for a slot; beyond them: "busy" at once
+    chat_per_minute: int = 60  # chat turns per caller and minute (0: no limit)
+    labels_per_minute: int = 1200  # labels per annotator and minute (0: no limit)
     recognizer: str = "default"  # default (the pre-recognizer's turn view) | a folder from `memeui eval erc --fit`
 
     @classmethod

@@ -28,6 +28,7 @@ from annotations.store import (NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, Ite
 from engine import Dialogue, Engine
 from engine.corpora import read_conversations
 from memeui.access import Access, Identity
+from memeui.limits import RateLimit
 
 log = logging.getLogger(__name__)
 LABELS_FILE = "labels.duckdb"
@@ -45,6 +46,7 @@ class Studio:
         self.engine, self.store = engine, store
         self.overlap = engine.settings.label_overlap
         self.train_every = engine.settings.train_every
+        self.label_rate = RateLimit(engine.settings.labels_per_minute, "labels")  # per annotator
         self._synced = False
         self._sync_lock = threading.Lock()
         self._annotators: set[str] = set()  # names already in the store's annotators table
@@ -322,6 +324,7 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
     def answer(task: str, order: str, pack: str, name: str, current: dict | None, label: str,
                request: gr.Request, shown: list[str] | None = None):
         identity = who(request, name)
+        studio.label_rate.check(request, f"user:{identity.name}")
         if not current:
             raise gr.Error("Nothing to label: pick a task.", duration=4)
         label = current.get("suggestion") if label == "__accept__" else label
@@ -555,6 +558,7 @@ def add_label_api(studio: Studio, access: Access) -> None:
         """Record the caller's LABEL for ITEM of TASK; returns once it is committed. KEY (an
         idempotency key, any unique string): a retry with the same key is written once."""
         identity = access.identify(request, annotator)
+        studio.label_rate.check(request, f"user:{identity.name}")
         return refused(lambda: studio.label(task, item, label, identity, source="api",
                                          session=_session(request), key=key))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import threading
 
 import gradio as gr
@@ -69,6 +70,17 @@ class Blocks(gr.Blocks):
                                   else "")
                                + f"; the request sent {len(inputs)}.", duration=8)
         super().validate_inputs(block_fn, inputs)
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
+        """An input a component cannot read (a broken picture) is the caller's to fix: said
+        as a message, with file names but not the server's paths."""
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except gr.Error:
+            raise
+        except Exception as error:  # noqa: BLE001 - every input problem gets its message
+            text = re.sub(r"(?:[A-Za-z]:)?[\\/][^\s'\"]*[\\/]([^\\/\s'\"]+)", r"\1", str(error))
+            raise gr.Error(f"An input cannot be read: {text}", duration=8) from None
 
 
 def build_app(engine: Engine, studio: Studio | None = None, access: Access | None = None,

@@ -17,6 +17,7 @@ from annotations.feedback import Feedback
 from engine import Dialogue, Engine, Reply, ReplyError, Turn
 from engine.corpora import read_conversations
 from engine.dialogue import check_message
+from memeui.limits import Admission, RateLimit
 from memeui.search import for_api
 
 MOOD_PREFIX = "mood: "
@@ -115,6 +116,10 @@ def build_chat_tab(engine: Engine, record: Callable[..., None]) -> tuple[gr.Drop
     """The tab's components and events; ``record(*labels)`` keeps likes, dislikes and swaps.
     Returns the sticker picker and what fills it (the app runs it at page load, so packs
     added since show up)."""
+    settings = engine.settings
+    admission = Admission(settings.chat_slots, settings.chat_waiting, settings.reply_timeout)
+    chat_rate = RateLimit(settings.chat_per_minute, "chat messages")
+
     def run_turn(history: list[dict], replies: dict, restore: str = ""):
         """Stream the bot's answer to ``history``; yields (chat, details, replies,
         alternatives, message box). A failed turn shows why and gives the message back."""
@@ -135,7 +140,8 @@ def build_chat_tab(engine: Engine, record: Callable[..., None]) -> tuple[gr.Drop
         replies = {**_kept(replies, len(history)), len(history): reply}
         yield [*history, bot_message(reply)], reply, replies, alternatives_gallery(reply), ""
 
-    def respond(message: str, history: list[dict], replies: dict):
+    def respond(message: str, history: list[dict], replies: dict, request: gr.Request):
+        chat_rate.check(request)
         try:
             text = check_message(message)
         except ValueError as error:
@@ -160,17 +166,22 @@ def build_chat_tab(engine: Engine, record: Callable[..., None]) -> tuple[gr.Drop
             raise gr.Error(f"{Path(path).name}: {error}", duration=8) from None
         yield from run_turn([*history, _picture_message(path, text)], replies)
 
-    def chat(message: str, history: list[dict] | None = None) -> dict:
+    def chat(message: str, history: list[dict] | None = None, request: gr.Request = None) -> dict:
         """The bot's reply to MESSAGE after HISTORY, a list of {"role": "user" | "assistant",
         "content": text, "sticker": label (optional)}: text, sticker, mood, alternatives and
         timings. Append the reply as {"role": "assistant", "content": reply["text"],
         "sticker": reply["sticker"]} to continue."""
+        chat_rate.check(request)
         try:
             text = check_message(message)
             dialogue = dialogue_from_history(history or []).then(Turn("user", text))
-            return reply_for_api(engine.chat(dialogue))
-        except (ValueError, ReplyError) as error:
+        except ValueError as error:
             raise gr.Error(str(error)) from None
+        with admission.turn():
+            try:
+                return reply_for_api(engine.chat(dialogue))
+            except (ValueError, ReplyError) as error:
+                raise gr.Error(str(error)) from None
 
     def swap(history: list[dict], replies: dict, selected: gr.SelectData, request: gr.Request):
         index = len(history) - 1

@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     spaces.set_defaults(run=run_spaces)
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
-    bench.add_argument("name", choices=["search", "emotion", "chat", "labels", "finetune"])
+    bench.add_argument("name", choices=["search", "emotion", "chat", "labels", "finetune", "load"])
+    bench.add_argument("--kills", type=int, default=5, help="load: times the server is killed")
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
     bench.add_argument("--knn-vectors", type=int, default=1_000_000,
@@ -680,6 +681,10 @@ def run_bench(args) -> int:
             from bench.chat import run as bench_chat
 
             result = bench_chat(turns=args.queries)
+        elif args.name == "load":
+            from bench.load import run as bench_load
+
+            result = bench_load(kills=args.kills)
         elif args.name == "finetune":
             serving_threads()
             from bench.finetune import run as bench_finetune

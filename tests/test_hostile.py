@@ -192,3 +192,44 @@ def test_wrong_types_through_the_api_get_a_message_not_internals(hostile_app, en
         assert internals not in body
     status, body = call_raw(url, "search", ["a cat", 1, "any"], ("root", "root-password"))
     assert status == 200 and "cat" in body  # and the next request is served
+
+
+# ---------------------------------------------------------------- traffic limits
+
+def test_callers_beyond_the_chat_slots_and_the_line_are_told_busy_at_once():
+    import threading
+
+    from memeui.limits import BUSY, Admission
+
+    admission, release, answers = Admission(running=2, waiting=2, timeout=5), threading.Event(), []
+
+    def caller() -> None:
+        try:
+            with admission.turn():
+                release.wait(10)
+            answers.append("served")
+        except Exception as error:  # noqa: BLE001 - the test sorts the answers
+            answers.append("busy" if BUSY in str(error) else repr(error))
+
+    callers = [threading.Thread(target=caller) for _ in range(7)]
+    started = time.perf_counter()
+    for thread in callers:
+        thread.start()
+    time.sleep(0.5)
+    assert answers.count("busy") == 3 and time.perf_counter() - started < 2  # at once, not later
+    release.set()
+    for thread in callers:
+        thread.join()
+    assert answers.count("served") == 4  # two running, two waiting in line
+
+
+def test_a_caller_over_the_rate_limit_is_told_when_to_come_back_and_others_are_not():
+    from memeui.limits import RateLimit
+
+    rate = RateLimit(3, "labels")
+    for _ in range(3):
+        rate.check(None, "user:ann")
+    with pytest.raises(Exception, match=r"Too many labels: at most 3 a minute. Try again in \d+ s"):
+        rate.check(None, "user:ann")
+    rate.check(None, "user:bob")  # someone else is not held up
+    RateLimit(0, "labels").check(None, "user:ann")  # 0: no limit
