@@ -38,6 +38,7 @@ CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
 DIALOGUE_TURNS = 4  # turns of context the sticker selector reads
 EMOTION_ENCODER = "minilm"  # the space the bundled emotion weights were trained in
 LEXICON_WEIGHT = 0.5  # share of the lexicon model (nade) in a sticker's emotion
+STALE_STAGING_S = 600  # an ingest folder untouched this long was left by a killed process
 SERVED_ROLES = ("sticker-emotion", "prerecognizer", "selector")  # roles a promotion swaps in
 
 
@@ -147,8 +148,10 @@ class Engine:
         return self.settings.data_dir / "packs"
 
     def pack_dirs(self) -> list[Path]:
-        """Configured packs first, then the packs people added (in name order)."""
-        added = sorted(p for p in self.user_packs_dir.glob("*") if (p / "pack.json").is_file()) \
+        """Configured packs first, then the packs people added (in name order); a folder an
+        ingest was still writing when the app was killed (``.name-…``) is none of them."""
+        added = sorted(p for p in self.user_packs_dir.glob("*")
+                       if not p.name.startswith(".") and (p / "pack.json").is_file()) \
             if self.user_packs_dir.is_dir() else []
         return [*self.settings.packs, *added]
 
@@ -394,6 +397,9 @@ class Engine:
                 raise IngestError(f"a pack named {name!r} exists already: remove it or pick "
                                   "another name")
             self.user_packs_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.user_packs_dir.glob(".*"):  # left by a kill mid-ingest
+                if time.time() - stale.stat().st_mtime > STALE_STAGING_S:
+                    shutil.rmtree(stale, ignore_errors=True)
             report = build_pack(Path(source), self.user_packs_dir / name, name, limits,
                                 ocr=self.ocr if ocr else None,
                                 known_ids=set(live.library.by_id), progress=progress)

@@ -56,8 +56,9 @@ def uploaded_paths(files) -> list[Path]:
 
 def build_library_tab(engine: Engine, access: Access, changed=lambda: None):
     """``changed`` runs after a pack is added or removed (the studio refreshes its items).
-    Adding and removing packs is for admins (everyone in open mode). Returns the remove
-    dropdown and what fills it (run at page load: packs added since start are in it)."""
+    Adding and removing packs is for admins (everyone in open mode). Returns the packs table
+    and the remove dropdown, and what fills them (run at page load: packs added since start
+    are in both)."""
     def add(files: list[str] | None, name: str | None, ocr: bool, request: gr.Request,
             progress=gr.Progress()):
         access.admin(request)
@@ -97,8 +98,8 @@ def build_library_tab(engine: Engine, access: Access, changed=lambda: None):
             ocr = gr.Checkbox(value=engine.settings.ocr, label="Read text in stickers (OCR)")
             add_button = gr.Button("Add pack", variant="primary", elem_id="library-add")
     status = gr.Markdown(elem_id="library-status")
-    table = gr.Dataframe(headers=["pack", "stickers", "source"], value=lambda: packs_table(engine),
-                         interactive=False, label="Packs", elem_id="library-packs")
+    table = gr.Dataframe(headers=["pack", "stickers", "source"], interactive=False,
+                         label="Packs", elem_id="library-packs")  # filled at page load
     with gr.Row():
         choice = gr.Dropdown(label="Pack to remove", choices=engine.added_pack_names(),
                              elem_id="library-remove-choice", scale=3,
@@ -108,4 +109,4 @@ def build_library_tab(engine: Engine, access: Access, changed=lambda: None):
                      concurrency_id="library", concurrency_limit=1)
     remove_button.click(remove, [choice], [status, table, choice], api_name="library_remove",
                         concurrency_id="library", concurrency_limit=1)
-    return choice, lambda: gr.Dropdown(choices=engine.added_pack_names())
+    return [table, choice], lambda: (packs_table(engine), gr.Dropdown(choices=engine.added_pack_names()))

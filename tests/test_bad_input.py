@@ -336,3 +336,22 @@ def test_a_good_meld_csv_is_read_as_conversations(small, tmp_path):
     path.write_text(MELD_HEADER + "1,I won!,Ann,joy,positive,7,0\n2,No way!,Bob,surprise,positive,7,1\n")
     assert studio.import_file(path, "utterance_emotion") == {"utterance_items": 2,
                                                              "best_sticker_items": 1}
+
+
+def test_a_pack_half_written_when_the_app_was_killed_is_never_served_and_is_cleared(small, tmp_path):
+    import os
+    import time
+
+    engine, _, _ = small
+    engine.user_packs_dir.mkdir(parents=True, exist_ok=True)
+    staging = engine.user_packs_dir / ".food-killed"  # as build_pack leaves it mid-write
+    (staging / "files").mkdir(parents=True)
+    (staging / "pack.json").write_text('{"name": "food", "stickers": []}')
+    assert staging not in engine.pack_dirs()
+    old = time.time() - 3600
+    os.utime(staging, (old, old))
+    source = tmp_path / "one.png"
+    source.write_bytes(image_bytes(colour="green"))
+    engine.add_pack(source, "fresh", ocr=False)
+    assert not staging.exists() and "fresh" in engine.added_pack_names()
+    engine.remove_pack("fresh")

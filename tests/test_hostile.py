@@ -153,16 +153,17 @@ def test_an_upload_of_refused_files_leaves_no_pack_behind(hostile_app):
     assert "fakes" not in engine.added_pack_names()
 
 
-def call_raw(url: str, endpoint: str, data: list, auth: tuple[str, str]) -> tuple[int, str]:
-    """POST to Gradio's run route as a plain HTTP client would: (status, body)."""
-    import base64
-
-    token = base64.b64encode(":".join(auth).encode()).decode()
+def signed_in(url: str, auth: tuple[str, str]) -> dict[str, str]:
+    """The headers of a session that logged in through the app's login form."""
     login = urllib.request.Request(url + "login", f"username={auth[0]}&password={auth[1]}".encode(),
                                    {"Content-Type": "application/x-www-form-urlencoded"})
     cookie = urllib.request.urlopen(login, timeout=30).headers.get_all("set-cookie")
-    headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}",
-               "Cookie": "; ".join(c.split(";")[0] for c in cookie)}
+    return {"Cookie": "; ".join(c.split(";")[0] for c in cookie)}
+
+
+def call_raw(url: str, endpoint: str, data: list, auth: tuple[str, str]) -> tuple[int, str]:
+    """POST to Gradio's run route as a plain HTTP client would: (status, body)."""
+    headers = {"Content-Type": "application/json", **signed_in(url, auth)}
     request = urllib.request.Request(url + f"gradio_api/run/{endpoint}",
                                      json.dumps({"data": data}).encode(), headers)
     try:
@@ -233,3 +234,86 @@ def test_a_caller_over_the_rate_limit_is_told_when_to_come_back_and_others_are_n
         rate.check(None, "user:ann")
     rate.check(None, "user:bob")  # someone else is not held up
     RateLimit(0, "labels").check(None, "user:ann")  # 0: no limit
+
+
+# ---------------------------------------------------------------- every endpoint, every door
+
+PUBLIC = {"chat", "respond", "clear_chat", "search", "search_image", "predict_emotion",
+          "library_stickers"}  # anyone the app lets in (signed in, with a users file)
+ANNOTATOR = {"next_item", "label", "undo", "jobs_list", "models_list"}  # as themself
+ADMIN = {"library_add", "library_remove", "apply_corrections", "agreement", "labels_stats",
+         "current_labels", "import_labels", "request_training", "job_cancel", "train",
+         "model_promote", "model_rollback"}
+
+
+def probe_values(parameters: list[dict]) -> list:
+    """Plain values for an endpoint's parameters (the role check comes before their meaning)."""
+    values = []
+    for parameter in parameters:
+        kind = parameter["python_type"]["type"]
+        values.append([] if kind.startswith("list") else 1 if kind in ("float", "int")
+                      else True if kind == "bool" else None if "filepath" in kind else "x")
+    return values
+
+
+def test_every_endpoint_is_classified_and_checks_the_role_on_the_server(hostile_app):
+    url, _, _ = hostile_app
+    api = Client(url, auth=("root", "root-password"), verbose=False).view_api(
+        return_format="dict", print_info=False)
+    endpoints = {name.lstrip("/"): info["parameters"] for name, info in api["named_endpoints"].items()}
+    assert set(endpoints) == PUBLIC | ANNOTATOR | ADMIN, "classify the new endpoint here"
+    assert not api["unnamed_endpoints"]
+    for name, parameters in endpoints.items():
+        anonymous = urllib.request.Request(url + f"gradio_api/run/{name}", json.dumps(
+            {"data": probe_values(parameters)}).encode(), {"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(anonymous, timeout=30)
+        assert refused.value.code == 401, name  # no login, no answer
+        if name in ADMIN:
+            status, body = call_raw(url, name, probe_values(parameters), ("ann", "ann-password"))
+            assert status != 200 and "ann is an annotator; this needs an admin" in body, (name, body)
+
+
+def test_on_a_hub_login_space_a_logged_out_caller_writes_nothing(tmp_path, monkeypatch):
+    for name, value in (("SYSTEM", "spaces"), ("SPACE_ID", "someone/memeui"), ("OAUTH_CLIENT_ID", "client"),
+                        ("OAUTH_CLIENT_SECRET", "secret"), ("OAUTH_SCOPES", "openid profile"),
+                        ("OPENID_PROVIDER_URL", "https://huggingface.co")):
+        monkeypatch.setenv(name, value)  # as Spaces sets them (nothing here calls the Hub)
+        monkeypatch.setattr(f"gradio.oauth.{name}", value, raising=False)  # read at import
+    root = tmp_path
+    pack = write_pack(root / "base", "base", ["cat"])
+    engine = Engine(Settings.from_env({}, data_dir=root / "data", packs=(pack,),
+                                      reply_backend="retrieval", retrieval_conversations=10, ocr=False))
+    access = Access(Users(root / "data" / "users.json"), oauth=True, admins=("boss",))
+    demo = build_app(engine, access=access)
+    port = free_port()
+    launch(demo, engine, host="127.0.0.1", port=port, access=access, prevent_thread_lock=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        for name in sorted(ANNOTATOR | ADMIN):
+            with pytest.raises(Exception, match="Sign in with Hugging Face first"):
+                client.predict(*probe_values(api["/" + name]["parameters"]), api_name="/" + name)
+        assert client.predict("a cat", 1, "any", api_name="/search")  # reading stays open
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize("path", [
+    "../../../../etc/passwd", "/etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "..%2f..%2fetc%2fpasswd",
+    "<data>/users.json", "<data>/labels.duckdb", "<pack>/../../../../etc/hostname",
+    "c09631e752da3cdf", "<pack>/pack.json/../../data/users.json",
+])
+def test_files_are_served_only_from_the_packs(hostile_app, path):
+    url, engine, root = hostile_app
+    pack = engine.settings.packs[0]
+    path = path.replace("<data>", str(engine.settings.data_dir.resolve())).replace("<pack>", str(pack))
+    session = signed_in(url, ("root", "root-password"))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url + "gradio_api/file=" + path,
+                                                      headers=session), timeout=30)
+    assert refused.value.code in (403, 404), path
+    sticker = engine.live.get().library.stickers[0].path  # while a sticker is served
+    with urllib.request.urlopen(urllib.request.Request(
+            url + "gradio_api/file=" + str(sticker), headers=session), timeout=30) as served:
+        assert served.status == 200 and served.read() == sticker.read_bytes()
