@@ -15,7 +15,7 @@ else
 TORCH  := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: setup system-deps run test browser bench screenshot clean-data
+.PHONY: setup system-deps run test browser bench screenshot clean-data audit
 
 setup: system-deps $(VENV)/.installed
 
@@ -50,6 +50,12 @@ bench: setup
 	$(BIN)/memeui bench chat --json
 	$(BIN)/memeui bench labels --json
 	$(BIN)/memeui bench finetune --json
+	$(BIN)/memeui bench load --json
+
+# Known vulnerabilities of every installed package (PyPI's advisory data); a finding fails it
+# unless it is ignored here with --ignore-vuln ID and a note in the README's Security section
+audit: setup
+	$(BIN)/pip-audit --progress-spinner off --desc on
 
 clean-data:
 	rm -rf data

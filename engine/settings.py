@@ -50,6 +50,7 @@ class Settings:
     chat_waiting: int = 16  # /chat callers waiting for a slot; beyond them: "busy" at once
     chat_per_minute: int = 60  # chat turns per caller and minute (0: no limit)
     labels_per_minute: int = 1200  # labels per annotator and minute (0: no limit)
+    max_upload_mb: int = 200  # per uploaded file, refused before it is read (ingest limits follow)
     recognizer: str = "default"  # default (the pre-recognizer's turn view) | a folder from `memeui eval erc --fit`
 
     @classmethod

@@ -28,7 +28,6 @@ CSS = """
 """
 FEEDBACK_FILE = "feedback.jsonl"  # chat labels before the store: imported once at start
 QUEUE_SIZE = 64  # requests waiting beyond this are refused ("queue is full") instead of piling up
-MAX_UPLOAD = "200mb"  # per file; ingest limits then apply per sticker
 
 
 def open_studio(engine: Engine) -> Studio:
@@ -141,6 +140,6 @@ def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int |
         auth=access.login(), auth_message="memeui: sign in with your annotator account",
         server_name=host, server_port=port,
         allowed_paths=[str(path) for path in engine.settings.packs] + [str(engine.user_packs_dir)],
-        max_file_size=MAX_UPLOAD,
+        max_file_size=f"{engine.settings.max_upload_mb}mb",  # Gradio refuses it before reading
         theme=gr.themes.Soft(), css=CSS, show_error=False, **kwargs,  # gr.Error only: no internals
     )

@@ -20,6 +20,7 @@ from PIL import Image
 from annotations.users import Users
 from conftest import free_port, write_pack
 from engine import Engine, Settings
+from engine.dialogue import Dialogue, Turn
 from engine.ingest import IngestError, Limits, build_pack, decode
 from memeui.access import Access
 from memeui.app import build_app, launch
@@ -111,7 +112,7 @@ def hostile_app(tmp_path_factory):
     pack = write_pack(root / "base", "base", ["cat", "dog", "bird"])
     engine = Engine(Settings.from_env({}, data_dir=root / "data", packs=(pack,),
                                       reply_backend="retrieval", retrieval_conversations=30,
-                                      ocr=False))
+                                      ocr=False, max_upload_mb=1))
     users = Users(root / "data" / "users.json")
     users.add("ann", "annotator", "ann-password")
     users.add("root", "admin", "root-password")
@@ -317,3 +318,38 @@ def test_files_are_served_only_from_the_packs(hostile_app, path):
     with urllib.request.urlopen(urllib.request.Request(
             url + "gradio_api/file=" + str(sticker), headers=session), timeout=30) as served:
         assert served.status == 200 and served.read() == sticker.read_bytes()
+
+
+def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(hostile_app):
+    url, engine, root = hostile_app
+    big = root / "big.png"
+    big.write_bytes(b"\x89PNG" + b"\0" * (2 * 1024 * 1024))  # 2 MB; the app takes 1
+    admin = Client(url, auth=("root", "root-password"), verbose=False)
+    with pytest.raises(Exception, match="(?i)file.*(large|size|exceed)"):
+        admin.predict([handle_file(str(big))], "big", False, api_name="/library_add")
+    assert "big" not in engine.added_pack_names()
+
+
+def test_no_password_or_api_key_reaches_a_log_or_an_error_message(hostile_app, caplog):
+    import logging
+
+    from engine.reply import OpenAIReply, ReplyError
+
+    url, engine, _ = hostile_app
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(Exception) as refused:
+        Client(url, auth=("root", "hunter2-wrong-password"), verbose=False)
+    assert "hunter2" not in str(refused.value)
+    backend = OpenAIReply(f"http://127.0.0.1:{free_port()}/v1", "model", "sk-secret-key-123",
+                          timeout=2, max_new_tokens=8)
+    served = engine.reply_backend.get()
+    engine.reply_backend.replace(backend)
+    try:
+        with pytest.raises(ReplyError) as failed:
+            engine.chat(Dialogue((Turn("user", "hello"),)))
+    finally:
+        engine.reply_backend.replace(served)
+    assert "sk-secret" not in str(failed.value)
+    logged = caplog.text
+    assert "hunter2" not in logged and "sk-secret" not in logged
+    assert "root-password" not in logged
