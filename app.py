@@ -6,17 +6,21 @@ or from MEMEUI_HOST / MEMEUI_PORT.
 
 import os
 
-from engine import Engine
+from engine import Engine, Settings
 from memeui.app import build_app, launch, open_studio, start
 from memeui.jobs import Trainer
 from memeui.spaces import apply_space_env
+from memeui.state import state_sync
 
 apply_space_env()
+sync = state_sync(Settings.from_env())
+if sync is not None:
+    sync.restore()  # a Space's fresh disk gets its labels, model versions and packs back
 engine = Engine()
 studio = open_studio(engine)
 trainer = Trainer(studio)
 demo = build_app(engine, studio, trainer=trainer)
-start(engine, studio, trainer)
+start(engine, studio, trainer, sync)
 
 if __name__ == "__main__":
     port = os.environ.get("MEMEUI_PORT")

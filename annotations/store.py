@@ -435,6 +435,50 @@ class LabelStore:
 
     # ------------------------------------------------------------ snapshots
 
+    def backup(self, folder: Path) -> Path:
+        """Every table as Parquet in ``folder`` (what a Space pushes to its state repo):
+        ``restore`` rebuilds the store from it, event ids and all."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        cursor = self._cursor()
+        for table in BACKUP_TABLES:
+            out = str(folder / f"{table}.parquet").replace("'", "''")
+            cursor.execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO '{out}' (FORMAT parquet)")
+        return folder
+
+    @property
+    def empty(self) -> bool:
+        return not self._sql("SELECT 1 FROM label_events LIMIT 1") and \
+            not self._sql("SELECT 1 FROM items LIMIT 1")
+
+    def restore(self, folder: Path) -> dict:
+        """Load a ``backup`` into this store, which must be empty (a Space's fresh disk); the
+        id sequences continue after the restored ids. Returns rows per table."""
+        if not self.empty:
+            raise LabelError("the label store is not empty: a backup is restored only into a new one")
+        counts, cursor = {}, self._cursor()
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            for table in BACKUP_TABLES:
+                path = Path(folder) / f"{table}.parquet"
+                if not path.is_file():
+                    continue
+                source = str(path).replace("'", "''")
+                columns = [row[0] for row in cursor.execute(
+                    f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
+                names = ", ".join(columns)
+                cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM read_parquet('{source}')")
+                counts[table] = cursor.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            cursor.execute("COMMIT")
+        except Exception:
+            cursor.execute("ROLLBACK")
+            raise
+        for table, sequence in SEQUENCES.items():  # the next id comes after the restored ones
+            top = self._sql(f"SELECT coalesce(max(id), 0) FROM {table}")[0][0]
+            if top:
+                self._sql(f"SELECT max(nextval('{sequence}')) FROM range({int(top)})")
+        return counts
+
     def snapshot(self, folder: Path) -> Path:
         """Parquet copies of the events, current labels and items (``COPY … TO``), in a new
         folder named by their content: what a training job reads instead of the live file."""
@@ -456,6 +500,10 @@ class LabelStore:
         except OSError:  # another thread wrote the same snapshot first
             shutil.rmtree(partial, ignore_errors=True)
         return target
+
+
+BACKUP_TABLES = ("annotators", "items", "label_events", "training_requests")
+SEQUENCES = {"label_events": "event_ids", "training_requests": "request_ids"}
 
 
 ITEM_COLUMNS = "id, task, payload, grp, position, suggestion, confidence, model_version"

@@ -51,6 +51,8 @@ class Settings:
     chat_per_minute: int = 60  # chat turns per caller and minute (0: no limit)
     labels_per_minute: int = 1200  # labels per annotator and minute (0: no limit)
     max_upload_mb: int = 200  # per uploaded file, refused before it is read (ingest limits follow)
+    state_repo: str = ""  # where labels, model versions and added packs outlive the disk: a Hub dataset id or a folder
+    state_every_minutes: float = 5.0  # how often that state is pushed (and at shutdown)
     recognizer: str = "default"  # default (the pre-recognizer's turn view) | a folder from `memeui eval erc --fit`
 
     @classmethod

@@ -19,6 +19,7 @@ from memeui.jobs import Trainer, add_jobs_api, build_jobs_tab
 from memeui.emotion import build_emotion_tab
 from memeui.library import build_library_tab
 from memeui.search import build_search_tab
+from memeui.state import StateSync
 
 log = logging.getLogger(__name__)
 TITLE = "memeui · chat with stickers"
@@ -114,9 +115,11 @@ def build_app(engine: Engine, studio: Studio | None = None, access: Access | Non
     return demo
 
 
-def start(engine: Engine, studio: Studio, trainer: Trainer | None = None) -> Trainer:
+def start(engine: Engine, studio: Studio, trainer: Trainer | None = None,
+          sync: StateSync | None = None) -> Trainer:
     """Background work while serving: the models load, the stickers become label items, old
-    chat feedback moves into the store, and training requests become jobs."""
+    chat feedback moves into the store, training requests become jobs, and (``sync``) the
+    state is pushed to its repo every few minutes and at shutdown."""
     def items_then_feedback() -> None:
         try:
             studio.ensure_items()
@@ -128,6 +131,8 @@ def start(engine: Engine, studio: Studio, trainer: Trainer | None = None) -> Tra
     threading.Thread(target=items_then_feedback, name="memeui-label-items", daemon=True).start()
     trainer = trainer or Trainer(studio)
     trainer.start()
+    if sync is not None:
+        sync.start(studio.store)
     return trainer
 
 

@@ -22,6 +22,8 @@ from memeui.search import for_api
 
 MOOD_PREFIX = "mood: "
 ERROR_TITLE = "No reply"  # failed turns show under this title and are not part of the dialogue
+MAX_HISTORY_TURNS = 40  # the models read only the last few turns of a chat
+MAX_HISTORY_MESSAGE_CHARS = 4000  # a user's message is at most 2000; a bot reply is shorter
 CHAT_CONCURRENCY = 16  # turns at once; backends bound their own generation slots
 
 
@@ -45,8 +47,12 @@ def dialogue_from_history(history: list[dict]) -> Dialogue:
                 sticker = block.get("alt_text") or ""
         sticker = _sticker_text(message.get("sticker")) or sticker
         speaker = "bot" if message.get("role") == "assistant" else "user"
-        turns.append(Turn(speaker, " ".join(texts), sticker))
-    return Dialogue(tuple(turns))
+        text = " ".join(texts)
+        if len(text) > MAX_HISTORY_MESSAGE_CHARS:
+            raise ValueError(f"A message in the history is {len(text)} characters long; the "
+                             f"limit is {MAX_HISTORY_MESSAGE_CHARS}.")
+        turns.append(Turn(speaker, text, sticker))
+    return Dialogue(tuple(turns[-MAX_HISTORY_TURNS:]))
 
 
 def _sticker_text(sticker) -> str:

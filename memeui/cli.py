@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -260,12 +261,18 @@ def run_serve(args) -> int:
     serving_threads()  # before anything imports numpy or torch
     from memeui.app import build_app, launch, open_studio, start
     from memeui.jobs import Trainer
+    from memeui.state import state_sync
+    from engine import Settings
 
+    sync = state_sync(Settings.from_env())
+    if sync is not None:
+        sync.restore()  # before the engine reads the registry and the packs
     engine = make_engine()
     studio = open_studio(engine)
     trainer = Trainer(studio)
     demo = build_app(engine, studio, trainer=trainer)
-    start(engine, studio, trainer)
+    start(engine, studio, trainer, sync)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop runs the shutdown push
     launch(demo, engine, host=args.host, port=args.port)
     return 0
 

@@ -57,9 +57,17 @@ def build(out: Path, config_path: Path = CONFIG) -> Path:
     return out
 
 
-def apply_space_env(config_path: Path = CONFIG, environ=os.environ) -> None:
-    """On a Space (SPACE_ID is set), default the MEMEUI_* settings from spaces.yaml."""
+PERSISTENT_STORAGE = Path("/data")  # where a Space with persistent storage mounts it
+
+
+def apply_space_env(config_path: Path = CONFIG, environ=os.environ,
+                    storage: Path = PERSISTENT_STORAGE) -> None:
+    """On a Space (SPACE_ID is set), default the MEMEUI_* settings from spaces.yaml; a Space
+    with persistent storage keeps its data dir there (variables set in the Space's settings
+    page win over both)."""
     if "SPACE_ID" not in environ or not config_path.exists():
         return
+    if storage.is_dir() and os.access(storage, os.W_OK):
+        environ.setdefault("MEMEUI_DATA_DIR", str(storage / "memeui"))
     for key, value in (load_config(config_path).get("env") or {}).items():
         environ.setdefault(key, str(value))

@@ -138,6 +138,27 @@ def test_library_upload_adds_a_pack(page, tmp_path):
     assert "e2e-pack" not in page.locator("#library-packs").inner_text()
 
 
+@pytest.mark.bad_input
+def test_bad_input_in_the_browser_gets_a_message_and_the_page_keeps_working(page, tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_text("<html><script>alert(1)</script></html>")
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#library-files input[type=file]").set_input_files(str(fake))
+    page.locator("#library-name textarea, #library-name input").first.fill("fakes")
+    page.locator("#library-add").click()
+    page.get_by_text("no pack 'fakes' was made", exact=False).first.wait_for(timeout=60_000)
+    assert "fakes" not in page.locator("#library-packs").inner_text()
+    page.get_by_role("tab", name="Chat").click()
+    box = page.locator("#chat-input textarea")
+    box.fill("   ")
+    box.press("Enter")
+    page.get_by_text("The message is empty", exact=False).first.wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#search-query textarea").fill("a happy face")
+    page.locator("#search-button").click()
+    page.locator("#search-gallery img").first.wait_for(timeout=60_000)  # still served
+
+
 def test_emotion_tab_reads_a_pasted_conversation(page):
     page.get_by_role("tab", name="Emotion").click()
     page.get_by_text("Paste a transcript").click()
