@@ -176,13 +176,13 @@ def call_raw(url: str, endpoint: str, data: list, auth: tuple[str, str]) -> tupl
 
 
 @pytest.mark.parametrize("endpoint, data, message", [
-    ("chat", ["hello", "notalist"], "history must be a list"),
+    ("chat", ["hello", "notalist"], "history must be a list"),  # patterns are regexes
     ("chat", ["hello", [1, 2]], "history must be a list"),
     ("chat", ["hello", [{"role": "user", "content": 5}]], "content must be text"),
     ("chat", [None, []], "message is empty"),
     ("chat", [{"text": "hi"}, []], "message must be text"),
-    ("label", ["sticker_emotion"], "takes 5 values (task, item, label, annotator, key)"),
-    ("search", [], "takes 3 values (query, k, emotion); the request sent 0"),
+    ("label", ["sticker_emotion"], r"takes 5 values \(task, item, label, annotator, key\)"),
+    ("search", [], r"takes 3 values \(query, k, emotion\); the request sent 0"),
     ("chat", ["a" * 1_000_000, []], "the limit is 2000"),
     ("chat", ["hi", [{"role": "user", "content": "x" * 30_000}] * 40], "the limit is|too long"),
     ("label", ["sticker_emotion", "no-such-item", "joy", "", "k1"], "unknown item"),
