@@ -15,15 +15,17 @@ else
 TORCH  := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: setup system-deps run test browser bench screenshot clean-data audit
+.PHONY: setup system-deps run test browser bench screenshot clean-data audit spaces-check
 
 setup: system-deps $(VENV)/.installed
 
-# Debian libraries that wheels expect on the system (OpenCV, used by RapidOCR, needs libGL)
+# Debian libraries that wheels expect on the system (OpenCV, used by RapidOCR, links against
+# libGL, GLib and X11 client libraries; spaces.yaml's packages list the same for a Space)
+SYSTEM_LIBS := libGL.so.1 libglib-2.0.so.0 libSM.so.6 libICE.so.6 libXext.so.6
 system-deps:
-	ldconfig -p | grep -q 'libGL.so.1 ' && ldconfig -p | grep -q 'libglib-2.0.so.0 ' || \
-	  ($(SUDO) apt-get update -qq && \
-	   DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libgl1 libglib2.0-0)
+	missing=; for lib in $(SYSTEM_LIBS); do ldconfig -p | grep -q "$$lib " || missing=1; done; \
+	[ -z "$$missing" ] || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+	   -y -qq libgl1 libglib2.0-0 libsm6 libice6 libxext6 libx11-6 libxcb1)
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +58,11 @@ bench: setup
 # unless it is ignored here with --ignore-vuln ID and a note in the README's Security section
 audit: setup
 	$(BIN)/pip-audit --progress-spinner off --desc on
+
+# The Space bundle: its front matter against the Spaces reference, and the system libraries the
+# installed wheels need that a slim image lacks and packages.txt does not name
+spaces-check: setup
+	$(BIN)/memeui spaces check $$(mktemp -d)/space
 
 clean-data:
 	rm -rf data

@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     emotion.set_defaults(run=run_emotion)
 
     spaces = commands.add_parser("spaces", help="build a Hugging Face Space from spaces.yaml")
-    spaces.add_argument("action", choices=["build"])
+    spaces.add_argument("action", choices=["build", "check"],
+                        help="build: write the Space; check: build it, then list what would keep "
+                             "it from starting (front matter, system libraries); exit 1 if any")
     spaces.add_argument("out", type=Path, help="folder to write the Space into")
     spaces.set_defaults(run=run_spaces)
 
@@ -675,10 +677,16 @@ def run_train(args) -> int:
 
 
 def run_spaces(args) -> int:
-    from memeui.spaces import build
+    from memeui.spaces import build, check
 
-    print(build(args.out))
-    return 0
+    if args.action == "build":
+        print(build(args.out))
+        return 0
+    problems = check(args.out)
+    for problem in problems:
+        print(problem)
+    print(f"{args.out}: {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def run_bench(args) -> int:

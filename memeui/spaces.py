@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def build(out: Path, config_path: Path = CONFIG) -> Path:
             shutil.copy2(source, out / name)
     shutil.copy2(config_path, out / "spaces.yaml")
     (out / "requirements.txt").write_text("\n".join(requirements(config)) + "\n")
+    (out / "packages.txt").write_text("\n".join(config.get("packages", [])) + "\n")
     body = (ROOT / "README.md").read_text("utf-8") if (ROOT / "README.md").exists() else ""
     (out / "README.md").write_text(front_matter(config) + "\n" + body, "utf-8")
     return out
@@ -71,3 +73,101 @@ def apply_space_env(config_path: Path = CONFIG, environ=os.environ,
         environ.setdefault("MEMEUI_DATA_DIR", str(storage / "memeui"))
     for key, value in (load_config(config_path).get("env") or {}).items():
         environ.setdefault(key, str(value))
+
+
+# ---------------------------------------------------------------- checks
+
+SLIM_IMAGE_LIBRARIES = {  # in every Debian slim image (libc, the C++ runtime, zlib)
+    "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1", "libc.so.6", "libdl.so.2", "libm.so.6",
+    "libpthread.so.0", "librt.so.1", "libutil.so.1", "libgcc_s.so.1", "libstdc++.so.6",
+    "libz.so.1"}
+GPU_STACK = {"nvidia", "cuda", "triton"}  # wheels whose system libraries only GPU images have
+COLOURS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+SPACE_KEYS = {  # the Spaces configuration reference: key → type
+    "title": str, "emoji": str, "colorFrom": str, "colorTo": str, "sdk": str,
+    "sdk_version": str, "python_version": str, "app_file": str, "app_port": int,
+    "base_path": str, "fullWidth": bool, "header": str, "short_description": str,
+    "models": list, "datasets": list, "tags": list, "thumbnail": str, "pinned": bool,
+    "hf_oauth": bool, "hf_oauth_scopes": list, "hf_oauth_expiration_minutes": int,
+    "hf_oauth_authorized_org": (str, list), "disable_embedding": bool,
+    "startup_duration_timeout": str, "custom_headers": dict, "preload_from_hub": list,
+    "license": str, "suggested_hardware": str, "suggested_storage": str}
+REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def front_matter_problems(space: dict, bundle: Path, gradio_version: str) -> list[str]:
+    """What the Spaces configuration reference would refuse in ``space`` (empty: nothing)."""
+    problems = [f"unknown key {key!r}" for key in space if key not in SPACE_KEYS]
+    for key, value in space.items():
+        if key in SPACE_KEYS and not isinstance(value, SPACE_KEYS[key]):
+            problems.append(f"{key} should be {SPACE_KEYS[key]}, not {type(value).__name__}")
+    problems += [f"{key} {space[key]!r} is not a Spaces colour" for key in ("colorFrom", "colorTo")
+                 if key in space and space[key] not in COLOURS]
+    if space.get("sdk") != "gradio":
+        problems.append("sdk should be gradio")
+    if space.get("sdk_version") != gradio_version:
+        problems.append(f"sdk_version {space.get('sdk_version')} is not the gradio the project "
+                        f"tests with ({gradio_version})")
+    if not (bundle / space.get("app_file", "")).is_file():
+        problems.append(f"app_file {space.get('app_file')!r} is not in the bundle")
+    if len(space.get("short_description", "")) > 60:
+        problems.append("short_description is longer than 60 characters")
+    problems += [f"models: {m!r} is not a repo id" for m in space.get("models", [])
+                 if not REPO_ID.match(str(m))]
+    problems += [f"preload_from_hub: {entry!r} should be 'repo_id [files] [revision]'"
+                 for entry in space.get("preload_from_hub", [])
+                 if not REPO_ID.match(str(entry).split()[0] if str(entry).split() else "")]
+    return problems
+
+
+def system_libraries(site_packages: Path) -> dict[str, set[str]]:
+    """Shared libraries the installed wheels link against directly (readelf's NEEDED) that no
+    wheel brings: soname → the top-level packages that need it."""
+    site_packages = Path(site_packages)
+    files = [p for p in site_packages.rglob("*.so*") if p.is_file()]
+    bundled = {p.name for p in files}
+    needed: dict[str, set[str]] = {}
+    for path in files:
+        dynamic = subprocess.run(["readelf", "-d", str(path)], capture_output=True,
+                                 text=True).stdout
+        for soname in re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic):
+            if soname not in bundled:
+                needed.setdefault(soname, set()).add(path.relative_to(site_packages).parts[0])
+    return needed
+
+
+def debian_package(soname: str) -> str | None:
+    """The Debian package that installed ``soname`` on this machine, if any."""
+    for line in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines():
+        match = re.match(rf"\s*{re.escape(soname)} \(.*\) => (\S+)", line)
+        if match:
+            found = subprocess.run(["dpkg", "-S", os.path.realpath(match.group(1))],
+                                   capture_output=True, text=True).stdout
+            return found.split(":")[0] or None
+    return None
+
+
+def missing_system_packages(site_packages: Path, packages: list[str]) -> list[str]:
+    """What a slim Debian image lacks for the installed wheels and ``packages`` (a Space's
+    packages.txt) does not name, one line each; GPU driver libraries are left to GPU images."""
+    missing = []
+    for soname, users in sorted(system_libraries(site_packages).items()):
+        if soname in SLIM_IMAGE_LIBRARIES or soname.startswith("libcuda") or users <= GPU_STACK:
+            continue
+        package = debian_package(soname)
+        if package not in packages:
+            missing.append(f"{soname} (Debian {package or 'unknown'}), needed by "
+                           f"{', '.join(sorted(users))}: add it to packages in spaces.yaml")
+    return missing
+
+
+def check(out: Path, config_path: Path = CONFIG) -> list[str]:
+    """Build the Space into ``out`` and list what would keep it from starting: front matter
+    the Spaces reference refuses, system libraries packages.txt lacks."""
+    import gradio
+
+    config = load_config(config_path)
+    bundle = build(out, config_path)
+    site_packages = Path(gradio.__file__).resolve().parent.parent
+    return (front_matter_problems(config["space"], bundle, gradio.__version__)
+            + missing_system_packages(site_packages, list(config.get("packages", []))))

@@ -32,3 +32,75 @@ def test_space_env_applies_only_on_a_space_and_never_overrides(tmp_path):
     apply_space_env(config, space)
     assert space["MEMEUI_DATA_DIR"] == "/tmp/x"
     assert space["MEMEUI_ALTERNATIVES"] == "6"
+
+
+def test_the_gpu_helper_is_a_no_op_without_zerogpu_and_applies_spaces_gpu_with_it(monkeypatch):
+    import sys
+    import types
+
+    from engine.gpu import gpu_task
+
+    def turn(text: str) -> str:
+        return text.upper()
+
+    monkeypatch.delitem(sys.modules, "spaces", raising=False)
+    monkeypatch.setattr("builtins.__import__", _refusing("spaces"))
+    assert gpu_task(30)(turn) is turn
+    monkeypatch.undo()
+    applied = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda duration: (lambda function: applied.append(duration) or function)
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    assert gpu_task(90)(turn)("hi") == "HI" and applied == [90]
+
+
+def _refusing(name: str):
+    import builtins
+
+    real = builtins.__import__
+
+    def importer(module, *args, **kwargs):
+        if module == name:
+            raise ImportError(module)
+        return real(module, *args, **kwargs)
+    return importer
+
+
+def test_the_front_matter_is_checked_against_the_spaces_reference(tmp_path):
+    import gradio
+
+    from memeui.spaces import front_matter_problems
+
+    bundle = build(tmp_path / "space")
+    space = load_config()["space"]
+    assert front_matter_problems(space, bundle, gradio.__version__) == []
+    wrong = {**space, "colour": "red", "colorFrom": "mauve", "sdk_version": "5.0.0",
+             "app_file": "main.py", "hf_oauth": "yes", "models": ["not a repo"],
+             "preload_from_hub": ["HuggingFaceTB/SmolLM2-360M-Instruct model.safetensors"]}
+    problems = front_matter_problems(wrong, bundle, gradio.__version__)
+    assert "unknown key 'colour'" in problems
+    assert "colorFrom 'mauve' is not a Spaces colour" in problems
+    assert any(p.startswith("sdk_version 5.0.0 is not the gradio") for p in problems)
+    assert "app_file 'main.py' is not in the bundle" in problems
+    assert any(p.startswith("hf_oauth should be") for p in problems)
+    assert "models: 'not a repo' is not a repo id" in problems
+    assert not any("preload_from_hub" in p for p in problems)  # that one is well formed
+
+
+def test_system_libraries_the_wheels_need_are_named_in_packages_txt(tmp_path):
+    import shutil
+
+    import gradio
+    import pytest
+
+    from memeui.spaces import missing_system_packages
+
+    if not (shutil.which("readelf") and shutil.which("dpkg")):
+        pytest.skip("needs readelf and dpkg (Debian binutils)")
+    site = gradio.__file__.rsplit("/gradio/", 1)[0]
+    packages = list(load_config().get("packages", []))
+    assert missing_system_packages(site, packages) == []
+    assert (build(tmp_path / "space") / "packages.txt").read_text().split() == packages
+    without = [p for p in packages if p != "libgl1"]
+    missing = missing_system_packages(site, without)
+    assert len(missing) == 1 and missing[0].startswith("libGL.so.1 (Debian libgl1), needed by")
