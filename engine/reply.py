@@ -90,6 +90,8 @@ class CausalLMReply(ReplyBackend):
         self.tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
         self.model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
         self.model.to(device).eval()
+        if device.startswith("cuda"):  # half precision on a GPU (tests/test_reply.py: tolerance)
+            self.model.half()
         self.device = device
         self.max_new_tokens = max_new_tokens
 

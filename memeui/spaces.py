@@ -24,14 +24,46 @@ def load_config(path: Path = CONFIG) -> dict:
     return yaml.safe_load(path.read_text("utf-8"))
 
 
+def space_keys(config: dict) -> dict:
+    """The README front matter: ``space``, plus the hardware and the reply model of the
+    ``profile`` (listed under ``models`` and fetched at build time by ``preload_from_hub``)."""
+    profile = config["profiles"][config.get("profile", "cpu")]
+    return {**config["space"], "suggested_hardware": profile["suggested_hardware"],
+            "models": [profile["reply_model"]], "preload_from_hub": [profile["reply_model"]]}
+
+
+def space_env(config: dict) -> dict[str, str]:
+    """The MEMEUI_* settings of the Space: ``env``, and the profile's reply model."""
+    profile = (config.get("profiles") or {}).get(config.get("profile", "cpu")) or {}
+    model = {"MEMEUI_REPLY_BACKEND": profile["reply_model"]} if "reply_model" in profile else {}
+    return {**model, **{key: str(value) for key, value in (config.get("env") or {}).items()}}
+
+
 def front_matter(config: dict) -> str:
-    return "---\n" + yaml.safe_dump(config["space"], sort_keys=False, allow_unicode=True) + "---\n"
+    return "---\n" + yaml.safe_dump(space_keys(config), sort_keys=False, allow_unicode=True) + "---\n"
 
 
 def requirements(config: dict, pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """pyproject's dependencies pinned to the versions installed here (what the project is
+    tested with), the sdk's own packages left to the sdk, plus spaces.yaml's extras."""
     declared = tomllib.loads(pyproject.read_text("utf-8"))["project"]["dependencies"]
-    kept = [req for req in declared if _name(req) not in SDK_PACKAGES]
+    kept = [_pinned(req) for req in declared if _name(req) not in SDK_PACKAGES]
     return kept + list(config.get("extra_requirements", []))
+
+
+def _pinned(requirement: str) -> str:
+    """``name==installed version`` (with the requirement's extras and markers kept); the
+    requirement as written when it is not installed here (another platform's marker)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    requirement = requirement.split("#")[0].strip()
+    spec, _, marker = requirement.partition(";")
+    name = re.split(r"[<>=!~ ]", spec, maxsplit=1)[0].strip()
+    try:
+        pinned = f"{name}=={version(_name(name))}"
+    except PackageNotFoundError:
+        return requirement
+    return f"{pinned}; {marker.strip()}" if marker.strip() else pinned
 
 
 def _name(requirement: str) -> str:
@@ -71,8 +103,8 @@ def apply_space_env(config_path: Path = CONFIG, environ=os.environ,
         return
     if storage.is_dir() and os.access(storage, os.W_OK):
         environ.setdefault("MEMEUI_DATA_DIR", str(storage / "memeui"))
-    for key, value in (load_config(config_path).get("env") or {}).items():
-        environ.setdefault(key, str(value))
+    for key, value in space_env(load_config(config_path)).items():
+        environ.setdefault(key, value)
 
 
 # ---------------------------------------------------------------- checks
@@ -169,5 +201,5 @@ def check(out: Path, config_path: Path = CONFIG) -> list[str]:
     config = load_config(config_path)
     bundle = build(out, config_path)
     site_packages = Path(gradio.__file__).resolve().parent.parent
-    return (front_matter_problems(config["space"], bundle, gradio.__version__)
+    return (front_matter_problems(space_keys(config), bundle, gradio.__version__)
             + missing_system_packages(site_packages, list(config.get("packages", []))))

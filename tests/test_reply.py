@@ -206,3 +206,23 @@ def test_a_picture_a_user_sends_reads_as_its_text_and_bad_files_are_refused(engi
     broken.write_bytes(b"\x89PNG not really")
     with pytest.raises(ValueError, match="not an image"):
         engine.describe_image(broken)
+
+
+def test_on_a_gpu_the_reply_model_runs_in_half_precision_within_tolerance():
+    import pytest
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from engine.reply import CausalLMReply, smollm2_gguf
+
+    folder, gguf = smollm2_gguf()
+    full = CausalLMReply(folder, gguf, "cpu")
+    half = CausalLMReply(folder, gguf, "cuda")
+    assert next(half.model.parameters()).dtype == torch.float16
+    ids = full.tokenizer("I just failed my exam", return_tensors="pt").input_ids
+    with torch.inference_mode():
+        expected = full.model(ids).logits[0, -1].float().softmax(-1)
+        got = half.model(ids.to("cuda")).logits[0, -1].float().softmax(-1).cpu()
+    assert float((expected - got).abs().sum()) < 0.05  # total variation of the next token
+    assert int(expected.argmax()) == int(got.argmax())

