@@ -60,9 +60,10 @@ audit: setup
 	$(BIN)/pip-audit --progress-spinner off --desc on
 
 # The Space bundle: its front matter against the Spaces reference, and the system libraries the
-# installed wheels need that a slim image lacks and packages.txt does not name
+# installed wheels need that a slim image lacks and packages.txt does not name; then the bundle
+# alone in a fresh venv, started as Spaces starts it, answering /search and /chat
 spaces-check: setup
-	$(BIN)/memeui spaces check $$(mktemp -d)/space
+	$(BIN)/memeui spaces check --start $$(mktemp -d)/space
 
 clean-data:
 	rm -rf data

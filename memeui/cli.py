@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="build: write the Space; check: build it, then list what would keep "
                              "it from starting (front matter, system libraries); exit 1 if any")
     spaces.add_argument("out", type=Path, help="folder to write the Space into")
+    spaces.add_argument("--start", action="store_true", help="check: also install the bundle "
+                        "into a fresh venv (only its requirements.txt), start app.py as Spaces "
+                        "does and call /search and /chat")
     spaces.set_defaults(run=run_spaces)
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
@@ -686,7 +689,12 @@ def run_spaces(args) -> int:
     for problem in problems:
         print(problem)
     print(f"{args.out}: {len(problems)} problem(s)", file=sys.stderr)
-    return 1 if problems else 0
+    if problems or not args.start:
+        return 1 if problems else 0
+    from memeui.spaces import start_check
+
+    print_json(start_check(args.out))  # RuntimeError (exit 2) when it does not start
+    return 0
 
 
 def run_bench(args) -> int:

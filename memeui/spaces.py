@@ -203,3 +203,54 @@ def check(out: Path, config_path: Path = CONFIG) -> list[str]:
     site_packages = Path(gradio.__file__).resolve().parent.parent
     return (front_matter_problems(space_keys(config), bundle, gradio.__version__)
             + missing_system_packages(site_packages, list(config.get("packages", []))))
+
+
+def start_check(bundle: Path, timeout: float = 900) -> dict:
+    """Run the built Space as Spaces would: a fresh venv with only its requirements.txt and the
+    gradio of ``sdk_version``, ``app.py`` started with the Spaces variables, then ``/search``
+    and ``/chat`` through ``gradio_client``. The reply backend is ``retrieval`` here: the
+    profile's model comes from the Hub, which this check must not reach. Returns what it saw;
+    raises RuntimeError with the app's output when it does not start or answer."""
+    import socket
+    import sys
+    import time
+
+    from gradio_client import Client
+
+    bundle = Path(bundle).resolve()
+    config = load_config(bundle / "spaces.yaml")
+    venv = bundle.parent / f"{bundle.name}-venv"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r",
+                        str(bundle / "requirements.txt"),
+                        f"gradio=={config['space']['sdk_version']}"], check=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environ = {**{k: v for k, v in os.environ.items() if not k.startswith("MEMEUI_")},
+               "SPACE_ID": "memeui/check", "GRADIO_SERVER_NAME": "127.0.0.1",
+               "GRADIO_SERVER_PORT": str(port), "MEMEUI_REPLY_BACKEND": "retrieval",
+               "MEMEUI_RETRIEVAL_CONVERSATIONS": "50", "MEMEUI_DATA_DIR": str(bundle / "data"),
+               "HF_HUB_OFFLINE": "1"}
+    log = bundle.parent / f"{bundle.name}.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([str(venv / "bin" / "python"), "app.py"], cwd=bundle,
+                                   env=environ, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + timeout
+        while True:
+            try:
+                client = Client(url, verbose=False)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the Space did not start:\n{log.read_text()[-4000:]}") from None
+                time.sleep(2)
+        _, results = client.predict("I am so happy today", 3, "any", api_name="/search")
+        reply = client.predict("I just failed my exam", [], api_name="/chat")
+        return {"search": [r["label"] for r in results], "reply": reply["text"],
+                "sticker": (reply.get("sticker") or {}).get("label")}
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
