@@ -20,7 +20,6 @@ be there (``lost``) exactly once (``duplicates``). Printed: ``acked``, ``lost``,
 from __future__ import annotations
 
 import http.client
-import json
 import random
 import shutil
 import signal
@@ -31,7 +30,7 @@ import time
 import numpy as np
 
 from bench.chat import free_port, messages, start_server
-from bench.labels import EMOTIONS, fresh_data_dir
+from bench.labels import EMOTIONS, call, fresh_data_dir
 from engine import Settings
 
 ANNOTATORS = 16
@@ -72,18 +71,6 @@ class Server:
 
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-
-
-def call(connection: http.client.HTTPConnection, api_name: str, *values):
-    """One named endpoint over Gradio's REST API (OSError or RuntimeError when it fails)."""
-    body = json.dumps({"data": list(values)})
-    connection.request("POST", f"/gradio_api/run/{api_name}", body,
-                       {"Content-Type": "application/json"})
-    answer = connection.getresponse()
-    payload = answer.read()
-    if answer.status != 200:
-        raise RuntimeError(f"/{api_name} answered {answer.status}: {payload[:300]!r}")
-    return json.loads(payload)["data"][0]
 
 
 def overload(server: Server, texts: list[str], clients: int = 48) -> dict:

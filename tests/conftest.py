@@ -31,6 +31,15 @@ def write_pack(folder: Path, name: str, labels: list[str]) -> Path:
     return folder
 
 
+def small_engine(root: Path, **overrides) -> Engine:
+    """An engine over a three-sticker pack in ``root`` (retrieval replies from 30
+    conversations, no OCR): quick to build, for tests that need an app of their own."""
+    pack = write_pack(root / "base", "base", ["cat", "dog", "bird"])
+    settings = {"data_dir": root / "data", "packs": (pack,), "reply_backend": "retrieval",
+                "retrieval_conversations": 30, "ocr": False, **overrides}
+    return Engine(Settings.from_env({}, **settings))
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """One data dir for the whole session, so the sticker index is built once and reused."""

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from annotations.store import LabelError, LabelStore
-from conftest import write_pack
-from engine import Engine, Settings
+from conftest import small_engine
+from engine import Engine
 from engine.dialogue import Dialogue, Turn
 from engine.ingest import IngestError, Limits
 from engine.reply import ReplyBackend, ReplyError
@@ -57,10 +55,7 @@ def many_frames_gif(frames: int) -> bytes:
 def small(tmp_path_factory):
     """An engine over a three-sticker pack (retrieval replies), and its studio."""
     root = tmp_path_factory.mktemp("bad-input")
-    pack = write_pack(root / "base", "base", ["cat", "dog", "bird"])
-    engine = Engine(Settings.from_env({}, data_dir=root / "data", packs=(pack,),
-                                      reply_backend="retrieval", retrieval_conversations=30,
-                                      ocr=False))
+    engine = small_engine(root)
     studio = Studio(engine, LabelStore(root / "data" / "labels.duckdb", engine.scheme.labels))
     studio.ensure_items()
     yield engine, studio, root

@@ -12,15 +12,13 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
 from annotations.users import Users
-from conftest import free_port, write_pack
-from engine import Engine, Settings
+from conftest import free_port, small_engine
 from engine.dialogue import Dialogue, Turn
 from engine.ingest import IngestError, Limits, build_pack, decode
 from memeui.access import Access
@@ -110,10 +108,7 @@ def test_a_packs_manifest_names_no_server_path(tmp_path):
 def hostile_app(tmp_path_factory):
     """A small app with a users file (an annotator and an admin), served in this process."""
     root = tmp_path_factory.mktemp("hostile")
-    pack = write_pack(root / "base", "base", ["cat", "dog", "bird"])
-    engine = Engine(Settings.from_env({}, data_dir=root / "data", packs=(pack,),
-                                      reply_backend="retrieval", retrieval_conversations=30,
-                                      ocr=False, max_upload_mb=1))
+    engine = small_engine(root, max_upload_mb=1)
     users = Users(root / "data" / "users.json")
     users.add("ann", "annotator", "ann-password")
     users.add("root", "admin", "root-password")
@@ -292,9 +287,7 @@ def test_on_a_hub_login_space_a_logged_out_caller_writes_nothing(tmp_path, monke
         monkeypatch.setenv(name, value)  # as Spaces sets them (nothing here calls the Hub)
         monkeypatch.setattr(f"gradio.oauth.{name}", value, raising=False)  # read at import
     root = tmp_path
-    pack = write_pack(root / "base", "base", ["cat"])
-    engine = Engine(Settings.from_env({}, data_dir=root / "data", packs=(pack,),
-                                      reply_backend="retrieval", retrieval_conversations=10, ocr=False))
+    engine = small_engine(root)
     access = Access(Users(root / "data" / "users.json"), oauth=True, admins=("boss",))
     demo = build_app(engine, access=access)
     port = free_port()
