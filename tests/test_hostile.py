@@ -280,7 +280,22 @@ def test_every_endpoint_is_classified_and_checks_the_role_on_the_server(hostile_
             assert status != 200 and "ann is an annotator; this needs an admin" in body, (name, body)
 
 
-def test_on_a_hub_login_space_a_logged_out_caller_writes_nothing(tmp_path, monkeypatch):
+def hub_session(name: str, client_secret: str = "secret") -> dict[str, str]:
+    """The cookie Gradio's OAuth callback would set for Hub user ``name`` (Starlette's signed
+    session, under the key Gradio derives from the OAuth client secret)."""
+    import base64
+    import hashlib
+
+    from itsdangerous import TimestampSigner
+
+    key = hashlib.sha256(f"{client_secret}-v4".encode()).hexdigest()
+    session = {"oauth_info": {"userinfo": {"preferred_username": name}}}
+    signed = TimestampSigner(key).sign(base64.b64encode(json.dumps(session).encode()))
+    return {"Cookie": f"session={signed.decode()}"}
+
+
+def test_on_a_hub_login_space_only_signed_in_hub_users_write_and_only_admins_administer(
+        tmp_path, monkeypatch):
     for name, value in (("SYSTEM", "spaces"), ("SPACE_ID", "someone/memeui"), ("OAUTH_CLIENT_ID", "client"),
                         ("OAUTH_CLIENT_SECRET", "secret"), ("OAUTH_SCOPES", "openid profile"),
                         ("OPENID_PROVIDER_URL", "https://huggingface.co")):
@@ -299,6 +314,18 @@ def test_on_a_hub_login_space_a_logged_out_caller_writes_nothing(tmp_path, monke
             with pytest.raises(Exception, match="Sign in with Hugging Face first"):
                 client.predict(*probe_values(api["/" + name]["parameters"]), api_name="/" + name)
         assert client.predict("a cat", 1, "any", api_name="/search")  # reading stays open
+        url = f"http://127.0.0.1:{port}/"
+        ann = Client(url, verbose=False, headers=hub_session("ann"))
+        item = ann.predict("sticker_emotion", "", "library", "", api_name="/next_item")
+        ann.predict("sticker_emotion", item["id"], "joy", "someone-else", "", api_name="/label")
+        with pytest.raises(Exception, match="ann is an annotator; this needs an admin"):
+            ann.predict("sticker-emotion", "", api_name="/train")
+        boss = Client(url, verbose=False, headers=hub_session("boss"))
+        rows = boss.predict("sticker_emotion", "", api_name="/current_labels")
+        assert [(r["item"], r["annotator"]) for r in rows] == [(item["id"], "ann")]  # the Hub name
+        forged = Client(url, verbose=False, headers=hub_session("boss", client_secret="guess"))
+        with pytest.raises(Exception, match="Sign in with Hugging Face first"):
+            forged.predict("sticker_emotion", "", api_name="/current_labels")
     finally:
         demo.close()
 
