@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 RECENCY_DECAY = 0.5  # in a dialogue's vector each older turn counts half as much as the next
 
 
+DIALOGUE_TURNS = 4  # turns of context a dialogue's query vector reads
+
+
+def dialogue_vector(dialogue, encode_turns) -> np.ndarray:
+    """A dialogue's query vector: its last few turns, recent ones weighing more (the engine's
+    sticker queries and the selector recipe's training examples are the same vector)."""
+    texts = [turn.content() for turn in dialogue.turns[-DIALOGUE_TURNS:] if turn.content()]
+    return recency_vector(encode_turns(texts))
+
+
 def recency_vector(vectors: np.ndarray) -> np.ndarray:
     """One unit vector for a run of turns (oldest first), recent turns weighing more."""
     weights = RECENCY_DECAY ** np.arange(len(vectors) - 1, -1, -1, dtype=np.float32)

@@ -18,7 +18,7 @@ from engine import index as index_versions
 from engine.dialogue import Dialogue, Reply, SearchResult, Turn, check_message
 from engine.emotion import ConversationEmotion, NadeEmotion, forecast_mood
 from engine.labels import EKMAN7, SCHEMES, convert, scheme
-from engine.encoders import create_text_encoder, recency_vector
+from engine.encoders import create_text_encoder, dialogue_vector
 from engine.reply import (CausalLMReply, OpenAIReply, ReplyBackend, ReplyError, RetrievalReply,
                           smollm2_gguf, tidy_reply)
 from engine.selector import Selector
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 NO_TOWER = object()  # the image tower setting is "none"
 CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
-DIALOGUE_TURNS = 4  # turns of context the sticker selector reads
 EMOTION_ENCODER = "minilm"  # the space the bundled emotion weights were trained in
 LEXICON_WEIGHT = 0.5  # share of the lexicon model (nade) in a sticker's emotion
 STALE_STAGING_S = 600  # an ingest folder untouched this long was left by a killed process
@@ -83,8 +82,8 @@ class Engine:
         self.encoder = Lazy("text encoder", lambda: self._text_encoder(self.settings.text_encoder))
         self.scheme = scheme(self.settings.label_scheme)  # what people see; Ekman-7 inside
         self.registry = Registry(self.settings.data_dir / "registry")
-        self.emotion = Lazy("emotion models", lambda: ConversationEmotion.load(
-            self.emotion_encoder(), self._model_folder("prerecognizer"), self.settings.recognizer))
+        self.emotion = Lazy("emotion models",
+                            lambda: self._load_emotion(self._model_folder("prerecognizer")))
         self.image_tower = Lazy("image tower", lambda: create_image_tower(
             self.settings.image_tower, self.encoder.get(), self.device) or NO_TOWER)
         self.live = Lazy("sticker index", lambda: self._build_live(previous=None))
@@ -279,6 +278,10 @@ class Engine:
             return self.registry.folder(version)
         return Path(self.settings.prerecognizer) if role == "prerecognizer" else None
 
+    def _load_emotion(self, prerecognizer: Path) -> ConversationEmotion:
+        return ConversationEmotion.load(self.emotion_encoder(), prerecognizer,
+                                        self.settings.recognizer)
+
     def _load_head(self, version) -> tuple[str, StickerEmotionHead] | None:
         if version is None:
             return None
@@ -370,9 +373,7 @@ class Engine:
             if role == "sticker-emotion":
                 self.sticker_head = self._load_head(version)
             else:
-                self.emotion.replace(ConversationEmotion.load(
-                    self.emotion_encoder(), folder or Path(self.settings.prerecognizer),
-                    self.settings.recognizer))
+                self.emotion.replace(self._load_emotion(folder or Path(self.settings.prerecognizer)))
             self._switch_to(self._build_live(previous=live), live)
 
     @property
@@ -456,14 +457,16 @@ class Engine:
         pool = max(k, CANDIDATES) * (8 if emotion else 1)
         query = self._dialogue_vector(dialogue)
         selector = self.selector  # this request's selector, even if a new one goes live meanwhile
-        scores, rows = self._candidates(live, selector, dialogue, query, pool)
+        scores, rows, vectors = self._candidates(live, selector, dialogue, query, pool)
         if emotion:
             keep = self.shown(live.index.emotions[rows]).argmax(axis=1) == self.scheme.index(emotion)
             scores, rows = scores[keep], rows[keep]
+            vectors = vectors[keep] if vectors is not None else None
         parts = selector.score_parts(
             [dialogue.turns[-1].content()], scores[None, :], mood[None, :],  # n-grams: last turn
             [live.index.sticker_ids[row] for row in rows], live.index.emotions[rows],
-            sticker_vectors=lambda: np.stack([live.index.index.reconstruct(int(r)) for r in rows]),
+            sticker_vectors=lambda: vectors if vectors is not None else
+            np.stack([live.index.index.reconstruct(int(r)) for r in rows]),
             dialogue_vectors=lambda: query[None, :],
             image_similarity=self._image_similarity(live, dialogue, query, rows))
         total = selector.combine(parts)[0]
@@ -473,19 +476,20 @@ class Engine:
                 for i in order]
 
     def _candidates(self, live: LiveVersion, selector: Selector, dialogue: Dialogue,
-                    query: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
-        """(text similarity, row) of the stickers worth scoring: the index's nearest to the
-        dialogue, and, with a fine-tuned selector, the nearest to its learned query too."""
+                    query: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(text similarity, row, vectors or None) of the stickers worth scoring: the index's
+        nearest to the dialogue, and, with a fine-tuned selector, the nearest to its learned
+        query too (their vectors, which its adapter reads, come along)."""
         scores, rows = live.index.search(query[None, :], pool)
         scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]  # -1: fewer hits than asked
         if not selector.trained:
-            return scores, rows
+            return scores, rows, None
         learned = selector.w_text * query + selector.adapter_queries(
             [dialogue.turns[-1].content()], query[None, :])[0]
         _, more = live.index.search(learned[None, :], pool)
         rows = np.unique(np.concatenate([rows, more[0][more[0] >= 0]]))
         vectors = np.stack([live.index.index.reconstruct(int(row)) for row in rows])
-        return vectors @ query, rows
+        return vectors @ query, rows, vectors
 
     def _image_similarity(self, live: LiveVersion, dialogue: Dialogue, text_query: np.ndarray,
                           rows: np.ndarray) -> np.ndarray | None:
@@ -515,8 +519,7 @@ class Engine:
         return text or f"a picture called {Path(image_path).stem}"
 
     def _dialogue_vector(self, dialogue: Dialogue, encode=None) -> np.ndarray:
-        texts = [turn.content() for turn in dialogue.turns[-DIALOGUE_TURNS:] if turn.content()]
-        return recency_vector((encode or self.encoder.get().encode_turns)(texts))
+        return dialogue_vector(dialogue, encode or self.encoder.get().encode_turns)
 
     def _result(self, live: LiveVersion, row: int, score: float,
                 parts: dict[str, float]) -> SearchResult:

@@ -123,8 +123,7 @@ class JobRunner:
         with self._lock:
             self._jobs[job.id] = job
             self._save(job)
-        self.start()
-        return job
+        return job  # the runner's thread, started above, picks it up
 
     def requeue(self, job_id: str) -> Job:
         with self._lock:

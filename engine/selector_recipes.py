@@ -28,7 +28,6 @@ CHOICE_CHECK = Path(__file__).resolve().parent.parent / "assets" / "labels" / "s
 MIN_PICKS = 10
 MIN_NO_STICKER = 3  # "no sticker" answers needed before the threshold is learned
 MAX_FIT_SECONDS = 120
-DIALOGUE_TURNS = 4  # as the engine reads a dialogue
 
 
 def read_choice_check(path: Path, emojis: list[str]) -> list[tuple[str, set[int]]]:
@@ -56,19 +55,21 @@ class Reader:
         self.encoder = create_text_encoder(encoder_name)
         emotion_encoder = self.encoder if encoder_name == "minilm" else create_text_encoder("minilm")
         self.emotion = ConversationEmotion.load(emotion_encoder, prerecognizer)
+        self._seen: dict[Dialogue, tuple[str, np.ndarray, np.ndarray]] = {}
 
     def features(self, dialogues) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Each dialogue's last turn (the adapter's n-grams), vector and mood."""
+        """Each dialogue's last turn (the adapter's n-grams), vector and mood, as the engine
+        reads them; a dialogue read before (a pick, again for the threshold) is not read twice."""
         from engine.emotion import forecast_mood
-        from engine.encoders import recency_vector
+        from engine.encoders import dialogue_vector
 
-        texts, vectors, moods = [], [], []
         for dialogue in dialogues:
-            turns = [t.content() for t in dialogue.turns[-DIALOGUE_TURNS:] if t.content()]
-            texts.append(turns[-1])
-            vectors.append(recency_vector(self.encoder.encode_turns(turns)))
-            moods.append(forecast_mood(self.emotion, dialogue))
-        return texts, np.stack(vectors).astype(np.float32), np.stack(moods).astype(np.float32)
+            if dialogue not in self._seen:
+                self._seen[dialogue] = (dialogue.turns[-1].content(),
+                                        dialogue_vector(dialogue, self.encoder.encode_turns),
+                                        forecast_mood(self.emotion, dialogue))
+        texts, vectors, moods = zip(*(self._seen[dialogue] for dialogue in dialogues))
+        return list(texts), np.stack(vectors).astype(np.float32), np.stack(moods).astype(np.float32)
 
 
 def fit(args: dict, out: Path, progress) -> dict:

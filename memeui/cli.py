@@ -258,6 +258,15 @@ def stdout_for_json_only():
         yield
 
 
+def print_listing(rows: list, as_json: bool, line) -> None:
+    """A list command's output: the rows as JSON, or one ``line(row)`` each."""
+    if as_json:
+        print_json(rows)
+    else:
+        for row in rows:
+            print(line(row))
+
+
 def print_json(value) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
@@ -383,11 +392,8 @@ def run_library_add(args) -> int:
 def run_library_list(args) -> int:
     with stdout_for_json_only():
         packs = make_engine().list_packs()
-    if args.json:
-        print_json(packs)
-    else:
-        for pack in packs:
-            print(f"{pack['name']:<32} {pack['stickers']:>6}  {pack['source']}")
+    print_listing(packs, args.json,
+                  lambda pack: f"{pack['name']:<32} {pack['stickers']:>6}  {pack['source']}")
     return 0
 
 
@@ -423,12 +429,9 @@ def run_library_stickers(args) -> int:
             studio = open_studio_here()
             studio.engine.sticker_overrides = studio.corrections()
             stickers = sticker_listing(studio.engine)
-    if args.json:
-        print_json(stickers)
-    else:
-        for s in stickers:
-            print(f"{s['id']}  {s['emotion']:<9} {s['emotion_source']:<6} {s['confidence']:.2f}  "
-                  f"{s['label']}  ({s['pack']})")
+    print_listing(stickers, args.json,
+                  lambda s: f"{s['id']}  {s['emotion']:<9} {s['emotion_source']:<6} "
+                            f"{s['confidence']:.2f}  {s['label']}  ({s['pack']})")
     return 0
 
 
@@ -571,12 +574,9 @@ def train_from_labels(args) -> int:
 def run_jobs_list(args) -> int:
     jobs = call_server(args, "/jobs_list", "") if args.server else \
         [job.to_dict() for job in make_engine().jobs.jobs()]
-    if args.json:
-        print_json(jobs)
-    else:
-        for job in jobs:
-            print(f"{job['id']}  {job['recipe']:<16} {job['state']:<11} {job['progress']:4.0%}  "
-                  f"{job['outcome'] or job['message']}")
+    print_listing(jobs, args.json,
+                  lambda job: f"{job['id']}  {job['recipe']:<16} {job['state']:<11} "
+                              f"{job['progress']:4.0%}  {job['outcome'] or job['message']}")
     return 0
 
 
@@ -590,11 +590,7 @@ def run_jobs_cancel(args) -> int:
 def run_models_list(args) -> int:
     versions = call_server(args, "/models_list", "") if args.server else \
         [version.to_dict() for version in make_engine().registry.versions()]
-    if args.json:
-        print_json(versions)
-    else:
-        for v in versions:
-            print(f"{v['id']}  {v['status']:<9} {v['note']}")
+    print_listing(versions, args.json, lambda v: f"{v['id']}  {v['status']:<9} {v['note']}")
     return 0
 
 
