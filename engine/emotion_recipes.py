@@ -192,7 +192,7 @@ def fit_job(args: dict, out: Path, progress) -> dict:
                          "training, of fewer than two emotions: label more first")
     cache = Path(args["cache"]) if args.get("cache") else None
     progress(0.1, "loading the text encoder")
-    encoder = create_text_encoder(args.get("encoder", "minilm"))
+    encoder = create_text_encoder(args.get("encoder", "minilm"), args.get("device", "cpu"))
     calls = [0]
 
     def report(message: str) -> None:

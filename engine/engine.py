@@ -14,6 +14,7 @@ from typing import Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
+from engine import gpu
 from engine import index as index_versions
 from engine.dialogue import Dialogue, Reply, SearchResult, Turn, check_message
 from engine.emotion import ConversationEmotion, NadeEmotion, forecast_mood
@@ -317,7 +318,8 @@ class Engine:
         recipe starts from the live version of its role (``meld``: MELD's folder, whose train
         split the pre-recognizer recipe adds; by default the ``meld`` setting)."""
         base = self._model_folder(recipe) if recipe in ROLES else None
-        args = {"snapshot": str(snapshot), "base": str(base or "")}
+        args = {"snapshot": str(snapshot), "base": str(base or ""),
+                "device": gpu.job_device(self.device)}
         if recipe == "sticker-emotion":
             args["features"] = str(self.sticker_feature_file())
         elif recipe == "prerecognizer":

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine import gpu
 from engine.ingest import Limits, decode, on_white
 from engine.settings import PROJECT_ROOT
 
@@ -76,17 +77,22 @@ class LitTower:
         self.model.load_state_dict({k: v.float() for k, v in saved["state"].items()})
         self.model.to(device).eval()
         self.device = device
+        self.on_gpu = device.startswith("cuda")  # each batch of pictures a GPU task
         self.dim = saved["dim"]
         self._lock = threading.Lock()
 
     def encode_images(self, frame_lists: list[list[Image.Image]]) -> np.ndarray:
         """One vector per sticker: the mean of its frames' vectors, normalised."""
         flat = [frame for frames in frame_lists for frame in frames]
-        with self._lock, torch.inference_mode():
-            vectors = torch.cat([self.model(to_tensor(flat[i:i + 256]).to(self.device)).cpu()
-                                 for i in range(0, len(flat), 256)]).numpy() if flat else \
+        with self._lock:
+            vectors = np.concatenate([gpu.run(self, "pixel_vectors", to_tensor(flat[i:i + 256]).numpy())
+                                      for i in range(0, len(flat), 256)]) if flat else \
                 np.zeros((0, self.dim), np.float32)
         return _mean_per_sticker(vectors, [len(frames) for frames in frame_lists])
+
+    def pixel_vectors(self, pixels: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(pixels).to(self.device)).float().cpu().numpy()
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         return self.text_encoder.encode(texts)
@@ -103,24 +109,31 @@ class OpenClipTower:
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.model.eval()
         self.device = device
+        self.on_gpu = device.startswith("cuda")
         self.name = f"open_clip-{model_name}-{pretrained or 'random'}".replace("/", "_")
-        with torch.inference_mode():
-            self.dim = int(self.model.encode_text(self.tokenizer(["x"]).to(device)).shape[-1])
+        self.dim = int(gpu.run(self, "token_vectors", self.tokenizer(["x"]).numpy()).shape[-1])
         self._lock = threading.Lock()
 
     def encode_images(self, frame_lists: list[list[Image.Image]]) -> np.ndarray:
         flat = [frame for frames in frame_lists for frame in frames]
         if not flat:
             return np.zeros((0, self.dim), np.float32)
-        pixels = torch.stack([self.preprocess(on_white(f)) for f in flat])
-        with self._lock, torch.inference_mode():
-            vectors = self.model.encode_image(pixels.to(self.device)).float().cpu().numpy()
+        pixels = torch.stack([self.preprocess(on_white(f)) for f in flat]).numpy()
+        with self._lock:
+            vectors = gpu.run(self, "pixel_vectors", pixels)
         return _mean_per_sticker(vectors, [len(frames) for frames in frame_lists])
 
+    def pixel_vectors(self, pixels: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model.encode_image(torch.from_numpy(pixels).to(self.device)).float().cpu().numpy()
+
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        with self._lock, torch.inference_mode():
-            vectors = self.model.encode_text(self.tokenizer(texts).to(self.device)).float()
-        return _normalise(vectors.cpu().numpy())
+        with self._lock:
+            return _normalise(gpu.run(self, "token_vectors", self.tokenizer(texts).numpy()))
+
+    def token_vectors(self, tokens: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model.encode_text(torch.from_numpy(tokens).to(self.device)).float().cpu().numpy()
 
 
 def encode_sticker_images(tower, stickers) -> np.ndarray:

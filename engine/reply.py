@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from engine import gpu
 from engine.dialogue import CONTROL, Dialogue
 from engine.encoders import recency_vector
 from engine.labels import EKMAN7
@@ -93,16 +94,21 @@ class CausalLMReply(ReplyBackend):
         if device.startswith("cuda"):  # half precision on a GPU (tests/test_reply.py: tolerance)
             self.model.half()
         self.device = device
+        self.on_gpu = device.startswith("cuda")  # generation then runs as a GPU task
         self.max_new_tokens = max_new_tokens
 
     def _stream(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
+        prompt = self.tokenizer.apply_chat_template(
+            build_prompt(dialogue, mood_label(mood)), add_generation_prompt=True,
+            return_dict=True)["input_ids"]
+        yield from gpu.run_stream(self, "pieces", [int(i) for i in prompt])
+
+    def pieces(self, prompt: list[int]) -> Iterator[str]:
+        """The reply to a prompt of token ids, piece by piece (on ZeroGPU, in a GPU task)."""
         import torch
         from transformers import TextIteratorStreamer
 
-        inputs = self.tokenizer.apply_chat_template(
-            build_prompt(dialogue, mood_label(mood)), add_generation_prompt=True,
-            return_tensors="pt", return_dict=True,
-        ).to(self.device)
+        ids = torch.tensor([prompt], device=self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True,
                                         skip_special_tokens=True, timeout=self.wait_seconds)
         failure: list[BaseException] = []
@@ -111,9 +117,9 @@ class CausalLMReply(ReplyBackend):
             try:
                 with torch.inference_mode():
                     self.model.generate(
-                        **inputs, streamer=streamer, max_new_tokens=self.max_new_tokens,
-                        do_sample=True, temperature=0.6, top_p=0.9, repetition_penalty=1.1,
-                        pad_token_id=self.tokenizer.eos_token_id)
+                        input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                        max_new_tokens=self.max_new_tokens, do_sample=True, temperature=0.6,
+                        top_p=0.9, repetition_penalty=1.1, pad_token_id=self.tokenizer.eos_token_id)
             except BaseException as error:  # noqa: BLE001 - reported to the caller below
                 failure.append(error)
                 streamer.end()

@@ -48,12 +48,13 @@ def read_choice_check(path: Path, emojis: list[str]) -> list[tuple[str, set[int]
 class Reader:
     """The worker's view of dialogues: the engine's encoder and the live emotion models."""
 
-    def __init__(self, encoder_name: str, prerecognizer: Path) -> None:
+    def __init__(self, encoder_name: str, prerecognizer: Path, device: str = "cpu") -> None:
         from engine.emotion import ConversationEmotion
         from engine.encoders import create_text_encoder
 
-        self.encoder = create_text_encoder(encoder_name)
-        emotion_encoder = self.encoder if encoder_name == "minilm" else create_text_encoder("minilm")
+        self.encoder = create_text_encoder(encoder_name, device)
+        emotion_encoder = self.encoder if encoder_name == "minilm" else \
+            create_text_encoder("minilm", device)
         self.emotion = ConversationEmotion.load(emotion_encoder, prerecognizer)
         self._seen: dict[Dialogue, tuple[str, np.ndarray, np.ndarray]] = {}
 
@@ -91,7 +92,7 @@ def fit(args: dict, out: Path, progress) -> dict:
         raise ValueError(f"{len(train)} picked stickers for training (of {len(choices)} "
                          f"answers): the selector needs {MIN_PICKS}; label more first")
     progress(0.1, "loading the text encoder and the emotion models")
-    reader = Reader(args["encoder"], Path(args["prerecognizer"]))
+    reader = Reader(args["encoder"], Path(args["prerecognizer"]), args.get("device", "cpu"))
     texts, dialogue_vectors, moods = reader.features([c.dialogue for c in train])
     progress(0.25, f"fitting on {len(train)} picks ({len(holdout)} held out)")
     candidate = Selector(float(args["emotion_weight"]), float(args["image_weight"]))
