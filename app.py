@@ -6,6 +6,11 @@ or from MEMEUI_HOST / MEMEUI_PORT.
 
 import os
 
+try:  # ZeroGPU's `spaces` must be imported before torch touches CUDA (a no-op elsewhere)
+    import spaces  # noqa: F401
+except ImportError:
+    pass
+
 from engine import Engine, Settings
 from memeui.app import build_app, launch, open_studio, start
 from memeui.jobs import Trainer

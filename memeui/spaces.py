@@ -144,6 +144,12 @@ def front_matter_problems(space: dict, bundle: Path, gradio_version: str) -> lis
         problems.append(f"app_file {space.get('app_file')!r} is not in the bundle")
     if len(space.get("short_description", "")) > 60:
         problems.append("short_description is longer than 60 characters")
+    if "suggested_hardware" in space:
+        from huggingface_hub import SpaceHardware
+
+        if space["suggested_hardware"] not in {flavour.value for flavour in SpaceHardware}:
+            problems.append(f"suggested_hardware {space['suggested_hardware']!r} is not a "
+                            "Spaces hardware flavour")
     problems += [f"models: {m!r} is not a repo id" for m in space.get("models", [])
                  if not REPO_ID.match(str(m))]
     problems += [f"preload_from_hub: {entry!r} should be 'repo_id [files] [revision]'"

@@ -58,13 +58,6 @@ def zero_gpu():
         importlib.reload(gpu)
 
 
-def test_without_spaces_the_helper_leaves_functions_alone():
-    def work(x):
-        return x + 1
-
-    assert gpu.gpu_task(30)(work) is work
-
-
 def test_text_encoding_runs_as_a_gpu_task_with_only_texts_crossing(zero_gpu):
     from sentence_transformers import SentenceTransformer
 

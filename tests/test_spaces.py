@@ -77,7 +77,12 @@ def test_the_front_matter_is_checked_against_the_spaces_reference(tmp_path):
     bundle = build(tmp_path / "space")
     space = space_keys(load_config())
     assert front_matter_problems(space, bundle, gradio.__version__) == []
+    config = load_config()
+    for profile in config["profiles"]:  # cpu, gpu, ZeroGPU
+        assert front_matter_problems(space_keys({**config, "profile": profile}), bundle,
+                                     gradio.__version__) == []
     wrong = {**space, "colour": "red", "colorFrom": "mauve", "sdk_version": "5.0.0",
+             "suggested_hardware": "a-supercomputer",
              "app_file": "main.py", "hf_oauth": "yes", "models": ["not a repo"],
              "preload_from_hub": ["HuggingFaceTB/SmolLM2-360M-Instruct model.safetensors"]}
     problems = front_matter_problems(wrong, bundle, gradio.__version__)
@@ -85,6 +90,7 @@ def test_the_front_matter_is_checked_against_the_spaces_reference(tmp_path):
     assert "colorFrom 'mauve' is not a Spaces colour" in problems
     assert any(p.startswith("sdk_version 5.0.0 is not the gradio") for p in problems)
     assert "app_file 'main.py' is not in the bundle" in problems
+    assert "suggested_hardware 'a-supercomputer' is not a Spaces hardware flavour" in problems
     assert any(p.startswith("hf_oauth should be") for p in problems)
     assert "models: 'not a repo' is not a repo id" in problems
     assert not any("preload_from_hub" in p for p in problems)  # that one is well formed
