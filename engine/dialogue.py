@@ -84,10 +84,12 @@ class Reply:
     mood: dict[str, float]
     alternatives: list[SearchResult]
     timings_ms: dict[str, float]
+    source: str = "generated"  # or "regenerated", "retrieval" (engine.Engine.checked_reply)
 
     def to_dict(self) -> dict:
         return {
             "text": self.text,
+            "source": self.source,
             "sticker": self.sticker.to_dict() if self.sticker else None,
             "mood": {label: round(p, 4) for label, p in self.mood.items()},
             "alternatives": [alt.to_dict() for alt in self.alternatives],

@@ -14,6 +14,7 @@ reading of chitchat messages is their weak label.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -179,3 +180,33 @@ def forecast_mood(model: ConversationEmotion, dialogue: Dialogue) -> np.ndarray:
     last = model.recognize(Dialogue(dialogue.turns[-2:])).emotion[-1]
     mood = (1.0 - EMPATHY) * forecast + EMPATHY * last
     return mood / mood.sum()
+
+
+# Each Ekman-7 emotion described in words, English and Chinese, for a multilingual encoder:
+# a message is read by its similarity to them (zero-shot classification by label descriptions).
+# The emotion models read MiniLM vectors, which cannot read Chinese.
+EMOTION_DESCRIPTIONS = {
+    "anger": "angry, furious, annoyed. 生气，愤怒，恼火，火大",
+    "disgust": "disgusting, gross, yuck. 恶心，讨厌，反胃，真脏",
+    "fear": "scared, afraid, nervous. 害怕，恐惧，担心，发慌",
+    "joy": "happy, glad, fun. 开心，高兴，快乐，愉快",
+    "neutral": "ok, sure, noted. 嗯，知道了，行，可以",
+    "sadness": "sad, crying, heartbroken. 难过，伤心，哭，失望",
+    "surprise": "surprised, shocked, wow. 惊讶，意外，震惊，居然",
+}
+CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+class DescribedEmotion:
+    """Ekman-7 from a multilingual encoder's similarity to ``EMOTION_DESCRIPTIONS``."""
+
+    TEMPERATURE = 0.01  # E5's cosines sit within a few hundredths of each other
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self.descriptions = encoder.encode([EMOTION_DESCRIPTIONS[label] for label in EKMAN7])
+
+    def read(self, text: str) -> np.ndarray:
+        logits = (self.encoder.encode_turns([text]) @ self.descriptions.T)[0] / self.TEMPERATURE
+        probabilities = np.exp(logits - logits.max())
+        return (probabilities / probabilities.sum()).astype(np.float32)

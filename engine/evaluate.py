@@ -20,9 +20,9 @@ import numpy as np
 
 from engine.image import LitTower
 from engine.selector import SELECTOR_FORMAT, Selector, f1_per_class, macro_f1
+from engine.usage import plain_emoji
 
 log = logging.getLogger(__name__)
-VARIATION_SELECTORS = {"\ufe0f", "\ufe0e"}
 
 
 @dataclass
@@ -47,10 +47,6 @@ def read_tweeteval_emoji(folder: Path, split: str) -> EmojiSplit:
     emojis = [line.split("\t")[1] for line in paths[2].read_text("utf-8").splitlines() if line.strip()]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:16]
     return EmojiSplit(texts, labels, emojis, digest)
-
-
-def plain_emoji(emoji: str) -> str:
-    return "".join(ch for ch in emoji if ch not in VARIATION_SELECTORS)
 
 
 def stickers_for_emojis(library, emojis: list[str]) -> list[str]:
@@ -84,6 +80,26 @@ def ranking_metrics(scores: np.ndarray, gold: np.ndarray, seed: int = 0) -> dict
     }
 
 
+def library_metrics(ranks: np.ndarray, predicted: np.ndarray, gold: np.ndarray,
+                    n_classes: int) -> dict:
+    """In percent, for a ranking of the whole library: r@1, r@5, r@10 and MRR of the gold
+    sticker (``ranks``: 1-based, ``inf`` where it was not ranked at all), and macro-F1 of the
+    top sticker over the gold classes (``predicted``: its class, -1 for any other sticker)."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return {
+        **{f"r_at_{k}": round(100 * float(np.mean(ranks <= k)), 2) for k in (1, 5, 10)},
+        "mrr": round(100 * float(np.mean(1.0 / ranks)), 2),
+        "macro_f1": round(100 * macro_f1(np.asarray(predicted), np.asarray(gold), n_classes), 2),
+        "n": len(ranks),
+    }
+
+
+def _classes(chosen: list[str | None], gold_ids: list[str]) -> np.ndarray:
+    """The emoji class of each chosen sticker; -1 for another sticker or none."""
+    class_of = {sticker_id: c for c, sticker_id in enumerate(gold_ids)}
+    return np.array([class_of.get(sticker_id, -1) for sticker_id in chosen])
+
+
 def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     if path.is_file():
         return np.load(path)
@@ -112,13 +128,16 @@ class EmojiEvaluation:
                                  else emotion.encoder.encode(split.texts, batch_size=128)))
         return vectors, moods
 
-    def stickers(self, emojis: list[str]):
+    def stickers(self, emojis: list[str] | None = None):
+        """The stickers of ``emojis``, or (None) the whole library, in index order."""
         live = self.engine.live.get()
-        ids = stickers_for_emojis(live.library, emojis)
-        rows = [live.index.sticker_ids.index(sid) for sid in ids]
+        ids = stickers_for_emojis(live.library, emojis) if emojis else live.index.sticker_ids
+        rows = [live.index.sticker_ids.index(sid) for sid in ids] if emojis else \
+            list(range(len(ids)))
         vectors = np.stack([live.index.index.reconstruct(row) for row in rows])
         images = None if live.index.images is None else live.index.images[rows]
-        return ids, vectors, live.index.emotions[rows], live.index.emotion_labels, images
+        return (ids, vectors, live.index.emotions[rows], live.index.emotion_labels, images,
+                live.usage[rows])
 
     def image_similarity(self, split: EmojiSplit, dialogue_vectors: np.ndarray,
                          images: np.ndarray | None) -> np.ndarray | None:
@@ -135,21 +154,22 @@ class EmojiEvaluation:
     def tag(self) -> str:
         tower = self.engine.image_tower.get()
         return (f"{self.engine.encoder.get().name}-{getattr(tower, 'name', 'none')}"
-                f"-{self.engine.emotion.get().fingerprint}")
+                f"-{self.engine.emotion.get().fingerprint}-u{self.engine.settings.usage_weight}")
 
     def fitted_selector(self, train: EmojiSplit, progress=log.info) -> tuple[Selector, dict]:
         """Train on ``train`` (or load the selector already trained on the same data)."""
-        ids, vectors, emotions, labels, images = self.stickers(train.emojis)
+        ids, vectors, emotions, labels, images, usage = self.stickers(train.emojis)
         folder = self.engine.settings.data_dir / "selectors" / f"emoji-v{SELECTOR_FORMAT}-{self.tag()}-{train.digest}"
         if (folder / "selector.pt").is_file():
             return Selector.load(folder, vectors.shape[1]), json.loads((folder / "fit.json").read_text())
         started = time.perf_counter()
         progress(f"embedding {len(train.texts)} training tweets (cached for reruns)")
         dialogue_vectors, moods = self.features(train)
-        selector = Selector(self.engine.settings.emotion_weight, self.engine.settings.image_weight)
+        selector = self.engine.zero_shot_selector()
         report = selector.fit(train.texts, dialogue_vectors, moods,
                               [ids[c] for c in train.labels], ids, vectors, emotions, labels,
-                              image_similarity=self.image_similarity(train, dialogue_vectors, images))
+                              image_similarity=self.image_similarity(train, dialogue_vectors, images),
+                              usage=usage)
         info = {"fit_seconds": round(time.perf_counter() - started, 1), "epochs": report.epochs,
                 "holdout_macro_f1": round(100 * report.holdout_macro_f1, 2),
                 "train_examples": report.examples, "parts": report.parts}
@@ -157,18 +177,76 @@ class EmojiEvaluation:
         (folder / "fit.json").write_text(json.dumps(info))
         return selector, info
 
-    def run(self, data: Path, split: str, fit: bool = False) -> dict:
+    def run(self, data: Path, split: str, fit: bool = False, candidates: str = "classes") -> dict:
+        """``candidates``: ``classes`` ranks the split's 20 emoji stickers (TweetEval's task);
+        ``library`` ranks every sticker of the library, gold being the emoji's sticker. A
+        fitted selector learns from the 20 classes either way (TweetEval's train split has no
+        other answers)."""
         evaluated = read_tweeteval_emoji(data, split)
-        selector = Selector(self.engine.settings.emotion_weight, self.engine.settings.image_weight)
+        selector = self.engine.zero_shot_selector()
         info = {}
         if fit:
             selector, info = self.fitted_selector(read_tweeteval_emoji(data, "train"))
-        ids, vectors, emotions, _, images = self.stickers(evaluated.emojis)
+        ids, vectors, emotions, _, images, usage = self.stickers(
+            evaluated.emojis if candidates == "classes" else None)
         dialogue_vectors, moods = self.features(evaluated)
         scores = selector.scores(evaluated.texts, dialogue_vectors, moods, ids, vectors, emotions,
-                                 self.image_similarity(evaluated, dialogue_vectors, images))
-        return {**ranking_metrics(scores, evaluated.labels), "split": split,
+                                 self.image_similarity(evaluated, dialogue_vectors, images), usage)
+        tags = {"split": split, "candidates": candidates,
                 "selector": "fitted" if fit else "zero-shot", **info}
+        if candidates == "classes":
+            return {**ranking_metrics(scores, evaluated.labels), **tags}
+        gold_ids = stickers_for_emojis(self.engine.live.get().library, evaluated.emojis)
+        column = {sticker_id: i for i, sticker_id in enumerate(ids)}
+        gold = np.array([column[gold_ids[label]] for label in evaluated.labels])
+        ranks = 1 + np.sum(scores > scores[np.arange(len(gold)), gold][:, None], axis=1)
+        top = _classes([ids[column] for column in scores.argmax(axis=1)], gold_ids)
+        return {**library_metrics(ranks, top, evaluated.labels, len(gold_ids)),
+                "candidates_n": len(ids), **tags}
+
+    def through_chat(self, data: Path, split: str, limit: int | None = None,
+                     progress=log.info) -> dict:
+        """Each tweet sent as a chat message: the sticker the turn sends, then its
+        alternatives in order, scored like ``run(candidates="library")``, next to the Search
+        tab's ranking of the same tweets (``engine.search``). ``no_sticker``: the percent of
+        turns that sent none (their sticker's place counts as a miss)."""
+        from engine.dialogue import Dialogue, Turn
+        from engine.reply import ReplyError
+
+        evaluated = read_tweeteval_emoji(data, split)
+        n = min(limit or len(evaluated.texts), len(evaluated.texts))
+        gold_ids = stickers_for_emojis(self.engine.live.get().library, evaluated.emojis)
+        chat, search, none_sent, failed, millis = [], [], 0, 0, []
+        for i, text in enumerate(evaluated.texts[:n]):
+            started = time.perf_counter()
+            try:
+                reply = self.engine.chat(Dialogue((Turn("user", text),)))
+            except (ReplyError, ValueError):
+                failed += 1
+                chat.append([None])
+            else:
+                none_sent += reply.sticker is None
+                chat.append([reply.sticker.id if reply.sticker else None]
+                            + [s.id for s in reply.alternatives])
+            millis.append(1000 * (time.perf_counter() - started))
+            search.append([s.id for s in self.engine.search(text, k=10)])
+            if (i + 1) % 50 == 0:
+                progress(f"{i + 1}/{n} tweets through the chat")
+
+        def scored(orders: list[list]) -> dict:
+            ranks = [order.index(gold_ids[label]) + 1 if gold_ids[label] in order else np.inf
+                     for order, label in zip(orders, evaluated.labels[:n])]
+            top = _classes([order[0] for order in orders], gold_ids)
+            return library_metrics(np.array(ranks), top, evaluated.labels[:n], len(gold_ids))
+
+        chat_scores, search_scores = scored(chat), scored(search)
+        return {**chat_scores, "no_sticker": round(100 * none_sent / n, 2),
+                "failed_turns": failed, "search": search_scores,
+                "chat_over_search_r_at_5": round(chat_scores["r_at_5"]
+                                                 / max(search_scores["r_at_5"], 1e-9), 3),
+                "turn_ms_p50": round(float(np.median(millis)), 1),
+                "backend": self.engine.reply_backend.get().name, "split": split,
+                "candidates": "library"}
 
 
 # ------------------------------------------------------------------ emotion (MELD)
@@ -293,3 +371,75 @@ def sticker_emotion_evaluation(engine, labels: Path = STICKER_EMOTIONS) -> dict:
             **scores(everything),
             "by_basis": {basis: scores(np.array([(row.get("basis") or "all") == basis
                                                  for row in rows])) for basis in sorted(bases)}}
+
+
+# ------------------------------------------------------------------ the regression set
+
+def choice_evaluation(engine, path: Path | None = None, through_chat: bool = True) -> dict:
+    """The regression set (``assets/labels/sticker_choices.csv``: messages in English and
+    Chinese, each with the stickers a person would accept, by emoji): hit@1 and hit@5 in
+    percent of the Search tab's ranking and, with ``through_chat``, of the chat turn (the sticker
+    it sends, then its alternatives; a turn without a sticker misses hit@1). Per language."""
+    import csv
+
+    from engine.dialogue import Dialogue, Turn
+    from engine.selector_recipes import CHOICE_CHECK
+
+    with Path(path or CHOICE_CHECK).open(encoding="utf-8", newline="") as file:
+        lines = list(csv.DictReader(file))
+    rows: dict[str, list[dict]] = {}
+    for line in lines:
+        accepted = {plain_emoji(e) for e in line["accept"].split()}
+        orders = {"search": [plain_emoji(s.emoji) for s in engine.search(line["message"], k=5)]}
+        if through_chat:
+            reply = engine.chat(Dialogue((Turn("user", line["message"]),)))
+            orders["chat"] = [plain_emoji(reply.sticker.emoji) if reply.sticker else None] + \
+                [plain_emoji(s.emoji) for s in reply.alternatives]
+        rows.setdefault(line["language"], []).append({k: [e in accepted for e in order[:5]]
+                                                      for k, order in orders.items()})
+
+    def hit_rates(results: list[dict]) -> dict:
+        return {way: {"hit_at_1": round(100 * float(np.mean([r[way][:1] == [True] for r in results])), 2),
+                      "hit_at_5": round(100 * float(np.mean([any(r[way]) for r in results])), 2)}
+                for way in results[0]}
+
+    return {**{language: {**hit_rates(results), "n": len(results)}
+               for language, results in sorted(rows.items())},
+            "all": {**hit_rates([r for rs in rows.values() for r in rs]), "n": len(lines)},
+            "text_encoder": engine.encoder.get().name,
+            **({"backend": engine.reply_backend.get().name} if through_chat else {})}
+
+
+# ------------------------------------------------------------------ replies
+
+def reply_evaluation(engine, openings: int = 200, with_backend: bool = False) -> dict:
+    """Response selection on chitchat's held-out conversations (R10@1 and MRR in percent, the
+    bundled selector next to plain cosine); with ``with_backend``, the engine's replies to the
+    openings of ``openings`` held-out conversations: percent that talk about stickers, emojis,
+    the message or the bot, percent that repeat the message, and where the said replies came
+    from (generated, regenerated after a failed check, or the retrieval fallback)."""
+    from engine.dialogue import Dialogue, Turn
+    from engine.responses import (SELF_TALK, ResponseSelector, chitchat_split, encoded_pairs,
+                                  r10_at_1, repeats)
+
+    encoder = engine.encoder.get()
+    _, held = chitchat_split(0, max(300, openings))
+    pairs = encoded_pairs(encoder, held[:300], engine.settings.data_dir / "cache")
+    result = {"selection": r10_at_1(engine.responses.get(), pairs),
+              "plain_cosine": r10_at_1(ResponseSelector(pairs.contexts.shape[1]), pairs),
+              "split": "chitchat-dataset, held-out conversations (1 in 10)"}
+    if not with_backend:
+        return result
+    talk, repeated, sources, millis = 0, 0, {}, []
+    for dialogue in held[:openings]:
+        message = dialogue.turns[0].text
+        started = time.perf_counter()
+        reply = engine.chat(Dialogue((Turn("user", message),)))
+        millis.append(1000 * (time.perf_counter() - started))
+        talk += bool(SELF_TALK.search(reply.text))
+        repeated += repeats(message, reply.text)
+        sources[reply.source] = sources.get(reply.source, 0) + 1
+    return {**result, "openings": openings, "backend": engine.reply_backend.get().name,
+            "self_talk": round(100 * talk / openings, 2),
+            "repeats": round(100 * repeated / openings, 2),
+            "sources": sources, "turn_ms_p50": round(float(np.median(millis)), 1)}

@@ -60,6 +60,10 @@ def to_tensor(images: list[Image.Image], size: int = LIT_SIZE) -> torch.Tensor:
     return torch.from_numpy((arrays - 0.5) / 0.25).permute(0, 3, 1, 2).contiguous()
 
 
+class TowerMismatch(ValueError):
+    """An image tower trained for another text encoder than the engine's."""
+
+
 class LitTower:
     """The project's own image tower; the query side is the engine's text encoder."""
 
@@ -68,9 +72,10 @@ class LitTower:
             raise FileNotFoundError(f"{weights} is missing: run `memeui train image-tower`")
         saved = torch.load(weights, weights_only=True, map_location="cpu")
         if saved["text_encoder"] != text_encoder.name:
-            raise ValueError(f"{weights.name} was trained for the {saved['text_encoder']!r} text "
-                             f"encoder, not {text_encoder.name!r}: retrain or pick "
-                             "MEMEUI_IMAGE_TOWER=none")
+            raise TowerMismatch(f"{weights.name} was trained for the {saved['text_encoder']!r} "
+                                f"text encoder, not {text_encoder.name!r}: train one for it with "
+                                "`memeui train image-tower --out FILE` and set "
+                                "MEMEUI_IMAGE_TOWER=lit:FILE")
         self.name = f"lit-{saved['digest']}"
         self.text_encoder = text_encoder
         self.model = LitCNN(saved["dim"], saved["width"])
@@ -164,15 +169,16 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def create_image_tower(name: str, text_encoder, device: str = "cpu"):
-    """``none`` → None; ``lit``; ``open_clip:MODEL[:PRETRAINED]``."""
+    """``none`` → None; ``lit`` (the bundled weights) or ``lit:FILE``; ``open_clip:MODEL[:PRETRAINED]``."""
     if name == "none":
         return None
-    if name == "lit":
-        return LitTower(text_encoder, LIT_WEIGHTS, device)
+    if name == "lit" or name.startswith("lit:"):
+        return LitTower(text_encoder, Path(name[4:]) if name.startswith("lit:") else LIT_WEIGHTS, device)
     if name.startswith("open_clip:"):
         _, model_name, *pretrained = name.split(":", 2)
         return OpenClipTower(model_name, pretrained[0] if pretrained else None, device)
-    raise ValueError(f"unknown image tower {name!r}: use lit, none or open_clip:MODEL[:PRETRAINED]")
+    raise ValueError(f"unknown image tower {name!r}: use lit, lit:FILE, none or "
+                     "open_clip:MODEL[:PRETRAINED]")
 
 
 # ---------------------------------------------------------------- training the LiT tower

@@ -129,6 +129,7 @@ def open_or_build(
     previous: StickerIndex | None = None,
     encode_images: Callable[[list], np.ndarray] | None = None,
     reader: str = "",
+    describe: Callable = lambda sticker: sticker.text(),
 ) -> StickerIndex:
     """Load version ``key`` from ``root``, building and saving it first if it is missing.
 
@@ -139,7 +140,7 @@ def open_or_build(
     if not (folder / "manifest.json").is_file():
         started = time.perf_counter()
         vectors, labels, emotions, images = _features(stickers, encode, estimate_emotions,
-                                                      encode_images, previous, reader)
+                                                      encode_images, previous, reader, describe)
         _write_version(folder, key, [s.id for s in stickers], vectors, labels, emotions, images,
                        previous, [s.signature() for s in stickers], reader)
         log.info("built index %s (%d stickers) in %.1fs", key, len(stickers),
@@ -157,7 +158,8 @@ def _can_reconstruct(previous: StickerIndex | None) -> bool:
         return False
 
 
-def _features(stickers, encode, estimate_emotions, encode_images, previous, reader=""):
+def _features(stickers, encode, estimate_emotions, encode_images, previous, reader="",
+              describe: Callable = lambda sticker: sticker.text()):
     """Vectors, pictures and emotions of ``stickers``. What ``previous`` holds is reused: text
     vectors while a sticker's signature is unchanged, pictures while its id is, emotions while
     both its signature and the emotion reader are."""
@@ -177,7 +179,7 @@ def _features(stickers, encode, estimate_emotions, encode_images, previous, read
         return out
 
     fresh = [s for s in stickers if s.id not in same_text]
-    vectors = merged(fresh, encode([s.text() for s in fresh]), same_text,
+    vectors = merged(fresh, encode([describe(s) for s in fresh]), same_text,
                      previous.index.reconstruct if same_text else None)
     images = None
     if encode_images is not None:

@@ -31,9 +31,9 @@ from engine.encoders import recency_vector
 from engine.labels import EKMAN7
 
 CONTEXT_TURNS = 6
-SYSTEM_PROMPT = (
-    "You are Memebot, a warm, funny friend texting. Keep replies under 25 words. {hint} "
-    "Stickers in the chat appear as [sticker: description]."
+SYSTEM_PROMPT = (  # no word of stickers: a small model told about them talks about them
+    "You are a warm, funny friend texting. Answer what they just said in one or two short "
+    "sentences, under 25 words. {hint}"
 )
 MOOD_HINTS = {  # how the bot should sound in each mood (Ekman-7, and Plutchik's extra two)
     "anger": "Be calm and understanding about what annoys them.",
@@ -185,9 +185,9 @@ def _sse_pieces(lines: Iterator[str], where: str) -> Iterator[str]:
 
 
 class RetrievalReply(ReplyBackend):
-    """MOD's text-response selection: among the replies that followed the contexts most like
-    this dialogue in a corpus of real conversations, the one whose emotion best fits the mood
-    and that was not said already."""
+    """MOD's text-response selection: among the corpus replies of real conversations that best
+    answer this dialogue (the response selector's ranking), the one whose emotion best fits the
+    mood and that was not said already."""
 
     name = "retrieval"
     CANDIDATES = 32
@@ -196,10 +196,11 @@ class RetrievalReply(ReplyBackend):
     def __init__(self, contexts: np.ndarray, replies: list[str], reply_vectors: np.ndarray,
                  reply_emotions: np.ndarray, dialogue_vector: Callable[[Dialogue], np.ndarray],
                  remember: Callable[[list[str], np.ndarray], None] = lambda texts, vectors: None,
-                 workers: int = 16, wait_seconds: float = 30) -> None:
+                 workers: int = 16, wait_seconds: float = 30, selector=None) -> None:
         super().__init__(workers, wait_seconds)
         if not replies:
             raise ValueError("the retrieval corpus has no replies")
+        self.selector = selector  # a ResponseSelector: replies ranked by how they answer
         self.contexts, self.replies = contexts, replies
         self.reply_vectors, self.reply_emotions = reply_vectors, reply_emotions
         self.dialogue_vector = dialogue_vector
@@ -226,7 +227,11 @@ class RetrievalReply(ReplyBackend):
                    emotions_of(replies, reply_vectors), dialogue_vector, **options)
 
     def choose(self, dialogue: Dialogue, mood: np.ndarray) -> str:
-        similarity = self.contexts @ self.dialogue_vector(dialogue)
+        """With a response selector: the replies that best answer the dialogue; without: the
+        replies that followed the most similar contexts. Then mood and freshness decide."""
+        query = self.dialogue_vector(dialogue)
+        similarity = self.selector.scores(query, self.reply_vectors)[0] if self.selector \
+            else self.contexts @ query
         pool = np.argpartition(-similarity, min(self.CANDIDATES, len(similarity) - 1))[:self.CANDIDATES]
         fit = _cosine(self.reply_emotions[pool], mood)
         said = {turn.text.strip().lower() for turn in dialogue.turns}
@@ -255,7 +260,8 @@ def build_prompt(dialogue: Dialogue, mood: str) -> list[dict]:
     messages = [{"role": "system", "content": SYSTEM_PROMPT.format(hint=hint)}]
     for turn in dialogue.turns[-CONTEXT_TURNS:]:
         role = "assistant" if turn.speaker == "bot" else "user"
-        messages.append({"role": role, "content": turn.content()})
+        shown = f"({turn.sticker_text})" if turn.sticker_text else ""  # what it shows, not "sticker"
+        messages.append({"role": role, "content": " ".join(filter(None, [turn.text, shown]))})
     return messages
 
 

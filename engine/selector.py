@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
-SELECTOR_FORMAT = 5  # bump when saved selectors change shape, so caches are not misread
+SELECTOR_FORMAT = 6  # bump when saved selectors change shape, so caches are not misread
 BUCKETS = 2**18  # hashed word and character n-grams (fastText's trick, fewer buckets)
 NGRAM_DIM = 48
 TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -58,10 +58,12 @@ class FitReport:
 class Selector:
     """Scores candidate stickers for dialogues; see the module docstring for the formula."""
 
-    def __init__(self, emotion_weight: float = 0.3, image_weight: float = 0.0) -> None:
+    def __init__(self, emotion_weight: float = 0.3, image_weight: float = 0.0,
+                 usage_weight: float = 0.0) -> None:
         self.w_text = 1.0
         self.w_emotion = emotion_weight
         self.w_image = image_weight
+        self.w_usage = usage_weight
         self.adapter = None  # torch module after fit
         self.bias: dict[str, float] = {}
         self.threshold: float | None = None  # learned from "no sticker" answers, else settings
@@ -74,35 +76,40 @@ class Selector:
                     sticker_ids: list[str], sticker_emotions: np.ndarray,
                     sticker_vectors: Callable[[], np.ndarray],
                     dialogue_vectors: Callable[[], np.ndarray] = lambda: None,
-                    image_similarity: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                    image_similarity: np.ndarray | None = None,
+                    usage: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Each term of the score, (n_dialogues, n_stickers) each: why a sticker ranks where it
-        does. The vectors are asked for only when the learned adapter needs them."""
+        does. The vectors are asked for only when the learned adapter needs them. ``usage``:
+        each sticker's usage prior (engine/usage.py)."""
         parts = {"text": text_similarity, "emotion": emotion_fit(moods, sticker_emotions)}
         if image_similarity is not None:
             parts["image"] = image_similarity
+        if usage is not None:
+            parts["usage"] = np.broadcast_to(np.asarray(usage, np.float32)[None, :],
+                                             text_similarity.shape)
         if self.trained:
             parts["learned"] = (self._adapter_scores(texts, dialogue_vectors(), sticker_vectors())
                                 + np.array([self.bias.get(sid, 0.0) for sid in sticker_ids])[None, :])
         return parts
 
     def _weight(self, part: str) -> float:
-        return {"text": self.w_text, "emotion": self.w_emotion, "image": self.w_image}[part]
+        return {"text": self.w_text, "emotion": self.w_emotion, "image": self.w_image,
+                "usage": self.w_usage}[part]
 
     def combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
-        total = self.w_text * parts["text"] + self.w_emotion * parts["emotion"]
-        if "image" in parts:
-            total = total + self.w_image * parts["image"]
+        total = sum(self._weight(name) * part for name, part in parts.items() if name != "learned")
         return total + parts["learned"] if "learned" in parts else total
 
     def scores(self, texts: list[str], dialogue_vectors: np.ndarray, moods: np.ndarray,
                sticker_ids: list[str], sticker_vectors: np.ndarray,
                sticker_emotions: np.ndarray,
-               image_similarity: np.ndarray | None = None) -> np.ndarray:
+               image_similarity: np.ndarray | None = None,
+               usage: np.ndarray | None = None) -> np.ndarray:
         """(n_dialogues, n_stickers) scores, higher is better."""
         return self.combine(self.score_parts(texts, dialogue_vectors @ sticker_vectors.T, moods,
                                              sticker_ids, sticker_emotions,
                                              lambda: sticker_vectors, lambda: dialogue_vectors,
-                                             image_similarity))
+                                             image_similarity, usage))
 
     def _adapter_scores(self, texts: list[str], dialogue_vectors: np.ndarray,
                         sticker_vectors: np.ndarray) -> np.ndarray:
@@ -119,7 +126,7 @@ class Selector:
             chosen: list[str], sticker_ids: list[str], sticker_vectors: np.ndarray,
             sticker_emotions: np.ndarray, emotion_labels: list[str], max_seconds: float = 600,
             image_similarity: np.ndarray | None = None, seed: int = 0,
-            negatives: list[list[str]] | None = None) -> FitReport:
+            negatives: list[list[str]] | None = None, usage: np.ndarray | None = None) -> FitReport:
         """Learn from dialogues and the sticker chosen for each. The emotion part earns its
         place: the selector is fitted with and without it and the variant with the better
         held-out macro-F1 is kept (weight 0 when dropped). Its inputs are two models' guesses
@@ -134,7 +141,8 @@ class Selector:
             fitted = self._fit_variant(
                 texts, dialogue_vectors, moods, chosen, sticker_ids, sticker_vectors,
                 sticker_emotions, emotion_labels, seed=seed, max_seconds=budget,
-                image_similarity=image_similarity, dropped=dropped, negatives=negatives)
+                image_similarity=image_similarity, dropped=dropped, negatives=negatives,
+                usage=usage)
             if best is None or fitted[3] > best[3]:
                 best = fitted
         adapter, bias, epochs, score, fusion = best
@@ -143,13 +151,14 @@ class Selector:
         self.w_text = fusion["text"]
         self.w_emotion = fusion.get("emotion", 0.0)
         self.w_image = fusion.get("image", self.w_image)
+        self.w_usage = fusion.get("usage", self.w_usage)
         return FitReport(epochs, time.perf_counter() - started, score, len(texts),
                          sorted(fusion))
 
     def _fit_variant(self, texts, dialogue_vectors, moods, chosen, sticker_ids, sticker_vectors,
                     sticker_emotions, emotion_labels, seed: int, max_seconds: float,
                     image_similarity=None, max_epochs: int = 30, dropped: str | None = None,
-                    negatives: list[list[str]] | None = None):
+                    negatives: list[list[str]] | None = None, usage=None):
         """The adapter and sticker biases. A held-out 10% stops training when it stops
         helping, then sets per-sticker offsets so that rare stickers get picked as often as
         they should (macro-F1 on the held-out part)."""
@@ -167,7 +176,7 @@ class Selector:
         bags = [ngram_ids(t) for t in texts]
         parts = self.score_parts(texts, dialogue_vectors @ sticker_vectors.T, moods, sticker_ids,
                                  sticker_emotions, lambda: sticker_vectors,
-                                 image_similarity=image_similarity)
+                                 image_similarity=image_similarity, usage=usage)
         names = [n for n in parts if n != dropped]  # text, emotion (, image): weights learned too
         part_values = torch.stack([torch.tensor(parts[n], dtype=torch.float32) for n in names], -1)
         fusion = torch.nn.Parameter(torch.tensor([self._weight(n) for n in names]))
@@ -225,7 +234,7 @@ class Selector:
                  for k, v in self.adapter.state_dict().items()}
         torch.save({"adapter": state, "bias": self.bias,
                     "w_text": self.w_text, "w_emotion": self.w_emotion, "w_image": self.w_image,
-                    "threshold": self.threshold},
+                    "w_usage": self.w_usage, "threshold": self.threshold},
                    folder / "selector.pt")
 
     @classmethod
@@ -234,6 +243,7 @@ class Selector:
         saved = torch.load(folder / "selector.pt", weights_only=True)
         selector = cls(saved["w_emotion"], saved.get("w_image", 0.0))
         selector.w_text = saved["w_text"]
+        selector.w_usage = saved.get("w_usage", 0.0)
         selector.adapter = NgramAdapter(dim or saved["adapter"]["mix.weight"].shape[0])
         selector.adapter.load_state_dict({k: v.float() for k, v in saved["adapter"].items()})
         selector.adapter.eval()

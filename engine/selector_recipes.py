@@ -23,6 +23,7 @@ import numpy as np
 from engine.dialogue import Dialogue, Turn
 from engine.labels import EKMAN7
 from engine.snapshot import NO_STICKER, Choice, held_out, sticker_choices
+from engine.usage import plain_emoji
 
 CHOICE_CHECK = Path(__file__).resolve().parent.parent / "assets" / "labels" / "sticker_choices.csv"
 MIN_PICKS = 10
@@ -33,14 +34,13 @@ MAX_FIT_SECONDS = 120
 def read_choice_check(path: Path, emojis: list[str]) -> list[tuple[str, set[int]]]:
     """(message, rows of the stickers a person would accept) per line of the check file; the
     stickers are named by emoji, found in the library by ``emojis`` (row → emoji)."""
-    plain = lambda e: e.replace("\ufe0f", "")  # noqa: E731
     rows_of: dict[str, set[int]] = {}
     for row, emoji in enumerate(emojis):
         if emoji:
-            rows_of.setdefault(plain(emoji), set()).add(row)
+            rows_of.setdefault(plain_emoji(emoji), set()).add(row)
     with Path(path).open(encoding="utf-8", newline="") as file:
         lines = list(csv.DictReader(file))
-    return [(line["message"], set().union(*(rows_of.get(plain(e), set())
+    return [(line["message"], set().union(*(rows_of.get(plain_emoji(e), set())
                                             for e in line["accept"].split())))
             for line in lines]
 
@@ -84,6 +84,7 @@ def fit(args: dict, out: Path, progress) -> dict:
     ids = [str(i) for i in stickers["ids"]]
     column = {sticker_id: i for i, sticker_id in enumerate(ids)}
     vectors, emotions = stickers["vectors"], stickers["emotions"]
+    usage = stickers["usage"] if "usage" in stickers.files else None
     choices = sticker_choices(Path(args["snapshot"]))
     picks = [c for c in choices if c.answer in column]
     train = [c for c in picks if not held_out(c.item)]
@@ -95,15 +96,18 @@ def fit(args: dict, out: Path, progress) -> dict:
     reader = Reader(args["encoder"], Path(args["prerecognizer"]), args.get("device", "cpu"))
     texts, dialogue_vectors, moods = reader.features([c.dialogue for c in train])
     progress(0.25, f"fitting on {len(train)} picks ({len(holdout)} held out)")
-    candidate = Selector(float(args["emotion_weight"]), float(args["image_weight"]))
+    weights = (float(args["emotion_weight"]), float(args["image_weight"]),
+               float(args.get("usage_weight", 0.0)))
+    candidate = Selector(*weights)
     report = candidate.fit(texts, dialogue_vectors, moods, [c.answer for c in train], ids, vectors,
                            emotions, list(EKMAN7), max_seconds=MAX_FIT_SECONDS,
-                           negatives=[[s for s in c.shown if s != c.answer] for c in train])
+                           negatives=[[s for s in c.shown if s != c.answer] for c in train],
+                           usage=usage)
     progress(0.7, f"fitted in {report.epochs} epochs", metric=round(100 * report.holdout_macro_f1, 2))
     candidate.threshold = learned_threshold(candidate, reader, choices, column, vectors, emotions,
-                                            args.get("threshold"))
+                                            args.get("threshold"), usage)
     live = Selector.load(Path(args["base"]), vectors.shape[1]) if args.get("base") else \
-        Selector(float(args["emotion_weight"]), float(args["image_weight"]))
+        Selector(*weights)
     progress(0.8, "measuring the candidate and the live selector")
     check = read_choice_check(Path(args.get("check") or CHOICE_CHECK), [str(e) for e in stickers["emojis"]])
     check_texts, check_vectors, check_moods = reader.features(
@@ -111,8 +115,9 @@ def fit(args: dict, out: Path, progress) -> dict:
     held = reader.features([c.dialogue for c in holdout]) if holdout else None
 
     def measured(selector: Selector) -> dict:
-        result = {"holdout": picked_first(selector, held, holdout, ids, vectors, emotions)}
-        scores = selector.scores(check_texts, check_vectors, check_moods, ids, vectors, emotions)
+        result = {"holdout": picked_first(selector, held, holdout, ids, vectors, emotions, usage)}
+        scores = selector.scores(check_texts, check_vectors, check_moods, ids, vectors, emotions,
+                                 usage=usage)
         threshold = args.get("threshold") if selector.threshold is None else selector.threshold
         result["public"] = hits(scores, [accepted for _, accepted in check], threshold)
         return result
@@ -128,7 +133,7 @@ def fit(args: dict, out: Path, progress) -> dict:
 
 
 def picked_first(selector, features, holdout: list[Choice], ids: list[str],
-                 vectors: np.ndarray, emotions: np.ndarray) -> dict:
+                 vectors: np.ndarray, emotions: np.ndarray, usage: np.ndarray | None = None) -> dict:
     """Percent of held-out picks the selector ranks first among the stickers that were shown
     (the choice the person made), and the mean reciprocal rank."""
     if not holdout:
@@ -139,7 +144,8 @@ def picked_first(selector, features, holdout: list[Choice], ids: list[str],
     for i, choice in enumerate(holdout):
         shown = [column[s] for s in dict.fromkeys((choice.answer, *choice.shown)) if s in column]
         scores = selector.scores(texts[i:i + 1], dialogue_vectors[i:i + 1], moods[i:i + 1],
-                                 [ids[k] for k in shown], vectors[shown], emotions[shown])[0]
+                                 [ids[k] for k in shown], vectors[shown], emotions[shown],
+                                 usage=None if usage is None else usage[shown])[0]
         rank = 1 + int(np.sum(scores > scores[0]))
         firsts.append(rank == 1)
         reciprocal.append(1.0 / rank)
@@ -160,7 +166,7 @@ def hits(scores: np.ndarray, accepted: list[set[int]], threshold: float | None) 
 
 def learned_threshold(selector, reader: Reader, choices: list[Choice], column: dict[str, int],
                       vectors: np.ndarray, emotions: np.ndarray,
-                      live: float | None) -> float | None:
+                      live: float | None, usage: np.ndarray | None = None) -> float | None:
     """The top score that best separates questions answered with a sticker from those answered
     "no sticker" (balanced accuracy), never one that would leave more than one pick in twenty
     without its sticker (picks were trained on, so their scores run high); the live threshold
@@ -170,7 +176,8 @@ def learned_threshold(selector, reader: Reader, choices: list[Choice], column: d
         return live
     texts, dialogue_vectors, moods = reader.features([c.dialogue for c in answered])
     ids = list(column)
-    top = selector.scores(texts, dialogue_vectors, moods, ids, vectors, emotions).max(axis=1)
+    top = selector.scores(texts, dialogue_vectors, moods, ids, vectors, emotions,
+                          usage=usage).max(axis=1)
     send = np.array([c.answer != NO_STICKER for c in answered])
     best, threshold = -1.0, live
     ceiling = np.quantile(top[send], 0.05) if send.any() else np.inf

@@ -31,10 +31,11 @@ class Settings:
     device: str = "auto"
     max_new_tokens: int = 40
     emotion_weight: float = 0.3
-    image_tower: str = "lit"  # lit | none | open_clip:MODEL[:PRETRAINED]
+    image_tower: str = "lit"  # lit | lit:FILE | none | open_clip:MODEL[:PRETRAINED]
     image_weight: float = 0.2
+    usage_weight: float = 0.02  # how much how often people use a sticker counts (engine/usage.py)
     alternatives: int = 4
-    sticker_threshold: float = 0.25  # below this score the bot sends no sticker
+    sticker_threshold: float = -1.0  # below this score no sticker is sent; < 0: the calibrated one
     ocr: bool = True  # read text in added stickers (MEMEUI_OCR=0 for faster imports)
     offline: bool = True  # no model downloads; set MEMEUI_OFFLINE=0 to allow Hub ids
     label_scheme: str = "ekman7"  # ekman7 | sentiment3 | plutchik8 | iemocap | emorynlp

@@ -28,10 +28,14 @@ class Sticker:
     emotion: str = ""  # a label people gave it, if any
     animated: bool = False
 
-    def text(self) -> str:
-        """What the engine reads of the sticker: it stands in for the image in a dialogue."""
+    def text(self, chinese: bool = False) -> str:
+        """What the engine reads of the sticker: it stands in for the image in a dialogue.
+        ``chinese``: its Chinese label and tags too (for a multilingual text encoder)."""
         tags = ", ".join(tag for tag in self.tags if tag not in self.label)
         parts = [f"{self.label} ({tags})" if tags else self.label]
+        if chinese and self.label_zh:
+            tags_zh = "，".join(tag for tag in self.tags_zh if tag not in self.label_zh)
+            parts.append(f"{self.label_zh}（{tags_zh}）" if tags_zh else self.label_zh)
         parts += [f'"{self.ocr}"' if self.ocr else "", self.caption]
         return ". ".join(part for part in parts if part)
 

@@ -148,22 +148,43 @@ def build_parser() -> argparse.ArgumentParser:
     remove_user.set_defaults(run=run_users_remove)
 
     evaluate = commands.add_parser("eval", help="evaluate on public data; prints JSON")
-    evaluate.add_argument("task", choices=["emoji", "premeld", "erc", "stickers"],
+    evaluate.add_argument("task", choices=["emoji", "choices", "replies", "premeld", "erc", "stickers"],
                           help="emoji: TweetEval emoji as stickers; premeld: forecast the next "
                                "utterance's sentiment (MELD); erc: each utterance's emotion "
-                               "(MELD); stickers: the sticker emotion reader on labelled stickers")
+                               "(MELD); stickers: the sticker emotion reader on labelled stickers; "
+                               "choices: the regression set of messages and the stickers a person "
+                               "would accept, search and chat turn, per language; replies: response "
+                               "selection on held-out chitchat conversations (R10@1, MRR), and with "
+                               "--backend the replies to held-out openings")
     evaluate.add_argument("--data", type=Path, help="folder in the task's format (stickers: a "
                           "CSV of id,emotion; default assets/labels/sticker_emotions.csv)")
     evaluate.add_argument("--split", help="default: val (emoji), dev (MELD)")
     evaluate.add_argument("--fit", action="store_true", help="train on DATA's train split first")
+    evaluate.add_argument("--candidates", choices=["classes", "library"], default="classes",
+                          help="emoji: rank the 20 emoji stickers (TweetEval's task) or every "
+                               "sticker of the library")
+    evaluate.add_argument("--through", choices=["chat"], help="emoji: send each tweet as a chat "
+                          "message and score the sticker the turn sends, then its alternatives "
+                          "(whole library), next to the search's ranking of the same tweets")
+    evaluate.add_argument("--backend", help="with --through chat: the reply backend "
+                          "(default: MEMEUI_REPLY_BACKEND)")
+    evaluate.add_argument("--limit", type=int, help="with --through chat: the first N tweets; "
+                          "replies: the held-out openings answered (default 200)")
     evaluate.add_argument("--json", action="store_true", help="(the output is always JSON)")
     evaluate.set_defaults(run=run_eval)
 
     train = with_server(commands.add_parser("train", help="train a model the engine uses; prints JSON"))
-    train.add_argument("model", choices=["image-tower", "emotion", "sticker-emotion",
+    train.add_argument("model", choices=["image-tower", "emotion", "usage-prior", "threshold",
+                                         "replies", "sticker-emotion",
                                          "prerecognizer", "selector"],
                        help="image-tower: the offline LiT-style image tower; emotion: the bundled "
                             "pre-recognizer from chitchat-dataset + nade (both in assets/models/); "
+                            "usage-prior: emoji counts of TweetEval emotion's train tweets (--data "
+                            "its folder), into assets/labels/emoji_usage.json; threshold: the send "
+                            "threshold for the text encoder, so that a sticker goes with as many "
+                            "turns as memes do in MOD (--data a MOD JSON file), into "
+                            "assets/models/sticker-threshold.json; replies: the "
+                            "response selector from chitchat-dataset (assets/models/); "
                             "sticker-emotion, prerecognizer, selector: a fine-tuning job on the "
                             "store's sticker-emotion, utterance-emotion or best-sticker labels, "
                             "gated, and promoted if not worse")
@@ -171,9 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "export; for sticker-emotion also a CSV of id,emotion)")
     train.add_argument("--meld", help="prerecognizer: MELD's folder; its train split joins the "
                        "labels (default: MEMEUI_MELD)")
+    train.add_argument("--data", type=Path, help="usage-prior: a folder with train_text.txt; "
+                       "threshold: a MOD JSON file")
     train.add_argument("--epochs", type=int, default=60, help="image tower epochs")
-    train.add_argument("--conversations", type=int, default=1200,
-                       help="chitchat conversations for the emotion model")
+    train.add_argument("--conversations", type=int,
+                       help="chitchat conversations for the emotion model (default 1200), the "
+                            "response selector (default: all of chitchat's training conversations) "
+                            "or the threshold's openings (default 500)")
     train.add_argument("--out", type=Path, help="where to write (default: the bundled weights)")
     train.add_argument("--json", action="store_true", help="(the output is always JSON)")
     train.set_defaults(run=run_train)
@@ -614,16 +639,27 @@ def run_models_rollback(args) -> int:
 
 
 def run_eval(args) -> int:
-    from engine.evaluate import EmojiEvaluation, EmotionEvaluation, sticker_emotion_evaluation
+    from engine.evaluate import (EmojiEvaluation, EmotionEvaluation, choice_evaluation,
+                                 reply_evaluation, sticker_emotion_evaluation)
 
-    if args.task != "stickers" and args.data is None:
+    if args.task not in ("stickers", "choices", "replies") and args.data is None:
         raise ValueError(f"eval {args.task} needs --data DIR")
+    if args.through and args.task not in ("emoji", "choices"):
+        raise ValueError("--through chat is for eval emoji and eval choices")
     with stdout_for_json_only():
-        engine = make_engine()
+        chat = {"reply_backend": args.backend, "alternatives": 9} if args.through or args.backend else {}
+        engine = make_engine(**chat)
         if args.task == "stickers":
             result = sticker_emotion_evaluation(engine, *([args.data] if args.data else []))
+        elif args.task == "choices":
+            result = choice_evaluation(engine, args.data, through_chat=bool(args.through))
+        elif args.task == "replies":
+            result = reply_evaluation(engine, args.limit or 200, with_backend=bool(args.backend))
+        elif args.through:
+            result = EmojiEvaluation(engine).through_chat(args.data, args.split or "val", args.limit)
         elif args.task == "emoji":
-            result = EmojiEvaluation(engine).run(args.data, args.split or "val", fit=args.fit)
+            result = EmojiEvaluation(engine).run(args.data, args.split or "val", fit=args.fit,
+                                                 candidates=args.candidates)
         else:
             evaluation = EmotionEvaluation(engine)
             run = evaluation.premeld if args.task == "premeld" else evaluation.erc
@@ -657,13 +693,48 @@ def run_train(args) -> int:
 
     if args.model in ("sticker-emotion", "prerecognizer", "selector"):
         return train_from_labels(args)
+    if args.model == "usage-prior":
+        from engine.usage import USAGE_FILE, count_emojis, write_usage
+
+        if args.data is None or not (args.data / "train_text.txt").is_file():
+            raise ValueError("train usage-prior needs --data DIR with train_text.txt "
+                             "(TweetEval's emotion folder)")
+        library = StickerLibrary.load(make_engine().pack_dirs())
+        texts = (args.data / "train_text.txt").read_text("utf-8").splitlines()
+        counts = count_emojis(texts, [s.emoji for s in library.stickers])
+        document = write_usage(counts, f"{args.data.parent.name}/{args.data.name}/train_text.txt ({len(texts)} tweets)",
+                               args.out or USAGE_FILE)
+        print_json({k: v for k, v in document.items() if k != "counts"} | {"emojis": len(counts)})
+        return 0
+    if args.model == "threshold":
+        from engine.usage import calibrate
+
+        if args.data is None or not args.data.is_file():
+            raise ValueError("train threshold needs --data FILE, a MOD JSON file "
+                             "(e.g. ../shared/data/mod/dialogues_1000.json)")
+        with stdout_for_json_only():
+            engine = make_engine(reply_backend="retrieval", sticker_threshold=-1.0)
+            engine.warm_up().join()
+            info = calibrate(engine, args.data, args.conversations or 500)
+        print_json(info)
+        return 0
+    if args.model == "replies":
+        from engine.responses import RESPONSE_WEIGHTS, train_response_selector
+
+        with stdout_for_json_only():
+            engine = make_engine()
+            info = train_response_selector(engine.encoder.get(), args.out or RESPONSE_WEIGHTS,
+                                           args.conversations,
+                                           engine.settings.data_dir / "cache")
+        print_json(info)
+        return 0
     if args.model == "emotion":
         from engine.emotion_recipes import train_default
 
         with stdout_for_json_only():
             engine = make_engine()
             info = train_default(engine.emotion_encoder(), args.out or engine.settings.prerecognizer,
-                                 args.conversations, cache=engine.settings.data_dir / "cache")
+                                 args.conversations or 1200, cache=engine.settings.data_dir / "cache")
         print_json(info)
         return 0
     with stdout_for_json_only():
