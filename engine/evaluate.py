@@ -207,9 +207,9 @@ class EmojiEvaluation:
     def through_chat(self, data: Path, split: str, limit: int | None = None,
                      progress=log.info) -> dict:
         """Each tweet sent as a chat message: the sticker the turn sends, then its
-        alternatives in order, scored like ``run(candidates="library")``, next to the Search
-        tab's ranking of the same tweets (``engine.search``). ``no_sticker``: the percent of
-        turns that sent none (their sticker's place counts as a miss)."""
+        alternatives in order (the stickers shown under the chat, also when none was sent),
+        scored like ``run(candidates="library")``, next to the Search tab's ranking of the same
+        tweets (``engine.search``). ``no_sticker``: the percent of turns that sent none."""
         from engine.dialogue import Dialogue, Turn
         from engine.reply import ReplyError
 
@@ -226,8 +226,7 @@ class EmojiEvaluation:
                 chat.append([None])
             else:
                 none_sent += reply.sticker is None
-                chat.append([reply.sticker.id if reply.sticker else None]
-                            + [s.id for s in reply.alternatives])
+                chat.append([s.id for s in [reply.sticker, *reply.alternatives] if s])
             millis.append(1000 * (time.perf_counter() - started))
             search.append([s.id for s in self.engine.search(text, k=10)])
             if (i + 1) % 50 == 0:
@@ -236,7 +235,7 @@ class EmojiEvaluation:
         def scored(orders: list[list]) -> dict:
             ranks = [order.index(gold_ids[label]) + 1 if gold_ids[label] in order else np.inf
                      for order, label in zip(orders, evaluated.labels[:n])]
-            top = _classes([order[0] for order in orders], gold_ids)
+            top = _classes([order[0] if order else None for order in orders], gold_ids)
             return library_metrics(np.array(ranks), top, evaluated.labels[:n], len(gold_ids))
 
         chat_scores, search_scores = scored(chat), scored(search)
@@ -379,7 +378,8 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
     """The regression set (``assets/labels/sticker_choices.csv``: messages in English and
     Chinese, each with the stickers a person would accept, by emoji): hit@1 and hit@5 in
     percent of the Search tab's ranking and, with ``through_chat``, of the chat turn (the sticker
-    it sends, then its alternatives; a turn without a sticker misses hit@1). Per language."""
+    it sends, then its alternatives; a turn without a sticker misses hit@1; ``sent``: the
+    percent of turns that sent one). Per language."""
     import csv
 
     from engine.dialogue import Dialogue, Turn
@@ -395,13 +395,18 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
             reply = engine.chat(Dialogue((Turn("user", line["message"]),)))
             orders["chat"] = [plain_emoji(reply.sticker.emoji) if reply.sticker else None] + \
                 [plain_emoji(s.emoji) for s in reply.alternatives]
-        rows.setdefault(line["language"], []).append({k: [e in accepted for e in order[:5]]
-                                                      for k, order in orders.items()})
+        result = {k: [e in accepted for e in order[:5]] for k, order in orders.items()}
+        if through_chat:
+            result["sent"] = reply.sticker is not None
+        rows.setdefault(line["language"], []).append(result)
 
     def hit_rates(results: list[dict]) -> dict:
-        return {way: {"hit_at_1": round(100 * float(np.mean([r[way][:1] == [True] for r in results])), 2),
-                      "hit_at_5": round(100 * float(np.mean([any(r[way]) for r in results])), 2)}
-                for way in results[0]}
+        rates = {way: {"hit_at_1": round(100 * float(np.mean([r[way][:1] == [True] for r in results])), 2),
+                       "hit_at_5": round(100 * float(np.mean([any(r[way]) for r in results])), 2)}
+                 for way in results[0] if way != "sent"}
+        if "chat" in rates:
+            rates["chat"]["sent"] = round(100 * float(np.mean([r["sent"] for r in results])), 2)
+        return rates
 
     return {**{language: {**hit_rates(results), "n": len(results)}
                for language, results in sorted(rows.items())},

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from engine.labels import EKMAN7
-from engine.recognizer import SENTIMENT3, class_weights, soft_cross_entropy
+from engine.recognizer import SENTIMENT3, class_weights, in_batch_contrastive, soft_cross_entropy
 
 log = logging.getLogger(__name__)
 VIEW = len(EKMAN7) + len(SENTIMENT3)  # a turn's recognized emotion + sentiment
@@ -245,10 +245,8 @@ def pretrain(model: PreRecognizer, dialogues: list[Encoded], epochs: int = 3,
                     speaker[row, t, 1] = float(t > 0 and speakers[t] == speakers[t - 1])
             states = model.states(x, speaker)[:, 1:-1]  # after turn t, for t < last
             valid = torch.arange(x.shape[1] - 1)[None, :] < (lengths - 1)[:, None]
-            predicted = torch.nn.functional.normalize(model.predict_next(states[valid]), dim=-1)
-            actual = torch.nn.functional.normalize(x[:, 1:][valid], dim=-1)
-            logits = predicted @ actual.T / temperature
-            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(logits)))
+            loss = in_batch_contrastive(model.predict_next(states[valid]), x[:, 1:][valid],
+                                        temperature)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -157,6 +157,15 @@ def class_weights(distributions: np.ndarray) -> torch.Tensor:
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
+def in_batch_contrastive(predicted: torch.Tensor, actual: torch.Tensor,
+                         temperature: float) -> torch.Tensor:
+    """InfoNCE: each row of ``predicted`` should be nearest (cosine) to the same row of
+    ``actual``, the other rows of the batch being the negatives."""
+    logits = torch.nn.functional.normalize(predicted, dim=-1) @ \
+        torch.nn.functional.normalize(actual, dim=-1).T / temperature
+    return torch.nn.functional.cross_entropy(logits, torch.arange(len(logits)))
+
+
 def soft_cross_entropy(logits: torch.Tensor, target: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against label distributions; rows of zeros (no label) are left out."""
     target = torch.from_numpy(np.ascontiguousarray(target, np.float32))

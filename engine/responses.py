@@ -22,6 +22,7 @@ import torch
 
 from engine.dialogue import Dialogue
 from engine.encoders import recency_vector
+from engine.recognizer import in_batch_contrastive
 from engine.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -104,9 +105,7 @@ class ResponseSelector:
             losses = []
             for rows in np.array_split(rng.permutation(len(contexts)), max(1, len(contexts) // batch_size)):
                 rows = torch.from_numpy(rows)
-                query = torch.nn.functional.normalize(contexts[rows] @ weights, dim=1)
-                logits = query @ replies[rows].T / temperature
-                loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(rows)))
+                loss = in_batch_contrastive(contexts[rows] @ weights, replies[rows], temperature)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()

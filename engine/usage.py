@@ -70,7 +70,7 @@ def usage_prior(stickers, counts: dict[str, int], smoothing: float = SMOOTHING) 
 # ---------------------------------------------------------------- whether to send one at all
 
 THRESHOLD_FILE = PROJECT_ROOT / "assets" / "models" / "sticker-threshold.json"
-UNCALIBRATED = 0.25  # for a text encoder nobody calibrated: MiniLM's old hand-set value
+UNCALIBRATED = 0.25  # for a text encoder nobody calibrated (`memeui train threshold`)
 
 
 def meme_share(mod_file: Path) -> float:
@@ -82,10 +82,9 @@ def meme_share(mod_file: Path) -> float:
     return sum(bool(str(turn.get("img_id", "")).strip()) for turn in turns) / len(turns)
 
 
-def calibrated_threshold(top_scores: list[float], share: float) -> float:
-    """The score that the best sticker of ``share`` of the turns reaches: the bot then sends
-    a sticker as often as people in MOD do."""
-    return float(np.quantile(np.asarray(top_scores), 1.0 - share))
+def calibrated_threshold(top_scores: list[float], keep: float = 0.95) -> float:
+    """The score that the best sticker of ``keep`` of the messages reaches."""
+    return float(np.quantile(np.asarray(top_scores), 1.0 - keep))
 
 
 def save_threshold(encoder: str, value: float, info: dict, path: Path = THRESHOLD_FILE) -> None:
@@ -99,23 +98,35 @@ def read_threshold(encoder: str, path: Path = THRESHOLD_FILE) -> float:
     return float(saved[encoder]["threshold"]) if encoder in saved else UNCALIBRATED
 
 
-def calibrate(engine, mod_file: Path, openings: int = 500) -> dict:
-    """The send threshold for the engine's text encoder: its best sticker's score on the
-    openings of held-out chitchat conversations (each answered by the engine's reply
-    backend), cut so that the bot sends a sticker as often as MOD's people send a meme."""
+def calibrate(engine, openings: int = 500, mod_file: Path | None = None) -> dict:
+    """The send threshold for the engine's text encoder, by the selector recipe's rule: the
+    messages of the regression set (each one a person would answer with a sticker) get one,
+    all but one in twenty. Reported beside it: the share of held-out chitchat openings that get
+    a sticker at that threshold, and (``mod_file``) how often people in MOD send a meme."""
+    import csv
+
     from engine.dialogue import Dialogue, Turn
     from engine.responses import chitchat_split
+    from engine.selector_recipes import CHOICE_CHECK
 
-    share = meme_share(mod_file)
+    def best_scores(messages: list[str]) -> np.ndarray:
+        tops = []
+        for message in messages:
+            reply = engine.chat(Dialogue((Turn("user", message),)))
+            best = reply.sticker or (reply.alternatives[0] if reply.alternatives else None)
+            tops.append(best.score if best else -np.inf)
+        return np.array(tops)
+
+    with CHOICE_CHECK.open(encoding="utf-8", newline="") as file:
+        wanted = best_scores([line["message"] for line in csv.DictReader(file)])
+    threshold = calibrated_threshold(wanted[np.isfinite(wanted)])
     _, held = chitchat_split(0, openings)
-    tops = []
-    for dialogue in held:
-        reply = engine.chat(Dialogue((Turn("user", dialogue.turns[0].text),)))
-        best = reply.sticker or (reply.alternatives[0] if reply.alternatives else None)
-        if best is not None:
-            tops.append(best.score)
-    threshold = calibrated_threshold(tops, share)
-    info = {"meme_share": round(share, 4), "source": Path(mod_file).name, "openings": len(tops),
+    chitchat = best_scores([dialogue.turns[0].text for dialogue in held])
+    info = {"regression_set_sent": round(100 * float(np.mean(wanted >= threshold)), 2),
+            "chitchat_openings": len(chitchat),
+            "chitchat_sent": round(100 * float(np.mean(chitchat >= threshold)), 2),
             "backend": engine.reply_backend.get().name}
+    if mod_file:
+        info["mod_meme_share"] = round(100 * meme_share(mod_file), 2)
     save_threshold(engine.settings.text_encoder, threshold, info)
     return {"threshold": round(threshold, 4), "text_encoder": engine.settings.text_encoder, **info}

@@ -233,8 +233,8 @@ def build_chat_tab(engine: Engine, record: Callable[..., None]) -> tuple[gr.Drop
         message = gr.Textbox(placeholder="Type a message and press Enter", show_label=False,
                              scale=5, elem_id="chat-input", max_length=2000)
         send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
-    alternatives = gr.Gallery(label="Other stickers for the last reply: click one to swap",
-                              columns=8, rows=1, height=130, object_fit="contain",
+    gr.Markdown("Other stickers for the last reply: click one to swap", elem_id="chat-alternatives-title")
+    alternatives = gr.Gallery(show_label=False, columns=8, rows=1, height=150, object_fit="contain",
                               allow_preview=False, elem_id="chat-alternatives")
     with gr.Accordion("Send a sticker or a picture, load a conversation", open=False):
         with gr.Row():

@@ -181,9 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "pre-recognizer from chitchat-dataset + nade (both in assets/models/); "
                             "usage-prior: emoji counts of TweetEval emotion's train tweets (--data "
                             "its folder), into assets/labels/emoji_usage.json; threshold: the send "
-                            "threshold for the text encoder, so that a sticker goes with as many "
-                            "turns as memes do in MOD (--data a MOD JSON file), into "
-                            "assets/models/sticker-threshold.json; replies: the "
+                            "threshold for the text encoder, so that 19 in 20 messages of the "
+                            "regression set get a sticker (--data: a MOD JSON file whose meme "
+                            "share is reported beside), into assets/models/sticker-threshold.json; "
+                            "replies: the "
                             "response selector from chitchat-dataset (assets/models/); "
                             "sticker-emotion, prerecognizer, selector: a fine-tuning job on the "
                             "store's sticker-emotion, utterance-emotion or best-sticker labels, "
@@ -193,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--meld", help="prerecognizer: MELD's folder; its train split joins the "
                        "labels (default: MEMEUI_MELD)")
     train.add_argument("--data", type=Path, help="usage-prior: a folder with train_text.txt; "
-                       "threshold: a MOD JSON file")
+                       "threshold: a MOD JSON file (optional)")
     train.add_argument("--epochs", type=int, default=60, help="image tower epochs")
     train.add_argument("--conversations", type=int,
                        help="chitchat conversations for the emotion model (default 1200), the "
@@ -709,13 +710,13 @@ def run_train(args) -> int:
     if args.model == "threshold":
         from engine.usage import calibrate
 
-        if args.data is None or not args.data.is_file():
-            raise ValueError("train threshold needs --data FILE, a MOD JSON file "
+        if args.data is not None and not args.data.is_file():
+            raise ValueError(f"{args.data} is not a file: --data names a MOD JSON file "
                              "(e.g. ../shared/data/mod/dialogues_1000.json)")
         with stdout_for_json_only():
             engine = make_engine(reply_backend="retrieval", sticker_threshold=-1.0)
             engine.warm_up().join()
-            info = calibrate(engine, args.data, args.conversations or 500)
+            info = calibrate(engine, args.conversations or 500, args.data)
         print_json(info)
         return 0
     if args.model == "replies":

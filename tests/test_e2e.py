@@ -71,6 +71,13 @@ def test_chat_streams_a_reply_with_a_sticker_and_an_alternative_swaps_in(page, s
     before = sticker.get_attribute("src")
     options = page.locator("#chat-alternatives img")
     options.first.wait_for(state="visible", timeout=30_000)
+    whole = options.first.evaluate(  # the whole sticker shows, above its caption, not cropped
+        "img => { const r = img.getBoundingClientRect(), s = getComputedStyle(img);"
+        " const item = img.closest('.thumbnail-item').getBoundingClientRect();"
+        " const caption = img.closest('.thumbnail-item').querySelector('.caption-label');"
+        " return {fit: s.objectFit, top: r.top >= item.top - 1,"
+        " clear: !caption || r.bottom - parseFloat(s.paddingBottom) <= caption.getBoundingClientRect().top + 1}; }")
+    assert whole == {"fit": "contain", "top": True, "clear": True}, whole
     picked = options.first.get_attribute("src").rsplit("/", 1)[-1]  # the sticker's file name
     options.first.click()
     page.wait_for_function(
