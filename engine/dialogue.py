@@ -10,6 +10,12 @@ MAX_MESSAGE_CHARS = 2000
 MAX_TRANSCRIPT_CHARS = 20_000
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # kept out of messages: tabs, newlines stay
 SPEAKER_LINE = re.compile(r"^\s*([^:：]{1,40})[:：]\s*(.*)$")
+HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+def is_chinese(text: str) -> bool:
+    """Written in Chinese (any Han character): what the multilingual paths switch on."""
+    return bool(HAN.search(text))
 
 
 @dataclass(frozen=True)

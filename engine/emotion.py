@@ -14,7 +14,6 @@ reading of chitchat messages is their weak label.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -194,7 +193,6 @@ EMOTION_DESCRIPTIONS = {
     "sadness": "sad, crying, heartbroken. 难过，伤心，哭，失望",
     "surprise": "surprised, shocked, wow. 惊讶，意外，震惊，居然",
 }
-CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 class DescribedEmotion:

@@ -28,7 +28,7 @@ def encode_dialogues(encoder, dialogues: list[Dialogue], cache: Path | None = No
     """Every turn's sentence embedding, cached by the texts' hash when ``cache`` is a folder."""
     texts = [turn.content() for dialogue in dialogues for turn in dialogue.turns]
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    path = cache / f"turns-{encoder.name}-{digest}.npy" if cache else None
+    path = cache / f"turns-{encoder.key}-{digest}.npy" if cache else None
     if path and path.is_file():
         vectors = np.load(path)
     else:

@@ -16,10 +16,10 @@ import numpy as np
 
 from engine import gpu
 from engine import index as index_versions
-from engine.dialogue import Dialogue, Reply, SearchResult, check_message
-from engine.emotion import CJK, ConversationEmotion, DescribedEmotion, NadeEmotion, forecast_mood
+from engine.dialogue import Dialogue, Reply, SearchResult, check_message, is_chinese
+from engine.emotion import ConversationEmotion, DescribedEmotion, NadeEmotion, forecast_mood
 from engine.labels import EKMAN7, SCHEMES, convert, scheme
-from engine.encoders import create_text_encoder, dialogue_vector, recency_vector
+from engine.encoders import create_text_encoder, dialogue_vector, recency_vector, text_weight
 from engine.reply import (CausalLMReply, OpenAIReply, ReplyBackend, ReplyError, RetrievalReply,
                           smollm2_gguf, tidy_reply)
 from engine.responses import CONTEXT_TURNS, ResponseSelector, repeats, SELF_TALK
@@ -148,12 +148,15 @@ class Engine:
                              s.reply_timeout)
 
     def _retrieval_reply(self) -> RetrievalReply:
-        """Replies from real conversations, embedded once (cached under data/cache)."""
+        """Replies from real conversations, embedded once (cached under data/cache); the
+        corpus setting may name several sources, ``:``-separated (e.g. chitchat and MOD's
+        Chinese dialogues: a Chinese message is then answered in Chinese)."""
         from engine.corpora import read_conversations
         from engine.emotion_recipes import encode_dialogues
 
-        dialogues = read_conversations(self.settings.retrieval_corpus,
-                                       self.settings.retrieval_conversations)
+        dialogues = [dialogue for source in self.settings.retrieval_corpus.split(":")
+                     for dialogue in read_conversations(source.strip(),
+                                                        self.settings.retrieval_conversations)]
         encoded = encode_dialogues(self.encoder.get(), dialogues, self.settings.data_dir / "cache")
         return RetrievalReply.from_dialogues(dialogues, [e.vectors for e in encoded],
                                              self.text_emotions, self._dialogue_vector,
@@ -205,7 +208,7 @@ class Engine:
             key=index_versions.index_key(
                 f"{library.fingerprint()}{self.emotion.get().fingerprint}lex{LEXICON_WEIGHT}"
                 f"{self.sticker_reader}{'zh' if chinese else ''}",
-                                         encoder.name,
+                                         encoder.key,
                                          tower.name if tower is not NO_TOWER else "none"),
             stickers=library.stickers,
             encode=encoder.encode,
@@ -325,7 +328,7 @@ class Engine:
 
     def zero_shot_selector(self) -> Selector:
         return Selector(self.settings.emotion_weight, self.settings.image_weight,
-                        self.settings.usage_weight)
+                        self.settings.usage_weight, text_weight(self.settings.text_encoder))
 
     def sticker_feature_file(self) -> Path:
         """What the sticker recipes read of the live index, written once per index version:
@@ -494,7 +497,7 @@ class Engine:
         multilingual text encoder is read through that encoder instead (``DescribedEmotion``):
         the emotion models read MiniLM vectors, which cannot read Chinese."""
         last = dialogue.turns[-1].content()
-        if self.settings.text_encoder in MULTILINGUAL_ENCODERS and CJK.search(last):
+        if self.settings.text_encoder in MULTILINGUAL_ENCODERS and is_chinese(last):
             return self.described_emotion.get().read(last)
         return forecast_mood(self.emotion.get(), dialogue)
 
@@ -661,8 +664,8 @@ class Engine:
 
     def checked_reply(self, dialogue: Dialogue, mood: np.ndarray, text: str,
                       timings: dict[str, float]) -> tuple[str, str]:
-        """A generated reply that talks about stickers or itself, repeats the user or is off
-        topic is generated once more, and then replaced by the corpus reply of the retrieval
+        """A generated reply that talks about stickers or itself, repeats the user, answers
+        Chinese in another language or is off topic is generated once more, and then replaced by the corpus reply of the retrieval
         backend. Returns the text and where it came from; ``timings`` gets the steps."""
         backend = self.reply_backend.get()
         if isinstance(backend, RetrievalReply):
@@ -692,6 +695,8 @@ class Engine:
             return "talks about stickers, the message or itself"
         if repeats(dialogue.turns[-1].content(), text):
             return "repeats the message"
+        if is_chinese(dialogue.turns[-1].content()) and not is_chinese(text):
+            return "is not in the user's language"
         context = [turn.content() for turn in dialogue.turns[-CONTEXT_TURNS:] if turn.content()]
         vectors = self.encoder.get().encode_turns([*context, text])
         selector = self.responses.get()

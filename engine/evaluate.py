@@ -120,7 +120,7 @@ class EmojiEvaluation:
 
     def features(self, split: EmojiSplit) -> tuple[np.ndarray, np.ndarray]:
         encoder, emotion = self.engine.encoder.get(), self.engine.emotion.get()
-        vectors = cached_array(self.cache / f"emb-{encoder.name}-{split.digest}.npy",
+        vectors = cached_array(self.cache / f"emb-{encoder.key}-{split.digest}.npy",
                                lambda: encoder.encode(split.texts, batch_size=128))
         moods = cached_array(self.cache / f"mood-{emotion.fingerprint}-{split.digest}.npy",
                              lambda: emotion.prerecognizer.forecast_replies(
@@ -153,7 +153,7 @@ class EmojiEvaluation:
 
     def tag(self) -> str:
         tower = self.engine.image_tower.get()
-        return (f"{self.engine.encoder.get().name}-{getattr(tower, 'name', 'none')}"
+        return (f"{self.engine.encoder.get().key}-{getattr(tower, 'name', 'none')}"
                 f"-{self.engine.emotion.get().fingerprint}-u{self.engine.settings.usage_weight}")
 
     def fitted_selector(self, train: EmojiSplit, progress=log.info) -> tuple[Selector, dict]:
@@ -411,8 +411,21 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
     return {**{language: {**hit_rates(results), "n": len(results)}
                for language, results in sorted(rows.items())},
             "all": {**hit_rates([r for rs in rows.values() for r in rs]), "n": len(lines)},
-            "text_encoder": engine.encoder.get().name,
+            "text_encoder": engine.encoder.get().name, "text_spread": text_spread(engine),
             **({"backend": engine.reply_backend.get().name} if through_chat else {})}
+
+
+def text_spread(engine, openings: int = 200) -> float:
+    """How far the text encoder's cosines spread (``SIMILARITY_SPREAD`` in engine/encoders.py):
+    for chitchat openings, the standard deviation of each one's cosines with every sticker of
+    the library, averaged."""
+    from engine.corpora import read_chitchat
+
+    live = engine.live.get()
+    stickers = live.index.index.reconstruct_n(0, live.index.index.ntotal)
+    texts = [dialogue.turns[0].text for dialogue in read_chitchat(2 * openings)[openings:]]
+    cosines = engine.encoder.get().encode(texts) @ stickers.T
+    return round(float(cosines.std(axis=1).mean()), 4)
 
 
 # ------------------------------------------------------------------ replies

