@@ -98,7 +98,7 @@ class Engine:
         self.described_emotion = Lazy("emotion descriptions",
                                       lambda: DescribedEmotion(self.encoder.get()))
         self.responses = Lazy("response selector", lambda: ResponseSelector.load(
-            self.settings.text_encoder, self.encoder.get().dim))
+            self.encoder.get().key, self.encoder.get().dim))
         self.fallback_replies = Lazy("retrieval replies", lambda: self.reply_backend.get()
                                      if self.settings.reply_backend == "retrieval"
                                      else self._retrieval_reply())

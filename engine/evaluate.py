@@ -430,7 +430,8 @@ def text_spread(engine, openings: int = 200) -> float:
 
 # ------------------------------------------------------------------ replies
 
-def reply_evaluation(engine, openings: int = 200, with_backend: bool = False) -> dict:
+def reply_evaluation(engine, openings: int = 200, with_backend: bool = False,
+                     mod: Path | None = None) -> dict:
     """Response selection on chitchat's held-out conversations (R10@1 and MRR in percent, the
     bundled selector next to plain cosine); with ``with_backend``, the engine's replies to the
     openings of ``openings`` held-out conversations: percent that talk about stickers, emojis,
@@ -438,7 +439,7 @@ def reply_evaluation(engine, openings: int = 200, with_backend: bool = False) ->
     from (generated, regenerated after a failed check, or the retrieval fallback)."""
     from engine.dialogue import Dialogue, Turn
     from engine.responses import (SELF_TALK, ResponseSelector, chitchat_split, encoded_pairs,
-                                  r10_at_1, repeats)
+                                  mod_split, r10_at_1, repeats)
 
     encoder = engine.encoder.get()
     _, held = chitchat_split(0, max(300, openings))
@@ -446,6 +447,11 @@ def reply_evaluation(engine, openings: int = 200, with_backend: bool = False) ->
     result = {"selection": r10_at_1(engine.responses.get(), pairs),
               "plain_cosine": r10_at_1(ResponseSelector(pairs.contexts.shape[1]), pairs),
               "split": "chitchat-dataset, held-out conversations (1 in 10)"}
+    if mod:  # MOD's held-out dialogues (Chinese), the same way
+        mod_pairs = encoded_pairs(encoder, mod_split(mod)[1], engine.settings.data_dir / "cache")
+        result["mod"] = {"selection": r10_at_1(engine.responses.get(), mod_pairs),
+                         "plain_cosine": r10_at_1(ResponseSelector(mod_pairs.contexts.shape[1]), mod_pairs),
+                         "split": f"{Path(mod).name}, held-out dialogues (1 in 10)"}
     if not with_backend:
         return result
     talk, repeated, sources, millis = 0, 0, {}, []

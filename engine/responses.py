@@ -3,8 +3,9 @@
 A dual encoder on the engine's sentence vectors: the dialogue's vector (its last turns, recent
 ones weighing more) is mapped by one learned matrix into the space of replies, and a reply
 scores by its cosine there. Trained contrastively (in-batch negatives) on consecutive turns of
-``chitchat-dataset`` conversations; one conversation in ten (by a hash of its id) is held out
-for ``memeui eval replies``. It ranks the retrieval backend's corpus replies and checks that a
+``chitchat-dataset`` conversations, and MOD's Chinese dialogues when given (``--data``); one
+conversation in ten (by a hash of its id) is held out for ``memeui eval replies``. One weights
+file per text encoder: MiniLM's is bundled. It ranks the retrieval backend's corpus replies and checks that a
 generated reply is about the user's message.
 """
 
@@ -26,7 +27,7 @@ from engine.recognizer import in_batch_contrastive
 from engine.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
-RESPONSE_WEIGHTS = PROJECT_ROOT / "assets" / "models" / "response-selector.pt"
+RESPONSE_WEIGHTS = PROJECT_ROOT / "assets" / "models" / "response-selector.pt"  # MiniLM's
 CONTEXT_TURNS = 2  # turns of context a dialogue's vector reads, as in the retrieval corpus
 # What a reply must not talk about unless the user did: the stickers, the message, the bot.
 SELF_TALK = re.compile(
@@ -122,16 +123,28 @@ class ResponseSelector:
                     "floor": self.floor, "info": info or {}}, path)
 
     @classmethod
-    def load(cls, encoder_name: str, dim: int, path: Path = RESPONSE_WEIGHTS) -> ResponseSelector:
-        """The bundled selector when it was trained for this encoder; else plain cosine (a log
-        line says so), whose floor is the loosest (every reply passes)."""
+    def load(cls, encoder_name: str, dim: int, path: Path | None = None) -> ResponseSelector:
+        """The selector trained for this encoder (``encoder_name``: its key, see
+        ``TextEncoder.key``); else plain cosine (a log line says so), whose floor is the
+        loosest (every reply passes)."""
+        path = path or weights_file(encoder_name)
         if Path(path).is_file():
             saved = torch.load(path, weights_only=True)
             if saved["encoder"] == encoder_name and saved["map"].shape[0] == dim:
                 return cls(dim, saved["map"].float().numpy(), encoder_name, float(saved["floor"]))
             log.info("%s was trained for the %r text encoder; replies are ranked by plain "
                      "cosine with %r", Path(path).name, saved["encoder"], encoder_name)
+        else:
+            log.info("no response selector for the %r text encoder (`memeui train replies` "
+                     "writes %s); replies are ranked by plain cosine", encoder_name, Path(path).name)
         return cls(dim, encoder=encoder_name)
+
+
+def weights_file(encoder_key: str) -> Path:
+    """Where the response selector of a text encoder lives (MiniLM's is bundled)."""
+    if encoder_key == "minilm":
+        return RESPONSE_WEIGHTS
+    return RESPONSE_WEIGHTS.with_name(f"response-selector-{re.sub(r'[^A-Za-z0-9_.-]+', '_', encoder_key)}.pt")
 
 
 def r10_at_1(selector: ResponseSelector, pairs: Pairs, seed: int = 0) -> dict:
@@ -161,24 +174,42 @@ def chitchat_split(conversations: int | None, evaluation: int = 300) -> tuple[li
     return train, [d for d in everything if held_out(d.id)][:evaluation]
 
 
+def mod_split(path: Path | None) -> tuple[list[Dialogue], list[Dialogue]]:
+    """MOD's dialogues (a MOD JSON file; none without one), training and held-out ones."""
+    from engine.corpora import read_mod
+
+    dialogues = read_mod(path) if path else []
+    return [d for d in dialogues if not held_out(d.id)], [d for d in dialogues if held_out(d.id)]
+
+
 def encoded_pairs(encoder, dialogues: list[Dialogue], cache: Path | None) -> Pairs:
     from engine.emotion_recipes import encode_dialogues
 
     return pairs_of(dialogues, [e.vectors for e in encode_dialogues(encoder, dialogues, cache)])
 
 
-def train_response_selector(encoder, out: Path = RESPONSE_WEIGHTS, conversations: int | None = None,
-                            cache: Path | None = None, progress=log.info) -> dict:
-    """Fit on chitchat's training conversations; measure plain cosine and the fitted selector
-    on the held-out ones (R10@1, MRR); save with those figures."""
+def train_response_selector(encoder, out: Path | None = None, conversations: int | None = None,
+                            cache: Path | None = None, mod: Path | None = None,
+                            progress=log.info) -> dict:
+    """Fit on chitchat's training conversations (and MOD's, from ``mod``); measure plain
+    cosine and the fitted selector on the held-out ones (R10@1, MRR; MOD's apart); save with
+    those figures, by default where the engine loads this encoder's selector."""
     train, held = chitchat_split(conversations)
-    progress(f"embedding {sum(len(d.turns) for d in train + held)} turns of "
-             f"{len(train)} + {len(held)} conversations")
-    pairs, held_pairs = encoded_pairs(encoder, train, cache), encoded_pairs(encoder, held, cache)
-    selector = ResponseSelector(pairs.contexts.shape[1], encoder=encoder.name)
+    mod_train, mod_held = mod_split(mod)
+    progress(f"embedding {sum(len(d.turns) for d in train + held + mod_train + mod_held)} turns "
+             f"of {len(train) + len(mod_train)} + {len(held) + len(mod_held)} conversations")
+    pairs = encoded_pairs(encoder, train + mod_train, cache)
+    held_pairs = encoded_pairs(encoder, held, cache)
+    selector = ResponseSelector(pairs.contexts.shape[1], encoder=encoder.key)
     zero_shot = r10_at_1(selector, held_pairs)
+    mod_pairs = encoded_pairs(encoder, mod_held, cache) if mod_held else None
+    mod_zero_shot = r10_at_1(selector, mod_pairs) if mod_pairs else None
     info = {**selector.fit(pairs, progress=progress), "conversations": len(train),
-            "heldout_conversations": len(held), "heldout_zero_shot": zero_shot,
-            "heldout": r10_at_1(selector, held_pairs), "encoder": encoder.name}
-    selector.save(out, info)
+            "mod_conversations": len(mod_train), "heldout_conversations": len(held),
+            "heldout_zero_shot": zero_shot, "heldout": r10_at_1(selector, held_pairs),
+            "encoder": encoder.key}
+    if mod_pairs:
+        info |= {"mod_heldout_conversations": len(mod_held), "mod_heldout_zero_shot": mod_zero_shot,
+                 "mod_heldout": r10_at_1(selector, mod_pairs)}
+    selector.save(out or weights_file(encoder.key), info)
     return info

