@@ -26,7 +26,7 @@ TITLE = "memeui · chat with stickers"
 CSS = """
 #chatbot img { max-height: 160px; width: auto; }  /* stickers, not posters */
 #chat-alternatives .grid-container { grid-template-columns: repeat(auto-fill, 110px) !important; }
-#chat-alternatives img { padding: 4px 4px 30px; }  /* the whole sticker above its caption */
+#chat-alternatives img { padding: 4px 4px 36px; }  /* the whole sticker above its caption (an emoji in it makes the caption ~29 px tall) */
 """
 FEEDBACK_FILE = "feedback.jsonl"  # chat labels before the store: imported once at start
 QUEUE_SIZE = 64  # requests waiting beyond this are refused ("queue is full") instead of piling up

@@ -53,7 +53,7 @@ def test_search_by_image_finds_the_same_sticker_first(engine):
 
 def test_chat_ranking_has_an_image_part(engine):
     result = engine.search("a cat", k=1)[0]
-    assert set(result.parts) == {"text", "emotion", "image"}
+    assert set(result.parts) == {"text", "emotion", "image", "usage"}
 
 
 def test_training_recipe_writes_weights_the_tower_loads(tmp_path, engine):
