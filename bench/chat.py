@@ -154,7 +154,8 @@ def run(turns: int = 200, smollm2_turns: int = 8) -> dict:
     turn_latencies(engine, texts[:8])  # warm lazy paths
     retrieval = turn_latencies(engine, texts[8:turns + 8])
 
-    with served({"MEMEUI_REPLY_BACKEND": "retrieval"}) as url:
+    with served({"MEMEUI_REPLY_BACKEND": "retrieval",
+                 "MEMEUI_CHAT_PER_MINUTE": "0"}) as url:  # the clients share one address
         load = http_speedup(url, texts, turns)
 
     generator = Engine(Settings.from_env(reply_backend="smollm2", max_new_tokens=40))
