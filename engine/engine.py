@@ -665,8 +665,9 @@ class Engine:
     def checked_reply(self, dialogue: Dialogue, mood: np.ndarray, text: str,
                       timings: dict[str, float]) -> tuple[str, str]:
         """A generated reply that talks about stickers or itself, repeats the user, answers
-        Chinese in another language or is off topic is generated once more, and then replaced by the corpus reply of the retrieval
-        backend. Returns the text and where it came from; ``timings`` gets the steps."""
+        Chinese in another language or is off topic is generated once more, and then replaced
+        by the corpus reply of the retrieval backend. Returns the text and where it came from;
+        ``timings`` gets the steps."""
         backend = self.reply_backend.get()
         if isinstance(backend, RetrievalReply):
             return text, "retrieval"

@@ -438,19 +438,17 @@ def reply_evaluation(engine, openings: int = 200, with_backend: bool = False,
     the message or the bot, percent that repeat the message, and where the said replies came
     from (generated, regenerated after a failed check, or the retrieval fallback)."""
     from engine.dialogue import Dialogue, Turn
-    from engine.responses import (SELF_TALK, ResponseSelector, chitchat_split, encoded_pairs,
-                                  mod_split, r10_at_1, repeats)
+    from engine.responses import (SELF_TALK, against_plain_cosine, chitchat_split,
+                                  encoded_pairs, mod_split, repeats)
 
     encoder = engine.encoder.get()
     _, held = chitchat_split(0, max(300, openings))
     pairs = encoded_pairs(encoder, held[:300], engine.settings.data_dir / "cache")
-    result = {"selection": r10_at_1(engine.responses.get(), pairs),
-              "plain_cosine": r10_at_1(ResponseSelector(pairs.contexts.shape[1]), pairs),
+    result = {**against_plain_cosine(engine.responses.get(), pairs),
               "split": "chitchat-dataset, held-out conversations (1 in 10)"}
     if mod:  # MOD's held-out dialogues (Chinese), the same way
         mod_pairs = encoded_pairs(encoder, mod_split(mod)[1], engine.settings.data_dir / "cache")
-        result["mod"] = {"selection": r10_at_1(engine.responses.get(), mod_pairs),
-                         "plain_cosine": r10_at_1(ResponseSelector(mod_pairs.contexts.shape[1]), mod_pairs),
+        result["mod"] = {**against_plain_cosine(engine.responses.get(), mod_pairs),
                          "split": f"{Path(mod).name}, held-out dialogues (1 in 10)"}
     if not with_backend:
         return result

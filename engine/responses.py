@@ -5,7 +5,7 @@ ones weighing more) is mapped by one learned matrix into the space of replies, a
 scores by its cosine there. Trained contrastively (in-batch negatives) on consecutive turns of
 ``chitchat-dataset`` conversations, and MOD's Chinese dialogues when given (``--data``); one
 conversation in ten (by a hash of its id) is held out for ``memeui eval replies``. One weights
-file per text encoder: MiniLM's is bundled. It ranks the retrieval backend's corpus replies and checks that a
+file per text encoder. It ranks the retrieval backend's corpus replies and checks that a
 generated reply is about the user's message.
 """
 
@@ -123,28 +123,34 @@ class ResponseSelector:
                     "floor": self.floor, "info": info or {}}, path)
 
     @classmethod
-    def load(cls, encoder_name: str, dim: int, path: Path | None = None) -> ResponseSelector:
-        """The selector trained for this encoder (``encoder_name``: its key, see
-        ``TextEncoder.key``); else plain cosine (a log line says so), whose floor is the
-        loosest (every reply passes)."""
-        path = path or weights_file(encoder_name)
+    def load(cls, encoder_key: str, dim: int, path: Path | None = None) -> ResponseSelector:
+        """The selector trained for this encoder (``TextEncoder.key``); else plain cosine (a
+        log line says so), whose floor is the loosest (every reply passes)."""
+        path = path or weights_file(encoder_key)
         if Path(path).is_file():
             saved = torch.load(path, weights_only=True)
-            if saved["encoder"] == encoder_name and saved["map"].shape[0] == dim:
-                return cls(dim, saved["map"].float().numpy(), encoder_name, float(saved["floor"]))
+            if saved["encoder"] == encoder_key and saved["map"].shape[0] == dim:
+                return cls(dim, saved["map"].float().numpy(), encoder_key, float(saved["floor"]))
             log.info("%s was trained for the %r text encoder; replies are ranked by plain "
-                     "cosine with %r", Path(path).name, saved["encoder"], encoder_name)
+                     "cosine with %r", Path(path).name, saved["encoder"], encoder_key)
         else:
             log.info("no response selector for the %r text encoder (`memeui train replies` "
-                     "writes %s); replies are ranked by plain cosine", encoder_name, Path(path).name)
-        return cls(dim, encoder=encoder_name)
+                     "writes %s); replies are ranked by plain cosine", encoder_key, Path(path).name)
+        return cls(dim, encoder=encoder_key)
 
 
 def weights_file(encoder_key: str) -> Path:
     """Where the response selector of a text encoder lives (MiniLM's is bundled)."""
     if encoder_key == "minilm":
         return RESPONSE_WEIGHTS
-    return RESPONSE_WEIGHTS.with_name(f"response-selector-{re.sub(r'[^A-Za-z0-9_.-]+', '_', encoder_key)}.pt")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_key)
+    return RESPONSE_WEIGHTS.with_name(f"response-selector-{safe}.pt")
+
+
+def against_plain_cosine(selector: ResponseSelector, pairs: Pairs) -> dict:
+    """R10@1 and MRR of ``selector`` next to the untrained baseline, on the same pairs."""
+    return {"selection": r10_at_1(selector, pairs),
+            "plain_cosine": r10_at_1(ResponseSelector(pairs.contexts.shape[1]), pairs)}
 
 
 def r10_at_1(selector: ResponseSelector, pairs: Pairs, seed: int = 0) -> dict:
@@ -200,16 +206,16 @@ def train_response_selector(encoder, out: Path | None = None, conversations: int
              f"of {len(train) + len(mod_train)} + {len(held) + len(mod_held)} conversations")
     pairs = encoded_pairs(encoder, train + mod_train, cache)
     held_pairs = encoded_pairs(encoder, held, cache)
-    selector = ResponseSelector(pairs.contexts.shape[1], encoder=encoder.key)
-    zero_shot = r10_at_1(selector, held_pairs)
     mod_pairs = encoded_pairs(encoder, mod_held, cache) if mod_held else None
-    mod_zero_shot = r10_at_1(selector, mod_pairs) if mod_pairs else None
+    selector = ResponseSelector(pairs.contexts.shape[1], encoder=encoder.key)
     info = {**selector.fit(pairs, progress=progress), "conversations": len(train),
             "mod_conversations": len(mod_train), "heldout_conversations": len(held),
-            "heldout_zero_shot": zero_shot, "heldout": r10_at_1(selector, held_pairs),
             "encoder": encoder.key}
-    if mod_pairs:
-        info |= {"mod_heldout_conversations": len(mod_held), "mod_heldout_zero_shot": mod_zero_shot,
-                 "mod_heldout": r10_at_1(selector, mod_pairs)}
+    for name, held_out_pairs in (("heldout", held_pairs), ("mod_heldout", mod_pairs)):
+        if held_out_pairs is not None:  # plain cosine is the selector before fitting
+            figures = against_plain_cosine(selector, held_out_pairs)
+            info |= {name: figures["selection"], f"{name}_zero_shot": figures["plain_cosine"]}
+    if mod_pairs is not None:
+        info["mod_heldout_conversations"] = len(mod_held)
     selector.save(out or weights_file(encoder.key), info)
     return info
