@@ -74,6 +74,10 @@ MIGRATIONS = (
     ALTER TABLE label_events ADD COLUMN request_key VARCHAR;
     CREATE UNIQUE INDEX label_event_keys ON label_events (request_key);
     """,
+    # 6: items of a removed pack are retired: kept with their labels, never served or counted
+    """
+    ALTER TABLE items ADD COLUMN retired BOOLEAN DEFAULT false;
+    """,
 )
 
 
@@ -83,6 +87,9 @@ class StoreLocked(RuntimeError):
 
 class LabelError(ValueError):
     """A label call the store refuses: unknown task, item, label or annotator."""
+
+
+STICKER_TASKS = ("sticker_emotion", "sticker_text")  # items that are stickers of the library
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,8 @@ class LabelStore:
                     "stop it, or pass --server URL to go through it") from None
             raise
         self._local = threading.local()
+        self._writing = threading.Lock()  # one writer at a time in this process: DuckDB would
+        # refuse concurrent upserts of one row (a new annotator's first labels, one item)
         self._migrate()
 
     def close(self) -> None:
@@ -140,6 +149,10 @@ class LabelStore:
 
     def _sql(self, query: str, params: list | tuple = ()) -> list[tuple]:
         return self._cursor().execute(query, list(params)).fetchall()
+
+    def _write(self, query: str, params: list | tuple = ()) -> list[tuple]:
+        with self._writing:
+            return self._sql(query, params)
 
     # ------------------------------------------------------------ schema
 
@@ -168,8 +181,8 @@ class LabelStore:
     def add_annotator(self, name: str, role: str = "annotator") -> None:
         """Make ``name`` known (or change its role): the store's record of who labels."""
         name = check_name(name)
-        self._sql("INSERT INTO annotators VALUES (?, ?, ?) "
-                  "ON CONFLICT (name) DO UPDATE SET role = excluded.role", [name, role, time.time()])
+        self._write("INSERT INTO annotators VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET role = excluded.role", [name, role, time.time()])
 
     def annotators(self) -> dict[str, str]:
         return dict(self._sql("SELECT name, role FROM annotators ORDER BY name"))
@@ -182,22 +195,39 @@ class LabelStore:
                  i.model_version) for i in items]
         if not rows:
             return
-        cursor = self._cursor()
-        cursor.execute("BEGIN TRANSACTION")
-        cursor.executemany(
-            "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task, id) DO UPDATE SET "
-            "grp = excluded.grp, position = excluded.position, payload = excluded.payload, "
-            "suggestion = excluded.suggestion, confidence = excluded.confidence, "
-            "model_version = excluded.model_version", rows)
-        cursor.execute("COMMIT")
+        with self._writing:
+            cursor = self._cursor()
+            cursor.execute("BEGIN TRANSACTION")
+            cursor.executemany(
+                "INSERT INTO items (id, task, grp, position, payload, suggestion, confidence, "
+                "model_version, retired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, false) "
+                "ON CONFLICT (task, id) DO UPDATE SET "
+                "grp = excluded.grp, position = excluded.position, payload = excluded.payload, "
+                "suggestion = excluded.suggestion, confidence = excluded.confidence, "
+                "model_version = excluded.model_version, retired = false", rows)
+            cursor.execute("COMMIT")
+
+    def retire_stickers(self, keep: set[str]) -> int:
+        """Sticker items not in ``keep`` (the live library) are retired: their labels stay on
+        record, but they are no longer served, counted or labelled. Returns how many."""
+        with self._writing:
+            cursor = self._cursor()
+            live = [row[0] for row in cursor.execute(
+                "SELECT DISTINCT id FROM items WHERE task IN ? AND NOT retired",
+                [list(STICKER_TASKS)]).fetchall()]
+            gone = [sticker for sticker in live if sticker not in keep]
+            if gone:
+                cursor.execute("UPDATE items SET retired = true WHERE task IN ? AND id IN ?",
+                               [list(STICKER_TASKS), gone])
+        return len(gone)
 
     def item(self, task: str, item_id: str) -> Item | None:
-        rows = self._sql(f"SELECT {ITEM_COLUMNS} FROM items WHERE task = ? AND id = ?",
-                         [_check_task(task), item_id])
+        rows = self._sql(f"SELECT {ITEM_COLUMNS} FROM items WHERE task = ? AND id = ? "
+                         "AND NOT retired", [_check_task(task), item_id])
         return _item(rows[0]) if rows else None
 
     def items(self, task: str, group: str | None = None) -> list[Item]:
-        query = f"SELECT {ITEM_COLUMNS} FROM items WHERE task = ?"
+        query = f"SELECT {ITEM_COLUMNS} FROM items WHERE task = ? AND NOT retired"
         params: list = [_check_task(task)]
         if group is not None:
             query, params = query + " AND grp = ?", params + [group]
@@ -205,7 +235,8 @@ class LabelStore:
 
     def groups(self, task: str) -> list[str]:
         return [row[0] for row in self._sql(
-            "SELECT grp FROM items WHERE task = ? GROUP BY grp ORDER BY min(position)",
+            "SELECT grp FROM items WHERE task = ? AND NOT retired GROUP BY grp "
+            "ORDER BY min(position)",
             [_check_task(task)])]
 
     # ------------------------------------------------------------ events
@@ -232,7 +263,7 @@ class LabelStore:
         """Take back ``annotator``'s latest label or skip of ``task`` that still stands; the
         undo is an event too. Returns the event undone, or None when there is nothing left.
         An undo retried with the same ``key`` takes back nothing more."""
-        done = self._keyed(key)
+        done = self._keyed(key, task=task, annotator=annotator, kind="undo")
         if done is not None:
             rows = self._sql(f"SELECT {EVENT_COLUMNS} FROM label_events WHERE id = (SELECT undoes "
                              "FROM label_events WHERE id = ?)", [done])
@@ -246,14 +277,27 @@ class LabelStore:
                     session=session, key=key)
         return undone
 
-    def _keyed(self, key: str) -> int | None:
-        """The event written with idempotency key ``key``, if any."""
+    def _keyed(self, key: str, **expected) -> int | None:
+        """The event written with idempotency key ``key``, if any. ``expected``: the fields
+        (task, item, annotator, kind, label) a retry must repeat; a key reused for other
+        content is refused, never answered with the earlier event."""
         if not key:
             return None
         if not isinstance(key, str) or len(key) > 200:
             raise LabelError("an idempotency key is a string of at most 200 characters")
-        rows = self._sql("SELECT id FROM label_events WHERE request_key = ?", [key])
-        return rows[0][0] if rows else None
+        cursor = self._cursor().execute(
+            "SELECT id, task, item, annotator, kind, label FROM label_events WHERE request_key = ?",
+            [key])
+        names = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+        if not rows:
+            return None
+        written = dict(zip(names, rows[0]))
+        differ = [name for name, value in expected.items() if written[name] != value]
+        if differ:
+            raise LabelError(f"the idempotency key {key!r} was used for another request "
+                             f"(its {', '.join(differ)} differ): send a new key with a new label")
+        return written["id"]
 
     def _event(self, task: str, item: str, kind: str, annotator: str, *, label: str | None = None,
                undoes: int | None = None, source: str = "studio", session: str = "",
@@ -262,10 +306,13 @@ class LabelStore:
         if source not in SOURCES:
             raise LabelError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
         annotator = check_name(annotator)
-        written = self._keyed(key)
-        if written is not None:
-            return written
-        try:
+        content = {"task": task, "annotator": annotator, "kind": kind}
+        if kind != "undo":
+            content |= {"item": item, "label": label}
+        with self._writing:  # a retry racing its first try finds it written, never a conflict
+            written = self._keyed(key, **content)
+            if written is not None:
+                return written
             return self._sql(
                 "INSERT INTO label_events (time, annotator, task, item, kind, label, undoes, "
                 "suggestion, confidence, model_version, source, session, shown, request_key) "
@@ -274,11 +321,6 @@ class LabelStore:
                  model_version, source, session, json.dumps(shown) if shown is not None else None,
                  key or None],
             )[0][0]
-        except (duckdb.ConstraintException, duckdb.TransactionException):  # the same key, just now
-            written = self._keyed(key)
-            if written is None:
-                raise
-            return written
 
     def check_label(self, task: str, item: str, label: str) -> str:
         """The label as stored, or a LabelError that says what the task accepts."""
@@ -295,16 +337,21 @@ class LabelStore:
             return label.lower()
         if task == "best_sticker":
             if label not in (NONE_FITS, NO_STICKER) and not self._sql(
-                    "SELECT 1 FROM items WHERE id = ? AND task IN ('sticker_emotion', 'sticker_text')",
-                    [label]):
+                    "SELECT 1 FROM items WHERE id = ? AND task IN ? AND NOT retired",
+                    [label, list(STICKER_TASKS)]):
                 raise LabelError(f"{label!r} is no sticker of the library; answer a sticker id, "
                                  f"{NONE_FITS!r} or {NO_STICKER!r}")
             return label
         return json.dumps(check_text_correction(label), ensure_ascii=False, sort_keys=True)
 
     def _require_item(self, task: str, item: str) -> None:
-        if not self._sql("SELECT 1 FROM items WHERE task = ? AND id = ?", [_check_task(task), item]):
+        rows = self._sql("SELECT retired FROM items WHERE task = ? AND id = ?",
+                         [_check_task(task), item])
+        if not rows:
             raise LabelError(f"unknown item {item!r} for {task}")
+        if rows[0][0]:
+            raise LabelError(f"{item!r} is no longer in the library (its pack was removed): "
+                             "it takes no more labels")
 
     def events(self, task: str | None = None) -> list[Event]:
         query = f"SELECT {EVENT_COLUMNS} FROM label_events"
@@ -349,7 +396,7 @@ class LabelStore:
             f"SELECT {ITEM_COLUMNS_OF_I} FROM items i "
             "LEFT JOIN (SELECT item, count(*) AS n FROM current_labels WHERE task = ? "
             "           GROUP BY item) c ON c.item = i.id "
-            "WHERE i.task = ? AND coalesce(c.n, 0) < ? "
+            "WHERE i.task = ? AND NOT i.retired AND coalesce(c.n, 0) < ? "
             "AND i.id NOT IN (SELECT item FROM live_events WHERE task = ? AND annotator = ?) ")
         params: list = [task, _check_task(task), max(1, overlap), task, annotator]
         if group:
@@ -360,22 +407,26 @@ class LabelStore:
         rows = self._sql(query, params)
         return _item(rows[0]) if rows else None
 
-    def progress(self, task: str, annotator: str, group: str | None = None) -> tuple[int, int]:
-        """(items ``annotator`` has answered, items of the task), within ``group`` if given."""
-        where, params = "task = ?" + (" AND grp = ?" if group else ""), \
+    def progress(self, task: str, annotator: str, group: str | None = None) -> dict[str, int]:
+        """What ``annotator`` has done of ``task`` (within ``group`` if given): ``labelled``
+        and ``skipped`` items (each counted once, by its latest standing answer) of ``total``
+        items in service."""
+        where, params = "i.task = ? AND NOT i.retired" + (" AND i.grp = ?" if group else ""), \
             [_check_task(task)] + ([group] if group else [])
-        total = self._sql(f"SELECT count(*) FROM items WHERE {where}", params)[0][0]
-        done = self._sql(
-            "SELECT count(DISTINCT e.item) FROM live_events e JOIN items i "
-            "ON i.task = e.task AND i.id = e.item WHERE e.annotator = ? AND "
-            + where.replace("task", "i.task").replace("grp", "i.grp"), [annotator] + params)[0][0]
-        return done, total
+        total = self._sql(f"SELECT count(*) FROM items i WHERE {where}", params)[0][0]
+        counts = dict(self._sql(
+            "SELECT kind, count(*) FROM (SELECT e.item, arg_max(e.kind, e.id) AS kind "
+            "FROM live_events e JOIN items i ON i.task = e.task AND i.id = e.item "
+            f"WHERE e.annotator = ? AND {where} GROUP BY e.item) GROUP BY kind",
+            [annotator] + params))
+        return {"labelled": counts.get("label", 0), "skipped": counts.get("skip", 0),
+                "total": total}
 
     def stats(self) -> dict:
         """Counts per task and annotator, and the label distribution per task."""
         per_task = {task: {"items": 0, "labelled_items": 0, "labels": 0, "events": 0}
                     for task in TASKS}
-        for task, n in self._sql("SELECT task, count(*) FROM items GROUP BY task"):
+        for task, n in self._sql("SELECT task, count(*) FROM items WHERE NOT retired GROUP BY task"):
             per_task[task]["items"] = n
         for task, n, items in self._sql("SELECT task, count(*), count(DISTINCT item) "
                                         "FROM current_labels GROUP BY task"):
@@ -407,8 +458,8 @@ class LabelStore:
         engine's job runner picks pending requests up)."""
         labels = self._sql("SELECT count(*) FROM current_labels WHERE task = ?",
                            [_check_task(task)])[0][0]
-        self._sql("INSERT INTO training_requests (task, time, requested_by, reason, labels) "
-                  "VALUES (?, ?, ?, ?, ?)", [task, time.time(), requested_by, reason, labels])
+        self._write("INSERT INTO training_requests (task, time, requested_by, reason, labels) "
+                    "VALUES (?, ?, ?, ?, ?)", [task, time.time(), requested_by, reason, labels])
         return self.training_requests(task)[-1]
 
     def maybe_request_training(self, task: str, every: int, requested_by: str) -> dict | None:
@@ -420,8 +471,8 @@ class LabelStore:
     def update_training_request(self, request_id: int, status: str, job: str) -> None:
         """What became of a request: running as a job, then that job's end state (requests
         are bookkeeping, not labels, so they change in place)."""
-        self._sql("UPDATE training_requests SET status = ?, job = ? WHERE id = ?",
-                  [status, job, request_id])
+        self._write("UPDATE training_requests SET status = ?, job = ? WHERE id = ?",
+                    [status, job, request_id])
 
     def training_requests(self, task: str | None = None, status: str | None = None) -> list[dict]:
         query, params = "SELECT * FROM training_requests WHERE 1 = 1", []

@@ -109,3 +109,21 @@ def convert(distribution: np.ndarray, source: str, target: str) -> np.ndarray:
     """Distributions (…, len(source labels)) → (…, len(target labels)), renormalised."""
     mapped = np.asarray(distribution, dtype=np.float32) @ conversion(source, target)
     return mapped / np.maximum(mapped.sum(axis=-1, keepdims=True), 1e-12)
+
+
+RELATED_FIT = 0.5  # a sticker of another emotion of the same sentiment (anger for disgust)
+NEUTRAL_FIT = 0.5  # a neutral sticker for an emotional mood, or the reverse
+
+
+def ekman_compatibility() -> np.ndarray:
+    """(7, 7): how well a sticker of Ekman emotion j answers a mood of emotion i. 1 for the same
+    emotion, ``RELATED_FIT`` for two emotions that share a sentiment (sentiment3's links, so
+    surprise is related to both sides), ``NEUTRAL_FIT`` between neutral and any emotion, 0 across
+    sentiments (a laughing sticker for grief)."""
+    sentiment = scheme("sentiment3").links()  # (3, 7)
+    related = (sentiment.T @ sentiment) > 0
+    matrix = np.where(related, RELATED_FIT, 0.0).astype(np.float32)
+    neutral = EKMAN7.index("neutral")
+    matrix[neutral, :] = matrix[:, neutral] = NEUTRAL_FIT
+    np.fill_diagonal(matrix, 1.0)
+    return matrix

@@ -25,6 +25,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from engine.labels import EKMAN7, ekman_compatibility
+
 log = logging.getLogger(__name__)
 SELECTOR_FORMAT = 6  # bump when saved selectors change shape, so caches are not misread
 BUCKETS = 2**18  # hashed word and character n-grams (fastText's trick, fewer buckets)
@@ -33,6 +35,7 @@ TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 POSITIVE = {"joy", "trust", "anticipation"}
 NEGATIVE = {"anger", "disgust", "fear", "sadness"}
 PATIENCE = 2  # epochs without held-out improvement before training stops
+COMPATIBILITY = ekman_compatibility()
 MAX_TUNED_STICKERS = 256  # per-sticker offsets are tuned only for closed, small candidate sets
 
 
@@ -354,7 +357,22 @@ def tune_offsets(scores: np.ndarray, target: np.ndarray, passes: int = 2,
 
 
 def emotion_fit(moods: np.ndarray, sticker_emotions: np.ndarray) -> np.ndarray:
-    """Cosine between each mood and each sticker's emotion distribution: 1 = same feeling."""
-    a = moods / np.maximum(np.linalg.norm(moods, axis=1, keepdims=True), 1e-12)
-    b = sticker_emotions / np.maximum(np.linalg.norm(sticker_emotions, axis=1, keepdims=True), 1e-12)
-    return a @ b.T
+    """How well each sticker's emotion answers each mood (Ekman-7), in [0, 1].
+
+    Each emotion j fits the mood by ``a_j`` (the mood's expected compatibility with j,
+    ``ekman_compatibility``), scaled so the emotion that fits best gets 1. A sticker's fit is its
+    expected ``a`` over its emotion distribution, each emotion's share capped at what its main
+    emotion earns: an uncertain reading never fits better than a sure one, so certainty never
+    lowers a score. A person confirming the model's main emotion, or any one-hot people label,
+    therefore fits at least as well as any model reading with that main emotion (the cosine of
+    two distributions did the opposite: a one-hot label scored below a flat reading)."""
+    if moods.shape[1] != len(EKMAN7) or sticker_emotions.shape[1] != len(EKMAN7):
+        raise ValueError(f"emotion fit reads Ekman-7 distributions, not {moods.shape[1]} and "
+                         f"{sticker_emotions.shape[1]} columns")
+    fits = np.asarray(moods, np.float32) @ COMPATIBILITY
+    fits /= np.maximum(fits.max(axis=1, keepdims=True), 1e-12)
+    cap = fits[:, np.asarray(sticker_emotions).argmax(axis=1)]  # (n_moods, n_stickers)
+    total = np.zeros_like(cap)
+    for j in range(len(EKMAN7)):
+        total += sticker_emotions[None, :, j] * np.minimum(fits[:, j:j + 1], cap)
+    return total / np.maximum(np.asarray(sticker_emotions).sum(axis=1), 1e-12)[None, :]

@@ -82,6 +82,7 @@ class Studio:
                               r["confidence"] if by_model else 1.0, version))
             items.append(Item(r["id"], "sticker_text", payload, r["pack"], position))
         self.store.put_items(items)
+        self.store.retire_stickers({r["id"] for r in readings})  # a removed pack's stickers
         return len(readings)
 
     def library_changed(self) -> None:
@@ -155,10 +156,11 @@ class Studio:
 
     def view(self, item: Item, annotator: str, pack: str | None = None) -> dict:
         """An item as the tab and the API show it."""
-        done, total = self.store.progress(item.task, annotator, pack or None)
+        progress = self.store.progress(item.task, annotator, pack or None)
         shown = {"task": item.task, "id": item.id, "payload": item.payload,
                  "suggestion": item.suggestion, "confidence": item.confidence,
-                 "model_version": item.model_version, "done": done, "total": total}
+                 "model_version": item.model_version, "done": progress["labelled"],
+                 "skipped": progress["skipped"], "total": progress["total"]}
         if item.task == "utterance_emotion":
             shown["dialogue"] = [{"id": u.id, "speaker": u.payload.get("speaker", ""),
                                   "text": u.payload.get("text", ""), "suggestion": u.suggestion}
@@ -245,8 +247,11 @@ HOTKEYS_JS = """
   window.memeuiHotkeys = true;
   const visible = (el) => el && el.offsetParent !== null;
   document.addEventListener('keydown', (event) => {
-    const typing = ['INPUT', 'TEXTAREA', 'SELECT'].includes(event.target.tagName)
-      || event.target.isContentEditable;
+    // only where keys type text: a radio or checkbox that was clicked keeps the hotkeys
+    const target = event.target;
+    const typing = ['TEXTAREA', 'SELECT'].includes(target.tagName) || target.isContentEditable
+      || (target.tagName === 'INPUT' && !['radio', 'checkbox', 'button', 'submit', 'range',
+                                          'color', 'file'].includes(target.type));
     if (typing) return;
     let button = null;
     if (/^[1-9]$/.test(event.key) && !event.ctrlKey && !event.metaKey && !event.altKey) {
@@ -284,7 +289,8 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
                     gr.update(visible=False), f"{note}\n\n{empty}".strip(), "",
                     *[gr.update(variant="secondary") for _ in labels], [], "", "", "", "")
         payload, task = view["payload"], view["task"]
-        progress = f"**{view['done']} of {view['total']}** labelled by you"
+        progress = f"**{view['done']} of {view['total']}** labelled by you" + \
+            (f" · {view['skipped']} skipped" if view.get("skipped") else "")
         emotion_task = task in ("sticker_emotion", "utterance_emotion")
         sticker = payload.get("file") if task in ("sticker_emotion", "sticker_text") else None
         moving = bool(sticker) and Path(sticker).suffix.lower() in VIDEO_SUFFIXES
