@@ -111,19 +111,24 @@ def convert(distribution: np.ndarray, source: str, target: str) -> np.ndarray:
     return mapped / np.maximum(mapped.sum(axis=-1, keepdims=True), 1e-12)
 
 
-RELATED_FIT = 0.5  # a sticker of another emotion of the same sentiment (anger for disgust)
-NEUTRAL_FIT = 0.5  # a neutral sticker for an emotional mood, or the reverse
+# How well a sticker of one emotion answers a mood of another (chosen on 5,000 tweets of
+# TweetEval emoji's train split, whole library: MRR 13.71 against 10.70 for the cosine of the
+# two distributions, the regression set checked beside; README "Ranking that trusts people")
+RELATED_FIT = 0.25  # another emotion of the same sentiment (disgust for anger)
+NEUTRAL_STICKER_FIT = 0.0  # a neutral sticker (a keycap, a flag) for an emotional mood
+NEUTRAL_MOOD_FIT = 0.5  # any sticker for a neutral mood: a feeling is rarely wrong there
 
 
 def ekman_compatibility() -> np.ndarray:
-    """(7, 7): how well a sticker of Ekman emotion j answers a mood of emotion i. 1 for the same
-    emotion, ``RELATED_FIT`` for two emotions that share a sentiment (sentiment3's links, so
-    surprise is related to both sides), ``NEUTRAL_FIT`` between neutral and any emotion, 0 across
-    sentiments (a laughing sticker for grief)."""
+    """(7, 7): how well a sticker of Ekman emotion j (column) answers a mood of emotion i (row).
+    1 for the same emotion, ``RELATED_FIT`` for two emotions that share a sentiment
+    (sentiment3's links, so surprise is related to both sides), 0 across sentiments (a laughing
+    sticker for grief); a neutral sticker fits an emotional mood ``NEUTRAL_STICKER_FIT``, any
+    sticker fits a neutral mood ``NEUTRAL_MOOD_FIT``."""
     sentiment = scheme("sentiment3").links()  # (3, 7)
-    related = (sentiment.T @ sentiment) > 0
-    matrix = np.where(related, RELATED_FIT, 0.0).astype(np.float32)
+    matrix = np.where((sentiment.T @ sentiment) > 0, RELATED_FIT, 0.0).astype(np.float32)
     neutral = EKMAN7.index("neutral")
-    matrix[neutral, :] = matrix[:, neutral] = NEUTRAL_FIT
+    matrix[:, neutral] = NEUTRAL_STICKER_FIT
+    matrix[neutral, :] = NEUTRAL_MOOD_FIT
     np.fill_diagonal(matrix, 1.0)
     return matrix
