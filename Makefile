@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/memeui bench chat --json
 	$(BIN)/memeui bench labels --json
 	$(BIN)/memeui bench finetune --json
+	$(BIN)/memeui bench active --json
 	$(BIN)/memeui bench load --json
 
 # Known vulnerabilities of every installed package (PyPI's advisory data); a finding fails it

@@ -22,7 +22,9 @@ import duckdb
 TASKS = ("sticker_emotion", "utterance_emotion", "best_sticker", "sticker_text")
 EMOTION_TASKS = ("sticker_emotion", "utterance_emotion")
 SOURCES = ("studio", "chat", "import", "api", "cli")
-ORDERS = ("uncertain", "library", "random")
+ORDERS = ("mixed", "uncertain", "library", "random")
+DEFAULT_ORDER = "mixed"  # the most uncertain item and a random one in turn: `memeui bench
+# active` measured it best (uncertain-first alone serves keycaps and symbols for a long time)
 UNSURE = "unsure"  # an emotion answer that counts as labelled but not as a label for training
 NONE_FITS = "none_fits"  # best sticker: none of the candidates shown fits
 NO_STICKER = "no_sticker"  # best sticker: no sticker should be sent here (MOD's usage flag)
@@ -382,13 +384,19 @@ class LabelStore:
             [_check_task(task), UNSURE])
         return dict(rows)
 
-    def next_item(self, task: str, annotator: str, *, order: str = "uncertain",
+    def next_item(self, task: str, annotator: str, *, order: str = DEFAULT_ORDER,
                   group: str | None = None, overlap: int = 1) -> Item | None:
         """The item ``annotator`` should label next: one they have not labelled or skipped,
-        still short of ``overlap`` annotators, in ``order`` (lowest suggestion confidence
-        first, library order, or a shuffle that is stable per annotator)."""
+        still short of ``overlap`` annotators, in ``order``: lowest suggestion confidence
+        first (``uncertain``), library order, a shuffle that is stable per annotator
+        (``random``), or ``mixed``: uncertain and random in turn, by how many items the
+        annotator has answered (a sample the model's doubts alone would skew)."""
         if order not in ORDERS:
             raise LabelError(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
+        if order == "mixed":
+            answered = self._sql("SELECT count(DISTINCT item) FROM live_events WHERE task = ? "
+                                 "AND annotator = ?", [_check_task(task), annotator])[0][0]
+            order = "uncertain" if answered % 2 == 0 else "random"
         ordering = {"uncertain": "i.confidence ASC NULLS FIRST, i.position, i.id",
                     "library": "i.position, i.id",
                     "random": "hash(i.id || ?), i.id"}[order]

@@ -30,7 +30,7 @@ from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_p
 from engine.jobs import Job, JobRunner
 from engine.ocr import StickerOCR
 from engine.registry import GATE_KEYS, GATE_KEYS_OF_ROLE, ROLES, Registry, gate
-from engine.sticker_emotion import StickerEmotionHead, sticker_features
+from engine.sticker_emotion import HEAD_FILE, StickerEmotionHead
 from engine.stickers import Sticker, StickerLibrary
 from engine.usage import read_threshold, read_usage, usage_prior
 
@@ -225,11 +225,11 @@ class Engine:
         return LiveVersion(library, index, usage, popular, vectors)
 
     def read_sticker_emotions(self, stickers: list[Sticker], vectors: np.ndarray | None = None,
-                              images: np.ndarray | None = None, fine_tuned: bool = True) -> np.ndarray:
+                              fine_tuned: bool = True) -> np.ndarray:
         """What the models read of each sticker's emotion (Ekman-7), ignoring people's labels:
         the bundled reader (the recognizer over everything written of it, mixed with the
-        emotion lexicon model nade over the same words), or, once one is promoted, the
-        fine-tuned head over the sticker's text, picture and that reading."""
+        emotion lexicon model nade over the same words), or, once one is promoted, that reading
+        corrected by people's labels of stickers named and read alike (``StickerEmotionHead``)."""
         texts = [sticker.text() for sticker in stickers]
         if vectors is None:
             vectors = self.encoder.get().encode(texts)
@@ -240,10 +240,7 @@ class Engine:
         head = self.sticker_head
         if not fine_tuned or head is None:
             return reading
-        tower = self.image_tower.get()
-        if images is None and tower is not NO_TOWER:
-            images = encode_sticker_images(tower, stickers)
-        return head[1].predict(sticker_features(vectors, images, reading))
+        return head[1].predict(vectors, reading)
 
     @property
     def sticker_reader(self) -> str:
@@ -254,7 +251,7 @@ class Engine:
                           images: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
         """Ekman-7 per sticker: a label people gave wins (in the deployment's scheme, or any
         scheme that names it), otherwise what the models read of it."""
-        emotions = self.read_sticker_emotions(stickers, vectors, images)
+        emotions = self.read_sticker_emotions(stickers, vectors)
         for row, sticker in enumerate(stickers):
             given = self._given_emotion(sticker.emotion)
             if given is not None:
@@ -319,9 +316,22 @@ class Engine:
                                         self.settings.recognizer)
 
     def _load_head(self, version) -> tuple[str, StickerEmotionHead] | None:
+        """The promoted sticker reader; None (the bundled one) for none, for a version of the
+        logistic head of before, or for one trained over another text encoder's vectors."""
         if version is None:
             return None
-        return version.id, StickerEmotionHead.load(self.registry.folder(version))
+        folder = self.registry.folder(version)
+        if not (folder / HEAD_FILE).is_file():
+            log.warning("sticker-emotion version %s is of an older format; serving the bundled "
+                        "reader (train again to use people's labels)", version.id)
+            return None
+        head = StickerEmotionHead.load(folder)
+        if head.vectors.shape[1] != self.encoder.get().dim:
+            log.warning("sticker-emotion version %s reads %d-d text vectors, not %s's; serving "
+                        "the bundled reader", version.id, head.vectors.shape[1],
+                        self.settings.text_encoder)
+            return None
+        return version.id, head
 
     def _load_selector(self, folder: Path | None) -> Selector:
         return self.zero_shot_selector() if folder is None else Selector.load(folder)
@@ -332,19 +342,18 @@ class Engine:
 
     def sticker_feature_file(self) -> Path:
         """What the sticker recipes read of the live index, written once per index version:
-        every sticker's features (text, picture, bundled reading) for the sticker-emotion
-        head; its text vector, served emotion and emoji for the selector."""
+        every sticker's text vector and bundled reading for the sticker-emotion head; its
+        served emotion, usage and emoji besides for the selector."""
         live = self.live.get()
         path = self.settings.data_dir / "cache" / f"stickers-{live.index.key}.npz"
         if path.is_file():
             return path
         stickers = [live.library.by_id[i] for i in live.index.sticker_ids]
         vectors = live.index.index.reconstruct_n(0, live.index.index.ntotal)
-        reading = self.read_sticker_emotions(stickers, vectors, live.index.images, fine_tuned=False)
+        reading = self.read_sticker_emotions(stickers, vectors, fine_tuned=False)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.npz")
-        np.savez(staging, ids=np.array(live.index.sticker_ids),
-                 features=sticker_features(vectors, live.index.images, reading), readings=reading,
+        np.savez(staging, ids=np.array(live.index.sticker_ids), readings=reading,
                  vectors=vectors, emotions=live.index.emotions, usage=live.usage,
                  emojis=np.array([sticker.emoji for sticker in stickers]))
         os.replace(staging, path)
@@ -358,7 +367,8 @@ class Engine:
         args = {"snapshot": str(snapshot), "base": str(base or ""),
                 "device": gpu.job_device(self.device)}
         if recipe == "sticker-emotion":
-            args["features"] = str(self.sticker_feature_file())
+            args |= {"features": str(self.sticker_feature_file()),
+                     "public": str(self.settings.sticker_check)}
         elif recipe == "prerecognizer":
             args |= {"encoder": EMOTION_ENCODER, "meld": str(meld or self.settings.meld),
                      "cache": str(self.settings.data_dir / "cache")}

@@ -41,6 +41,7 @@ class Settings:
     label_scheme: str = "ekman7"  # ekman7 | sentiment3 | plutchik8 | iemocap | emorynlp
     prerecognizer: Path = DEFAULT_PRERECOGNIZER  # a folder from `memeui eval premeld --fit`
     label_overlap: int = 1  # annotators who should label each item (the studio serves items short of it)
+    sticker_check: Path = PROJECT_ROOT / "assets" / "labels" / "sticker_emotions.csv"  # the sticker-emotion gate's public check (id,emotion)
     train_every: int = 200  # new labels of a task that record a fine-tuning request (0: only by hand)
     hf_oauth: bool = False  # Hugging Face login names annotators (a Space with hf_oauth: true)
     admins: str = ""  # comma-separated Hub names that are admins when hf_oauth is on

@@ -23,8 +23,8 @@ from annotations.agreement import agreement
 from annotations.exchange import FORMATS, export_labels, import_labels
 from annotations.exchange import import_rows as exchange_rows
 from annotations.feedback import Feedback, record_feedback
-from annotations.store import (NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, Item, LabelError,
-                               LabelStore)
+from annotations.store import (DEFAULT_ORDER, NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, Item,
+                               LabelError, LabelStore)
 from engine import Dialogue, Engine
 from engine.corpora import read_conversations
 from memeui.access import Access, Identity
@@ -147,7 +147,7 @@ class Studio:
 
     # ------------------------------------------------------------ labelling
 
-    def next_item(self, task: str, annotator: str, order: str = "uncertain",
+    def next_item(self, task: str, annotator: str, order: str = DEFAULT_ORDER,
                   pack: str | None = None) -> dict | None:
         self.ensure_items()
         item = self.store.next_item(task, annotator, order=order, group=pack or None,
@@ -385,7 +385,7 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
     with gr.Row():
         task = gr.Radio([(TASK_NAMES[t], t) for t in TASKS], value="sticker_emotion",
                         label="Task", elem_id="annotate-task", scale=4)
-        order = gr.Dropdown(list(ORDERS), value="uncertain", label="Order", scale=1)
+        order = gr.Dropdown(list(ORDERS), value=DEFAULT_ORDER, label="Order", scale=1)
         pack = gr.Dropdown([ALL_PACKS], value=ALL_PACKS, label="Pack", scale=1,
                            elem_id="annotate-pack")
         name = gr.Textbox(label="Your name (open mode)", value="", placeholder="anonymous",
@@ -553,7 +553,7 @@ def build_stats_tab(studio: Studio, access: Access) -> None:
 def add_label_api(studio: Studio, access: Access) -> None:
     """The named endpoints ``gradio_client`` and ``memeui … --server`` call; answered without
     the queue's round trips, under the same identity and roles as the tab."""
-    def next_item(task: str, annotator: str = "", order: str = "uncertain", pack: str = "",
+    def next_item(task: str, annotator: str = "", order: str = DEFAULT_ORDER, pack: str = "",
                   request: gr.Request = None) -> dict | None:
         """The next item for the caller in TASK, or None when nothing is left."""
         identity = access.identify(request, annotator)

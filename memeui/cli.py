@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     spaces.set_defaults(run=run_spaces)
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
-    bench.add_argument("name", choices=["search", "emotion", "chat", "labels", "finetune", "load"])
+    bench.add_argument("name", choices=["search", "emotion", "chat", "labels", "finetune", "load",
+                                        "active"])
     bench.add_argument("--kills", type=int, default=5, help="load: times the server is killed")
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
@@ -785,6 +786,10 @@ def run_bench(args) -> int:
             from bench.finetune import run as bench_finetune
 
             result = bench_finetune()
+        elif args.name == "active":
+            from bench.active import run as bench_active
+
+            result = bench_active()
         elif args.name == "labels":
             from bench.labels import run as bench_labels
 

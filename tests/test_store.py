@@ -67,7 +67,8 @@ def test_the_store_refuses_unknown_tasks_items_labels_and_names(store):
 
 
 def test_next_item_orders_skips_filters_and_respects_overlap(store):
-    order = lambda **kw: [store.next_item("sticker_emotion", "ann", **kw).id]  # noqa: E731
+    order = lambda **kw: [store.next_item("sticker_emotion", "ann",  # noqa: E731
+                                          **{"order": "uncertain", **kw}).id]
     assert order() == ["s3"]  # lowest suggestion confidence first
     assert order(order="library") == ["s0"]
     assert order(group="pack-b") == ["s2"]
@@ -82,6 +83,17 @@ def test_next_item_orders_skips_filters_and_respects_overlap(store):
     shuffled = {store.next_item("sticker_emotion", name, order="random").id
                 for name in ("a", "b", "c", "d", "e", "f", "g")}
     assert len(shuffled) > 1  # each annotator gets their own order
+
+
+def test_the_default_order_serves_the_most_uncertain_and_a_random_item_in_turn(store):
+    served = []
+    while (item := store.next_item("sticker_emotion", "ann")) is not None:
+        uncertain = store.next_item("sticker_emotion", "ann", order="uncertain").id
+        random = store.next_item("sticker_emotion", "ann", order="random").id
+        assert item.id == (uncertain if len(served) % 2 == 0 else random)
+        served.append(item.id)
+        store.label("sticker_emotion", item.id, "joy", "ann")
+    assert sorted(served) == [f"s{i}" for i in range(6)]
 
 
 def test_migrations_bring_an_older_file_up_to_date_and_keep_its_events(tmp_path):

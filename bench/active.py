@@ -1,0 +1,144 @@
+"""Which labelling order makes the sticker reader better fastest: a simulated annotator in each
+of the studio's orders, through the real store, trigger, job and gate.
+
+The labelled file (``assets/labels/sticker_emotions.csv`` by default) is split by a hash of the
+sticker id: one half is held out for measuring and never served, the other half is the pool the
+studio serves (its other stickers are retired for the run) and the annotator answers from.
+Every ``STEP`` labels the store records a fine-tuning request (``train_every``); the trainer
+turns it into a job on a snapshot, the job fits a candidate in its own process, the gate
+compares it with the live reader on the held-out labels and on the public check (the pool's
+rows, so the gate never sees the measuring half) and serves it when it is not worse. After
+each request is settled, the reader live at that moment reads the measuring half.
+
+Prints one JSON object: ``default_order``; ``orders`` and ``macro_f1`` (order → {labels:
+accuracy or macro-F1 in percent}; "0" is the bundled reader); ``promoted`` (order → versions
+promoted); ``labels_to_reach_random_200`` (order → the fewest labels whose accuracy reaches
+random order's at 200, null when never); ``measured`` and ``pool`` sizes; seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from annotations.store import DEFAULT_ORDER, ORDERS, LabelStore
+from engine import Engine, Settings
+from engine.labels import EKMAN7
+from engine.snapshot import scores
+from engine.sticker_emotion import PUBLIC_CHECK, public_labels
+from memeui.access import Identity
+from memeui.annotate import LABELS_FILE, Studio
+from memeui.jobs import Trainer
+
+STEP = 25  # labels between fine-tuning requests
+POINTS = (25, 50, 100, 150, 200)
+ANNOTATOR = Identity("simulated", "annotator")
+
+
+def measuring_half(sticker_id: str) -> bool:
+    """The fixed half of the labelled file kept out of serving, for measuring only."""
+    return int(hashlib.sha256(f"bench-active:{sticker_id}".encode()).hexdigest(), 16) % 2 == 0
+
+
+def run(settings: Settings | None = None, labels_file: Path = PUBLIC_CHECK,
+        points: tuple[int, ...] = POINTS, orders: tuple[str, ...] = ORDERS) -> dict:
+    settings = settings or Settings.from_env()
+    started = time.perf_counter()
+    gold = public_labels(labels_file)
+    measured = {k: v for k, v in gold.items() if measuring_half(k)}
+    pool = {k: v for k, v in gold.items() if not measuring_half(k)}
+    curves, f1s, promoted = {}, {}, {}
+    for order in orders:
+        curves[order], f1s[order], promoted[order] = simulate(settings, order, pool, measured,
+                                                              max(points))
+    keep = ("0", *(str(n) for n in points))
+    curves = {o: {n: a for n, a in c.items() if n in keep} for o, c in curves.items()}
+    f1s = {o: {n: f for n, f in c.items() if n in keep} for o, c in f1s.items()}
+    return {"default_order": DEFAULT_ORDER, "orders": curves, "macro_f1": f1s,
+            "promoted": promoted,
+            "labels_to_reach_random_200": labels_to_reach(curves, "random", str(max(points))),
+            "measured": len(measured), "pool": len(pool), "step": STEP,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def labels_to_reach(curves: dict, reference: str, point: str) -> dict:
+    """Order → the fewest labels whose held-out accuracy reaches ``reference``'s at ``point``."""
+    target = curves.get(reference, {}).get(point)
+    if target is None:
+        return {order: None for order in curves}
+    return {order: next((int(n) for n, accuracy in sorted(curve.items(), key=lambda p: int(p[0]))
+                         if int(n) > 0 and accuracy >= target), None)
+            for order, curve in curves.items()}
+
+
+def simulate(settings: Settings, order: str, pool: dict[str, str], measured: dict[str, str],
+             labels: int) -> tuple[dict, dict, int]:
+    """One order from a fresh data dir: (accuracy by labels, macro-F1 by labels, promotions)."""
+    from bench.labels import fresh_data_dir
+
+    data_dir = fresh_data_dir(settings.data_dir)
+    check = data_dir / "public-check.csv"
+    with check.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["id", "emotion"])
+        writer.writerows(pool.items())
+    engine = Engine(replace(settings, data_dir=data_dir, train_every=STEP, sticker_check=check,
+                            reply_backend="retrieval"))
+    studio = Studio(engine, LabelStore(data_dir / LABELS_FILE, engine.scheme.labels))
+    trainer = Trainer(studio)
+    engine.jobs.start()
+    accuracy, macro_f1 = {}, {}
+    try:
+        accuracy["0"], macro_f1["0"] = reader_scores(engine, measured)
+        done = 0
+        while done < labels:
+            item = next_in_pool(studio, order, pool)
+            if item is None:
+                break
+            answer = studio.label("sticker_emotion", item["id"], pool[item["id"]], ANNOTATOR)
+            done += 1
+            if answer["training_request"]:
+                settle(trainer)
+                accuracy[str(done)], macro_f1[str(done)] = reader_scores(engine, measured)
+        promotions = sum(v.status in ("live", "retired") for v in
+                         engine.registry.versions("sticker-emotion"))
+    finally:
+        engine.jobs.stop()
+        studio.store.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return accuracy, macro_f1, promotions
+
+
+def next_in_pool(studio: Studio, order: str, pool: dict[str, str]) -> dict | None:
+    """The studio's next item in ``order``, the library's stickers outside the pool retired
+    (again after any library change: a promotion refreshes the items)."""
+    studio.ensure_items()
+    studio.store.retire_stickers(set(pool))
+    return studio.next_item("sticker_emotion", ANNOTATOR.name, order)
+
+
+def settle(trainer: Trainer, timeout: float = 600) -> None:
+    """The pending request as a job, the job to its end, and its outcome on record."""
+    for job_id in trainer.poll():
+        trainer.engine.jobs.wait(job_id, timeout)
+    deadline = time.monotonic() + timeout
+    while trainer.studio.store.training_requests(status="running"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("a fine-tuning request did not settle")
+        trainer.poll()
+        time.sleep(0.2)
+
+
+def reader_scores(engine: Engine, measured: dict[str, str]) -> tuple[float, float]:
+    """Accuracy and macro-F1 (percent) of the reader live now on the measuring half."""
+    library = engine.live.get().library
+    ids = [k for k in measured if k in library.by_id]
+    predicted = engine.read_sticker_emotions([library.by_id[k] for k in ids]).argmax(axis=1)
+    result = scores(predicted, np.array([EKMAN7.index(measured[k]) for k in ids]))
+    return result["accuracy"], result["macro_f1"]
