@@ -257,7 +257,7 @@ class LabelStore:
     def skip(self, task: str, item: str, annotator: str, *, source: str = "studio",
              session: str = "") -> int:
         """``annotator`` passes on an item: it is not served to them again (unless undone)."""
-        self._require_item(task, item)
+        self.require_item(task, item)
         return self._event(task, item, "skip", annotator, source=source, session=session)
 
     def undo(self, task: str, annotator: str, *, source: str = "studio",
@@ -326,7 +326,7 @@ class LabelStore:
 
     def check_label(self, task: str, item: str, label: str) -> str:
         """The label as stored, or a LabelError that says what the task accepts."""
-        self._require_item(task, item)
+        self.require_item(task, item)
         if not isinstance(label, str) or not label.strip():
             raise LabelError("the label is empty")
         if len(label) > MAX_LABEL_CHARS:
@@ -346,7 +346,8 @@ class LabelStore:
             return label
         return json.dumps(check_text_correction(label), ensure_ascii=False, sort_keys=True)
 
-    def _require_item(self, task: str, item: str) -> None:
+    def require_item(self, task: str, item: str) -> None:
+        """A LabelError unless ``item`` of ``task`` is in service: unknown, or retired."""
         rows = self._sql("SELECT retired FROM items WHERE task = ? AND id = ?",
                          [_check_task(task), item])
         if not rows:

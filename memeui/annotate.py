@@ -24,8 +24,9 @@ from annotations.exchange import FORMATS, export_labels, import_labels
 from annotations.exchange import import_rows as exchange_rows
 from annotations.feedback import Feedback, record_feedback
 from annotations.store import (DEFAULT_ORDER, NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, Item,
-                               LabelError, LabelStore)
+                               LabelError, LabelStore, check_name)
 from engine import Dialogue, Engine
+from engine.dialogue import Turn, check_message
 from engine.corpora import read_conversations
 from memeui.access import Access, Identity
 from memeui.limits import RateLimit
@@ -117,18 +118,12 @@ class Studio:
         path = Path(path)
         if task in ("sticker_emotion", "sticker_text", "best_sticker"):
             self.ensure_items()
-        header = _csv_header(path)
-        if path.suffix.lower() in (".jsonl", ".parquet") or \
-                {"task", "item", "annotator", "label"} <= header:
+        kind = import_kind(path, task)
+        if kind == "labels":
             return import_labels(self.store, path, task)
-        if task == "sticker_emotion" and {"id", "emotion"} <= header:
+        if kind == "sticker_emotions":
             return self.import_sticker_emotions(path)
-        try:
-            dialogues = read_conversations(str(path))
-        except (ValueError, OSError, KeyError, TypeError) as error:
-            raise LabelError(f"{path.name} is neither a label export nor a conversation "
-                             f"file this app reads: {error}") from None
-        return self.add_dialogues(dialogues, path.stem)
+        return self.add_dialogues(read_dialogue_file(path), path.stem)
 
     def import_sticker_emotions(self, path: Path) -> dict:
         """A plain CSV of ``id,emotion`` (as ``assets/labels/sticker_emotions.csv``): each row
@@ -185,7 +180,7 @@ class Studio:
             self.ensure_items()
             item = self.store.item(task, item_id)
         if item is None:
-            raise LabelError(f"unknown item {item_id!r} for {task}")
+            self.store.require_item(task, item_id)  # says whether it is unknown or retired
         if who.name not in self._annotators:  # who labels is on record, with the role they had
             self.store.add_annotator(who.name, who.role)
             self._annotators.add(who.name)
@@ -229,6 +224,46 @@ def sticker_listing(engine: Engine) -> list[dict]:
     ``memeui library stickers`` and ``/library_stickers`` answer."""
     return [{k: r[k] for k in ("id", "label", "pack", "emotion", "emotion_source", "confidence")}
             for r in engine.sticker_readings()]
+
+
+def import_kind(path: Path, task: str) -> str:
+    """What a file to import holds: ``labels`` (an export), ``sticker_emotions`` (an
+    ``id,emotion`` CSV) or ``conversations`` (to label): the CLI asks it too, to send each kind
+    to the server's endpoint for it."""
+    header = _csv_header(path)
+    if path.suffix.lower() in (".jsonl", ".parquet") or {"task", "item", "annotator", "label"} <= header:
+        return "labels"
+    if task == "sticker_emotion" and {"id", "emotion"} <= header:
+        return "sticker_emotions"
+    return "conversations"
+
+
+def read_dialogue_file(path: Path) -> list[Dialogue]:
+    """The conversations of a MELD or EmoryNLP CSV, a MOD JSON or a transcript file."""
+    try:
+        return read_conversations(str(path))
+    except (ValueError, OSError, KeyError, TypeError) as error:
+        raise LabelError(f"{Path(path).name} is neither a label export nor a conversation "
+                         f"file this app reads: {error}") from None
+
+
+def dialogues_as_rows(dialogues: list[Dialogue]) -> list[dict]:
+    """Dialogues as plain data for ``/import_conversations`` (and back: ``dialogues_from_rows``)."""
+    return [{"id": d.id, "turns": [{"speaker": t.speaker, "text": t.content()} for t in d.turns]}
+            for d in dialogues]
+
+
+def dialogues_from_rows(rows) -> list[Dialogue]:
+    if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("turns"), list) for row in rows):
+        raise LabelError('conversations are a list of {"id": …, "turns": [{"speaker": …, '
+                         '"text": …}, …]}')
+    dialogues = []
+    for row in rows:
+        turns = tuple(Turn(str(t.get("speaker") or "someone"), check_message(str(t.get("text", ""))))
+                      for t in row["turns"] if isinstance(t, dict))
+        dialogues.append(Dialogue(turns, str(row.get("id") or "")))
+    return dialogues
 
 
 def _csv_header(path: Path) -> set[str]:
@@ -449,6 +484,36 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
     tab.select(load, where, outputs, **fast)
 
 
+def agreement_bars(figures: dict) -> pd.DataFrame:
+    """Each annotator's agreement with the majority and with the model, one bar each, side by
+    side (a bar per annotator and measure: Gradio stacks bars that share an x)."""
+    return pd.DataFrame(
+        [{"bar": f"{a} · {measure}", "annotator": a, "measure": measure, "agreement": value}
+         for a, row in figures["annotators"].items()
+         for measure, value in (("majority", row["agreement_with_majority"]),
+                                ("model", row["agreement_with_model"]))
+         if value is not None], columns=["bar", "annotator", "measure", "agreement"])
+
+
+def learning_curve(engine: Engine, task: str) -> pd.DataFrame:
+    """For the deployment's own labels: each promoted version of the task's model by the labels
+    it was trained on (with its held-out slice), its held-out accuracy and the reader's it
+    replaced on the same slice."""
+    from memeui.jobs import RECIPE_OF_TASK
+
+    recipe, rows = RECIPE_OF_TASK.get(task), []
+    for version in engine.registry.versions(recipe) if recipe else []:
+        metrics = version.metrics
+        if version.status not in ("live", "retired") or "train" not in metrics:
+            continue
+        labels = metrics["train"] + metrics.get("holdout", 0)
+        for reader, side in (("promoted version", "candidate"), ("the reader it replaced", "live")):
+            accuracy = ((metrics.get(side) or {}).get("holdout") or {}).get("accuracy")
+            if accuracy is not None:
+                rows.append({"labels": labels, "accuracy": accuracy, "reader": reader})
+    return pd.DataFrame(rows, columns=["labels", "accuracy", "reader"])
+
+
 def build_stats_tab(studio: Studio, access: Access) -> None:
     """The admin view: label distribution, agreement, pending fine-tuning, export, import."""
     def stats(task: str, name: str, request: gr.Request):
@@ -459,12 +524,7 @@ def build_stats_tab(studio: Studio, access: Access) -> None:
         distribution = pd.DataFrame(
             [{"label": k, "count": v} for k, v in counts["distribution"].get(task, {}).items()],
             columns=["label", "count"])
-        people = pd.DataFrame(
-            [{"annotator": a, "measure": measure, "agreement": value}
-             for a, row in figures["annotators"].items()
-             for measure, value in (("with majority", row["agreement_with_majority"]),
-                                    ("with model", row["agreement_with_model"]))
-             if value is not None], columns=["annotator", "measure", "agreement"])
+        people = agreement_bars(figures)
         summary = (f"**{TASK_NAMES[task]}**: {figures['n_labels']} labels on {figures['n_items']} "
                    f"items by {figures['n_annotators']} annotators; Fleiss' κ "
                    f"{_fmt(figures['fleiss_kappa'])}, Krippendorff's α "
@@ -476,7 +536,7 @@ def build_stats_tab(studio: Studio, access: Access) -> None:
                     for r in studio.store.training_requests()]
         top = int(distribution["count"].max()) if len(distribution) else 1
         return (summary, gr.BarPlot(distribution, y_lim=[0, top]), people, pairs, requests,
-                {"agreement": figures, **counts})
+                learning_curve(studio.engine, task), {"agreement": figures, **counts})
 
     def request_training(task: str, name: str, request: gr.Request):
         identity = access.admin(request, name)
@@ -517,8 +577,12 @@ def build_stats_tab(studio: Studio, access: Access) -> None:
     summary = gr.Markdown(elem_id="stats-summary")
     with gr.Row():
         distribution = gr.BarPlot(x="label", y="count", label="Labels", elem_id="stats-distribution")
-        people = gr.BarPlot(x="annotator", y="agreement", color="measure", y_lim=[0, 1],
-                            label="Each annotator's agreement", elem_id="stats-people")
+        people = gr.BarPlot(x="bar", y="agreement", color="measure", y_lim=[0, 1],
+                            x_title="annotator", label="Each annotator's agreement",
+                            elem_id="stats-people")
+    curve = gr.LinePlot(x="labels", y="accuracy", color="reader", y_lim=[0, 100],
+                        label="Held-out accuracy of each promoted version, by labels so far",
+                        elem_id="stats-curve")
     with gr.Row():
         pairs = gr.Dataframe(headers=["pair", "Cohen's κ", "items"], label="Annotator pairs",
                              interactive=False)
@@ -540,7 +604,7 @@ def build_stats_tab(studio: Studio, access: Access) -> None:
         import_button = gr.Button("Import", scale=1)
     imported = gr.Markdown()
 
-    outputs = [summary, distribution, people, pairs, requests, figures]
+    outputs = [summary, distribution, people, pairs, requests, curve, figures]
     refresh.click(stats, [task, name], outputs, api_name=False)
     task.change(stats, [task, name], outputs, api_name=False)
     train.click(request_training, [task, name], outputs, api_name=False)
@@ -601,6 +665,14 @@ def add_label_api(studio: Studio, access: Access) -> None:
         studio.ensure_items()
         return refused(lambda: exchange_rows(studio.store, rows, task or None))
 
+    def import_conversations(dialogues: list, source: str = "import", annotator: str = "",
+                             request: gr.Request = None) -> dict:
+        """Add conversations to label (a list of {"id", "turns": [{"speaker", "text"}]}) as
+        utterance-emotion and best-sticker items, named after SOURCE (admins only)."""
+        access.admin(request, annotator)
+        return refused(lambda: studio.add_dialogues(dialogues_from_rows(dialogues),
+                                                    check_name(source or "import")))
+
     def request_training(task: str, annotator: str = "", request: gr.Request = None) -> dict:
         """Record a fine-tuning request for TASK now (admins only)."""
         identity = access.admin(request, annotator)
@@ -613,6 +685,7 @@ def add_label_api(studio: Studio, access: Access) -> None:
     for function, name in ((next_item, "next_item"), (label, "label"), (undo, "undo"),
                            (agreement_api, "agreement"), (labels_stats, "labels_stats"),
                            (current_labels, "current_labels"), (import_rows, "import_labels"),
+                           (import_conversations, "import_conversations"),
                            (request_training, "request_training"),
                            (library_stickers, "library_stickers")):
         gr.api(function, api_name=name, queue=False)

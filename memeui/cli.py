@@ -479,17 +479,30 @@ def run_labels_add(args) -> int:
 
 def run_labels_import(args) -> int:
     if args.server:
-        from annotations.exchange import read_rows
-
-        if args.file.suffix.lower() not in (".jsonl", ".csv", ".parquet"):
-            raise ValueError("through --server, import label exports (JSONL, CSV, Parquet); "
-                             "conversation files are imported where the server runs")
-        result = call_server(args, "/import_labels", read_rows(args.file), args.task, "")
+        result = import_through_server(args)
     else:
         with stdout_for_json_only():
             result = open_studio_here().import_file(args.file, args.task)
     print_json(result)
     return 0
+
+
+def import_through_server(args) -> dict:
+    """Each kind of file to the server's endpoint for it: label rows to /import_labels (an
+    ``id,emotion`` CSV as rows by an annotator named after the file), conversations (read
+    here) to /import_conversations."""
+    from annotations.exchange import read_rows
+    from memeui.annotate import dialogues_as_rows, import_kind, read_dialogue_file
+
+    kind = import_kind(args.file, args.task)
+    if kind == "conversations":
+        return call_server(args, "/import_conversations",
+                           dialogues_as_rows(read_dialogue_file(args.file)), args.file.stem, "")
+    rows = read_rows(args.file)
+    if kind == "sticker_emotions":
+        rows = [{"task": "sticker_emotion", "item": row["id"], "label": row["emotion"],
+                 "annotator": args.file.stem} for row in rows]
+    return call_server(args, "/import_labels", rows, args.task, "")
 
 
 def run_labels_export(args) -> int:

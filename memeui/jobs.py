@@ -9,7 +9,9 @@ at once; the request then records what happened.
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from dataclasses import replace
 
 import gradio as gr
 import pandas as pd
@@ -87,15 +89,18 @@ class Trainer:
 def build_jobs_tab(trainer: Trainer, access: Access) -> None:
     engine: Engine = trainer.engine
 
-    def jobs_view():
-        jobs = engine.jobs.jobs()
+    def jobs_view(request: gr.Request):
+        admin = sees_logs(access, request)
+        jobs = [j if admin else for_annotators(j) for j in engine.jobs.jobs()]
         rows = [[j.id, j.recipe, j.state, _bar(j.progress), j.message, j.trigger, j.outcome]
                 for j in jobs]
         latest = jobs[0] if jobs else None
         curve = pd.DataFrame(latest.curve if latest else [], columns=["step", "loss", "metric"])
         curve = curve.melt(id_vars="step", value_vars=["loss", "metric"], var_name="series",
                            value_name="value").dropna()
-        return (rows, engine.jobs.log_text(latest.id) if latest else "",
+        log_text = ("" if latest is None else engine.jobs.log_text(latest.id) if admin
+                    else "(a job's log is shown to admins)")
+        return (rows, log_text,
                 gr.LinePlot(curve, x="step", y="value", color="series"),
                 gr.Dropdown(choices=[j.id for j in jobs if j.state in ("queued", "running")]))
 
@@ -117,13 +122,13 @@ def build_jobs_tab(trainer: Trainer, access: Access) -> None:
             engine.jobs.cancel(job_id)
         except ValueError as error:
             raise gr.Error(str(error), duration=5) from None
-        return jobs_view()
+        return jobs_view(request)
 
     def train_now(recipe: str, name: str, request: gr.Request):
         who = access.admin(request, name)
         studio_request(trainer, TASK_OF_RECIPE[recipe], who.name)
         gr.Info("Requested: the job starts in a moment.", duration=3)
-        return jobs_view()
+        return jobs_view(request)
 
     def promote(role: str, version: str | None, name: str, request: gr.Request):
         access.admin(request, name)
@@ -182,6 +187,29 @@ def build_jobs_tab(trainer: Trainer, access: Access) -> None:
     rollback_button.click(rollback, [role, name], [versions, version], api_name=False)
 
 
+SERVER_PATH = re.compile(r"(?<![\w.~])/[^\s'\"]+")  # /data/jobs/x/args.json, not 30/300
+
+
+def without_paths(text: str) -> str:
+    """The first line of ``text``, each server path cut to its last part."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return SERVER_PATH.sub(lambda match: match.group().rstrip("/").rsplit("/", 1)[-1], line)
+
+
+def for_annotators(job):
+    """A job as an annotator sees it: one line of message, error and outcome without server
+    paths, and no arguments (they name the server's folders); admins see it whole."""
+    return replace(job, args={}, message=without_paths(job.message),
+                   error=without_paths(job.error), outcome=without_paths(job.outcome))
+
+
+def sees_logs(access: Access, request: gr.Request | None) -> bool:
+    try:
+        return access.identify(request).is_admin
+    except gr.Error:  # signed out (a Hub-login Space): the jobs, but no logs
+        return False
+
+
 def _bar(fraction: float, width: int = 10) -> str:
     filled = int(round(fraction * width))
     return f"{'▓' * filled}{'░' * (width - filled)} {fraction:.0%}"
@@ -200,9 +228,11 @@ def add_jobs_api(trainer: Trainer, access: Access) -> None:
     engine = trainer.engine
 
     def jobs_list(annotator: str = "", request: gr.Request = None) -> list:
-        """Every job, newest first: state, progress, metrics, outcome."""
-        access.identify(request, annotator)
-        return [job.to_dict() for job in engine.jobs.jobs()]
+        """Every job, newest first: state, progress, metrics, outcome (admins: also its
+        arguments and whole error; annotators: one line without server paths)."""
+        who = access.identify(request, annotator)
+        return [job.to_dict() if who.is_admin else for_annotators(job).to_dict()
+                for job in engine.jobs.jobs()]
 
     def job_cancel(job_id: str, annotator: str = "", request: gr.Request = None) -> dict:
         """Cancel a queued or running job (admins only)."""

@@ -1,5 +1,7 @@
-"""Recipes for the job runner's tests: quick, slow, broken (run by `python -m engine.jobs`)."""
+"""Recipes for the job runner's tests: quick, slow, broken, missing_file (run by `python -m
+engine.jobs`)."""
 
+import json
 import time
 from pathlib import Path
 
@@ -23,3 +25,8 @@ def slow(args: dict, out: Path, progress) -> dict:
 def broken(args: dict, out: Path, progress) -> dict:
     progress(0.1, "about to fail")
     raise ValueError("no labels of two emotions: label more first")
+
+
+def missing_file(args: dict, out: Path, progress) -> dict:
+    progress(0.1, "reading")
+    return json.loads(Path(args["features"]).read_text())  # a server path in the error

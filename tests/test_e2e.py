@@ -268,6 +268,14 @@ def test_an_annotator_logs_in_labels_with_number_keys_undoes_and_picks_a_best_st
     assert "Undone" in page.locator("#annotate-info").inner_text()
     assert [r["label"] for r in studio.store.current_labels("sticker_emotion")] == ["anger"]
 
+    page.locator("#annotate-task").get_by_text("Utterance emotion").click()  # a radio has focus
+    page.locator("#annotate-task").get_by_text("Sticker emotion").click()
+    wait_for_progress(page, 1)
+    page.keyboard.press("3")  # the keys work right after a click in the tab, no page click
+    wait_for_progress(page, 2)
+    page.keyboard.press("Backspace")
+    wait_for_progress(page, 1)
+
     page.locator("#annotate-task").get_by_text("Best sticker").click()
     candidates = page.locator("#annotate-candidates img")
     candidates.first.wait_for(state="visible", timeout=60_000)

@@ -185,6 +185,9 @@ def call_raw(url: str, endpoint: str, data: list, auth: tuple[str, str]) -> tupl
     ("label", ["sticker_emotion", "x", None, "", "k3"], "empty|unknown item"),
     ("import_labels", [[{"task": "sticker_emotion"}], "", ""], "needs"),
     ("import_labels", ["not rows", "", ""], "rows|list"),
+    ("import_conversations", ["not dialogues", "x", ""], "list of"),
+    ("import_conversations", [[{"id": "d", "turns": [{"speaker": "a", "text": ""}]}], "x", ""],
+     "empty"),
     ("predict_emotion", ["", "", ""], "empty"),
     ("predict_emotion", ["A: hi", "", "klingon"], "scheme"),
     ("library_remove", [None], "Pick a pack"),
@@ -248,7 +251,8 @@ PUBLIC = {"chat", "respond", "clear_chat", "search", "search_image", "predict_em
           "library_stickers"}  # anyone the app lets in (signed in, with a users file)
 ANNOTATOR = {"next_item", "label", "undo", "jobs_list", "models_list"}  # as themself
 ADMIN = {"library_add", "library_remove", "apply_corrections", "agreement", "labels_stats",
-         "current_labels", "import_labels", "request_training", "job_cancel", "train",
+         "current_labels", "import_labels", "import_conversations", "request_training",
+         "job_cancel", "train",
          "model_promote", "model_rollback"}
 
 

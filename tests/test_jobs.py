@@ -7,6 +7,7 @@ import csv
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ def runner(tmp_path, monkeypatch):
     monkeypatch.setitem(jobs.RECIPES, "quick", "tests.recipes:quick")
     monkeypatch.setitem(jobs.RECIPES, "slow", "tests.recipes:slow")
     monkeypatch.setitem(jobs.RECIPES, "broken", "tests.recipes:broken")
+    monkeypatch.setitem(jobs.RECIPES, "missing", "tests.recipes:missing_file")
     monkeypatch.chdir(ROOT)  # the worker imports tests.recipes from here
     adopted = []
     runner = jobs.JobRunner(tmp_path / "jobs", on_finished=lambda job, out: adopted.append(
@@ -47,6 +49,19 @@ def wait_for(condition, timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_a_failed_job_shows_annotators_one_line_without_paths_and_admins_all_of_it(runner,
+                                                                                   tmp_path):
+    from memeui.jobs import for_annotators
+
+    job = runner.wait(runner.submit("missing", {"features": str(tmp_path / "gone.npz")}, "t").id)
+    assert job.state == "failed" and str(tmp_path) in job.error and "Traceback" in job.error
+    shown = for_annotators(job)
+    assert shown.error == shown.message == \
+        "FileNotFoundError: [Errno 2] No such file or directory: 'gone.npz'"
+    assert shown.args == {} and "/" not in json.dumps(shown.to_dict())
+    assert for_annotators(replace(job, message="step 30/300")).message == "step 30/300"
 
 
 def test_a_job_runs_in_its_own_process_reports_progress_and_is_adopted(runner):

@@ -52,7 +52,7 @@ def test_import_label_agree_export_and_restore_on_the_command_line(tmp_path, dat
     assert restored["distribution"] == stats["distribution"]
 
 
-def test_a_held_store_is_named_and_server_goes_through_the_app(data_dir, server_url):
+def test_a_held_store_is_named_and_server_goes_through_the_app(data_dir, server_url, tmp_path):
     done = run_memeui(data_dir, "labels", "stats", "--json")
     assert done.returncode == 2 and "held by another process" in done.stderr
     assert "--server" in done.stderr and done.stdout == ""
@@ -69,6 +69,21 @@ def test_a_held_store_is_named_and_server_goes_through_the_app(data_dir, server_
     done = run_memeui(data_dir, "labels", "agreement", "--task", "sticker_emotion", "--json",
                       "--server", server_url)
     assert "cli-user" in json.loads(done.stdout)["annotators"]
+    chat = tmp_path / "party.txt"  # conversations to label, through the app that holds the file
+    chat.write_text("Ann: We won the cup!\nBob: Best day ever\n")
+    meld = tmp_path / "meld_dev.csv"
+    meld.write_text("Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,"
+                    "Episode,StartTime,EndTime\n1,Oh my God!,Rachel,surprise,positive,0,0,1,1,a,b\n"
+                    "2,What?,Ross,surprise,negative,0,1,1,1,a,b\n")
+    for path, expected in ((chat, {"utterance_items": 2, "best_sticker_items": 1}),
+                           (meld, {"utterance_items": 2, "best_sticker_items": 1})):
+        done = run_memeui(data_dir, "labels", "import", str(path), "--task", "utterance_emotion",
+                          "--server", server_url)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == expected
+    stats = json.loads(run_memeui(data_dir, "labels", "stats", "--json", "--server",
+                                  server_url).stdout)
+    assert stats["tasks"]["utterance_emotion"]["items"] >= 4
 
 
 def test_users_are_added_with_hashed_passwords(tmp_path):

@@ -196,6 +196,18 @@ def test_a_new_annotators_concurrent_first_labels_and_racing_retries_lose_nothin
     assert len(store.current_labels()) == 80 + 12
 
 
+def test_a_like_right_after_a_swap_is_recorded(store):
+    """The tester's finding: 👍 right after a swap lost the like (``Duplicate key "task:
+    best_sticker, id: dialogue-…"``): the swap's pick and the like both added the item."""
+    for n in range(10):
+        turns = [f"I just failed exam {n}", "oh no, I am sorry"]
+        results, errors = race(2, lambda i, turns=turns: record_feedback(store, Feedback(
+            turns, "s1", ("picked", "like")[i], "session-1", shown=("s1", "s2"))))
+        assert errors == [] and results == [1, 1]
+    assert len(store.current_labels("best_sticker")) == 10  # one answer per dialogue and session
+    assert len(store.events("best_sticker")) == 20
+
+
 def test_a_key_reused_for_another_label_is_refused_with_a_message(store):
     store.label("sticker_emotion", "s1", "joy", "ann", key="k-1")
     for other in ({"item": "s2"}, {"annotator": "bob"}, {"label": "fear"}):

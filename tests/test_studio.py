@@ -197,3 +197,56 @@ def test_a_sticker_text_request_is_served_by_a_new_index_version(studio, engine)
         assert engine.live.get().library.by_id[sticker.id].label == "ringing bell"
     finally:
         engine.apply_sticker_corrections({})
+
+
+def test_a_removed_packs_stickers_are_retired_from_the_studio(tmp_path):
+    """The tester's finding: a removed pack's stickers stayed label items (served with a broken
+    picture, their labels accepted, counted in progress)."""
+    from PIL import Image
+
+    from tests.conftest import small_engine
+
+    engine = small_engine(tmp_path)
+    studio = Studio(engine, LabelStore(tmp_path / "labels.duckdb", engine.scheme.labels))
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    for i, colour in enumerate(("red", "blue")):
+        Image.new("RGB", (16, 16), colour).save(upload / f"extra-{i}.png")
+    engine.add_pack(upload, "extra", ocr=False)
+    studio.library_changed()
+    added = [s.id for s in engine.live.get().library.stickers if s.pack == "extra"]
+    studio.label("sticker_emotion", added[0], "joy", ADMIN)
+    assert studio.next_item("sticker_emotion", "ann", "library")["total"] == 5
+    engine.remove_pack("extra")
+    studio.library_changed()
+    served = []
+    while (item := studio.next_item("sticker_emotion", "ann", "library")) is not None:
+        served.append(item["id"])
+        assert item["total"] == 3
+        studio.store.skip("sticker_emotion", item["id"], "ann")
+    assert len(served) == 3 and not set(served) & set(added)
+    with pytest.raises(LabelError, match="no longer in the library"):
+        studio.label("sticker_emotion", added[1], "joy", ADMIN)
+    assert [r["item"] for r in studio.store.current_labels()] == [added[0]]  # kept on record
+    studio.store.close()
+
+
+def test_agreement_bars_stand_side_by_side_and_the_curve_follows_promoted_versions(studio):
+    from types import SimpleNamespace
+
+    from memeui.annotate import agreement_bars, learning_curve
+
+    bars = agreement_bars({"annotators": {
+        "ann": {"agreement_with_majority": 0.9, "agreement_with_model": 0.8},
+        "bob": {"agreement_with_majority": 0.7, "agreement_with_model": None}}})
+    assert list(bars["bar"]) == ["ann · majority", "ann · model", "bob · majority"]
+    assert bars["bar"].is_unique  # one bar per x: nothing stacks above 1
+    versions = [SimpleNamespace(status=status, metrics={
+        "train": n, "holdout": n // 4, "candidate": {"holdout": {"accuracy": 90.0 + n / 100}},
+        "live": {"holdout": {"accuracy": 88.0}}}) for status, n in
+        (("retired", 100), ("rejected", 150), ("live", 200))]
+    engine = SimpleNamespace(registry=SimpleNamespace(versions=lambda role: versions))
+    curve = learning_curve(engine, "sticker_emotion")
+    promoted = curve[curve["reader"] == "promoted version"]
+    assert list(promoted["labels"]) == [125, 250] and list(promoted["accuracy"]) == [91.0, 92.0]
+    assert learning_curve(engine, "sticker_text").empty
