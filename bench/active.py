@@ -53,15 +53,15 @@ def run(settings: Settings | None = None, labels_file: Path = PUBLIC_CHECK,
     gold = public_labels(labels_file)
     measured = {k: v for k, v in gold.items() if measuring_half(k)}
     pool = {k: v for k, v in gold.items() if not measuring_half(k)}
-    curves, f1s, promoted = {}, {}, {}
+    curves, f1s, promoted, gates = {}, {}, {}, {}
     for order in orders:
-        curves[order], f1s[order], promoted[order] = simulate(settings, order, pool, measured,
-                                                              max(points))
+        curves[order], f1s[order], promoted[order], gates[order] = simulate(
+            settings, order, pool, measured, max(points))
     keep = ("0", *(str(n) for n in points))
     curves = {o: {n: a for n, a in c.items() if n in keep} for o, c in curves.items()}
     f1s = {o: {n: f for n, f in c.items() if n in keep} for o, c in f1s.items()}
     return {"default_order": DEFAULT_ORDER, "orders": curves, "macro_f1": f1s,
-            "promoted": promoted,
+            "promoted": promoted, "gate": gates,
             "labels_to_reach_random_200": labels_to_reach(curves, "random", str(max(points))),
             "measured": len(measured), "pool": len(pool), "step": STEP,
             "seconds": round(time.perf_counter() - started, 1)}
@@ -78,8 +78,9 @@ def labels_to_reach(curves: dict, reference: str, point: str) -> dict:
 
 
 def simulate(settings: Settings, order: str, pool: dict[str, str], measured: dict[str, str],
-             labels: int) -> tuple[dict, dict, int]:
-    """One order from a fresh data dir: (accuracy by labels, macro-F1 by labels, promotions)."""
+             labels: int) -> tuple[dict, dict, int, dict]:
+    """One order from a fresh data dir: accuracy and macro-F1 by labels, promotions, and the
+    gate's word on each request (labels → "promoted …" or "rejected …: why")."""
     from bench.labels import fresh_data_dir
 
     data_dir = fresh_data_dir(settings.data_dir)
@@ -93,7 +94,7 @@ def simulate(settings: Settings, order: str, pool: dict[str, str], measured: dic
     studio = Studio(engine, LabelStore(data_dir / LABELS_FILE, engine.scheme.labels))
     trainer = Trainer(studio)
     engine.jobs.start()
-    accuracy, macro_f1 = {}, {}
+    accuracy, macro_f1, gate = {}, {}, {}
     try:
         accuracy["0"], macro_f1["0"] = reader_scores(engine, measured)
         done = 0
@@ -104,7 +105,7 @@ def simulate(settings: Settings, order: str, pool: dict[str, str], measured: dic
             answer = studio.label("sticker_emotion", item["id"], pool[item["id"]], ANNOTATOR)
             done += 1
             if answer["training_request"]:
-                settle(trainer)
+                gate[str(done)] = settle(trainer)
                 accuracy[str(done)], macro_f1[str(done)] = reader_scores(engine, measured)
         promotions = sum(v.status in ("live", "retired") for v in
                          engine.registry.versions("sticker-emotion"))
@@ -112,7 +113,7 @@ def simulate(settings: Settings, order: str, pool: dict[str, str], measured: dic
         engine.jobs.stop()
         studio.store.close()
         shutil.rmtree(data_dir, ignore_errors=True)
-    return accuracy, macro_f1, promotions
+    return accuracy, macro_f1, promotions, gate
 
 
 def next_in_pool(studio: Studio, order: str, pool: dict[str, str]) -> dict | None:
@@ -123,16 +124,18 @@ def next_in_pool(studio: Studio, order: str, pool: dict[str, str]) -> dict | Non
     return studio.next_item("sticker_emotion", ANNOTATOR.name, order)
 
 
-def settle(trainer: Trainer, timeout: float = 600) -> None:
-    """The pending request as a job, the job to its end, and its outcome on record."""
-    for job_id in trainer.poll():
-        trainer.engine.jobs.wait(job_id, timeout)
+def settle(trainer: Trainer, timeout: float = 600) -> str:
+    """The pending request as a job, the job to its end and adoption, its outcome on record;
+    returns the outcome (the gate's note, or why the job failed)."""
+    job_ids = trainer.poll()
     deadline = time.monotonic() + timeout
     while trainer.studio.store.training_requests(status="running"):
         if time.monotonic() > deadline:
             raise TimeoutError("a fine-tuning request did not settle")
-        trainer.poll()
         time.sleep(0.2)
+        trainer.poll()
+    jobs = {job.id: job for job in trainer.engine.jobs.jobs()}
+    return "; ".join(jobs[i].outcome or jobs[i].message for i in job_ids)
 
 
 def reader_scores(engine: Engine, measured: dict[str, str]) -> tuple[float, float]:
@@ -142,3 +145,48 @@ def reader_scores(engine: Engine, measured: dict[str, str]) -> tuple[float, floa
     predicted = engine.read_sticker_emotions([library.by_id[k] for k in ids]).argmax(axis=1)
     result = scores(predicted, np.array([EKMAN7.index(measured[k]) for k in ids]))
     return result["accuracy"], result["macro_f1"]
+
+
+COLOURS = {"mixed": (214, 39, 40), "uncertain": (31, 119, 180), "library": (127, 127, 127),
+           "random": (44, 160, 44)}
+
+
+def draw_curves(result: dict, path: Path, size: tuple[int, int] = (720, 420)) -> Path:
+    """The held-out accuracy curves of ``result`` as a PNG (Pillow only: the README's figure)."""
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    left, right, top, bottom = 60, 150, 20, 50
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    points = [(int(n), a) for curve in result["orders"].values() for n, a in curve.items()]
+    most = max(n for n, _ in points) or 1
+    low = min(a for _, a in points) - 1
+    high = max(a for _, a in points) + 1
+
+    def at(n: int, accuracy: float) -> tuple[float, float]:
+        return (left + (width - left - right) * n / most,
+                height - bottom - (height - top - bottom) * (accuracy - low) / (high - low))
+
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    for n in sorted({n for n, _ in points}):
+        x, _ = at(n, low)
+        draw.text((x - 8, height - bottom + 6), str(n), fill="black")
+    for tick in np.linspace(low, high, 6):
+        _, y = at(0, tick)
+        draw.text((8, y - 6), f"{tick:.1f}", fill="black")
+        draw.line([left - 4, y, left, y], fill="black")
+    draw.text((left + 120, height - 22), "labels (held-out accuracy %, measuring half)",
+              fill="black")
+    for row, (order, curve) in enumerate(result["orders"].items()):
+        colour = COLOURS.get(order, (0, 0, 0))
+        line = [at(int(n), a) for n, a in sorted(curve.items(), key=lambda p: int(p[0]))]
+        draw.line(line, fill=colour, width=3)
+        for x, y in line:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+        label = order + (" (default)" if order == result.get("default_order") else "")
+        draw.line([width - right + 12, top + 12 + 20 * row, width - right + 32, top + 12 + 20 * row],
+                  fill=colour, width=3)
+        draw.text((width - right + 38, top + 6 + 20 * row), label, fill="black")
+    image.save(path)
+    return Path(path)

@@ -58,22 +58,25 @@ def chat_latencies(url: str, texts: list[str], stop: threading.Event | None = No
     return latencies
 
 
-def run(labels: int = LABELS) -> dict:
-    settings = Settings.from_env()
+def run(labels: int = LABELS, chat_turns: int = 400, settings: Settings | None = None) -> dict:
+    """``labels`` and ``chat_turns`` smaller for the suite's smoke test."""
+    settings = settings or Settings.from_env()
     data_dir = fresh_data_dir(settings.data_dir)
     gold = public_labels()
     order = labelling_order(gold)
     labelled, outside = order[:labels], {k: gold[k] for k in order[labels:]}
-    texts = messages(400, skip=settings.retrieval_conversations)
+    texts = messages(chat_turns, skip=settings.retrieval_conversations)
+    idle_turns = max(10, chat_turns // 4)
     process, url = start_server({"MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING",
                                  "MEMEUI_REPLY_BACKEND": "retrieval",
+                                 "MEMEUI_CHAT_PER_MINUTE": "0",  # one caller, hundreds of turns
                                  "MEMEUI_TRAIN_EVERY": str(labels)}, timeout=600)
     address = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=120)
     try:
         call(connection, "next_item", "sticker_emotion", "warm-up", "uncertain", "")
-        chat_latencies(url, texts[:10])  # warm the chat path
-        idle = chat_latencies(url, texts[10:110])
+        chat_latencies(url, texts[:5])  # warm the chat path
+        idle = chat_latencies(url, texts[5:5 + idle_turns])
         before = served_accuracy(connection, outside)
         for sticker in labelled:
             call(connection, "label", "sticker_emotion", sticker, gold[sticker], "bench")
@@ -81,7 +84,7 @@ def run(labels: int = LABELS) -> dict:
         stop = threading.Event()
         during: list[float] = []
         chatting = threading.Thread(target=lambda: during.extend(
-            chat_latencies(url, texts[110:], stop)))
+            chat_latencies(url, texts[5 + idle_turns:], stop)))
         chatting.start()
         outcome, deadline = None, time.monotonic() + 300
         while outcome is None and time.monotonic() < deadline:

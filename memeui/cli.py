@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--knn-vectors", type=int, default=1_000_000,
                        help="size of the synthetic knn benchmark (default 1M)")
     bench.add_argument("--ingest-stickers", type=int, default=200)
+    bench.add_argument("--figure", type=Path, help="active: also draw the curves as a PNG")
     bench.set_defaults(run=run_bench)
     return parser
 
@@ -800,9 +801,11 @@ def run_bench(args) -> int:
 
             result = bench_finetune()
         elif args.name == "active":
-            from bench.active import run as bench_active
+            from bench.active import draw_curves, run as bench_active
 
             result = bench_active()
+            if args.figure:
+                draw_curves(result, args.figure)
         elif args.name == "labels":
             from bench.labels import run as bench_labels
 

@@ -394,11 +394,13 @@ def test_bench_active_runs_the_simulated_annotator_loop_at_tiny_size(data_dir, e
         writer.writerows(faces + [r for r in rows if r["basis"] != "hand"][:60])
     result = run(Settings.from_env({}, data_dir=data_dir), labels, points=(25, 50),
                  orders=("mixed", "random"))
-    assert result["default_order"] == "mixed" and set(result["orders"]) == {"mixed", "random"}
+    assert result["default_order"] == "uncertain" and set(result["orders"]) == {"mixed", "random"}
     for order in ("mixed", "random"):
         assert set(result["orders"][order]) == {"0", "25", "50"}
         assert set(result["macro_f1"][order]) == {"0", "25", "50"}
         assert result["orders"][order]["0"] == result["orders"]["random"]["0"]  # bundled
-        assert 0 <= result["promoted"][order] <= 2
+        assert 0 <= result["promoted"][order] <= 2 and set(result["gate"][order]) == {"25", "50"}
+        assert all(note.startswith(("promoted", "rejected", "ValueError"))
+                   for note in result["gate"][order].values()), result["gate"]
     assert set(result["labels_to_reach_random_200"]) == {"mixed", "random"}
     assert result["measured"] + result["pool"] == len(faces) + 60

@@ -135,3 +135,18 @@ def test_train_sticker_emotion_then_list_jobs_and_models_and_roll_back(tmp_path,
     done = run_memeui(here, "train", "selector", "--json")  # no best-sticker answers yet
     assert done.returncode == 2 and json.loads(done.stdout)["state"] == "failed"
     assert "label more first" in json.loads(done.stdout)["error"]
+
+
+def test_bench_finetune_runs_the_served_loop_at_tiny_size(data_dir, engine):
+    """`memeui bench finetune` at tiny size (it broke unseen once: its chat load ran into the
+    per-caller chat limit): labels in through /label, a job, the gate, chat timed meanwhile."""
+    from bench.finetune import run
+    from engine import Settings
+    from engine.sticker_emotion import public_labels
+
+    engine.live.get()  # the session's index, which the bench's fresh data dir copies
+    result = run(labels=60, chat_turns=40, settings=Settings.from_env({}, data_dir=data_dir))
+    assert result["labels"] == 60 and result["gate"].startswith(("promoted", "rejected"))
+    assert result["promoted"] == result["gate"].startswith("promoted")
+    assert result["chat_p95_idle_ms"] > 0 and result["outside_stickers"] == len(public_labels()) - 60
+    assert 0 <= result["accuracy_before"] <= 100 and 0 <= result["accuracy_after"] <= 100

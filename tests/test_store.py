@@ -85,9 +85,9 @@ def test_next_item_orders_skips_filters_and_respects_overlap(store):
     assert len(shuffled) > 1  # each annotator gets their own order
 
 
-def test_the_default_order_serves_the_most_uncertain_and_a_random_item_in_turn(store):
+def test_the_mixed_order_serves_the_most_uncertain_and_a_random_item_in_turn(store):
     served = []
-    while (item := store.next_item("sticker_emotion", "ann")) is not None:
+    while (item := store.next_item("sticker_emotion", "ann", order="mixed")) is not None:
         uncertain = store.next_item("sticker_emotion", "ann", order="uncertain").id
         random = store.next_item("sticker_emotion", "ann", order="random").id
         assert item.id == (uncertain if len(served) % 2 == 0 else random)
