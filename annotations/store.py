@@ -8,6 +8,7 @@ its event is committed. Training reads Parquet snapshots, never the live file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -93,6 +94,7 @@ class LabelError(ValueError):
 
 
 STICKER_TASKS = ("sticker_emotion", "sticker_text")  # items that are stickers of the library
+KEY_STRIPES = 64  # locks that idempotency keys are spread over
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,9 @@ class LabelStore:
                     "stop it, or pass --server URL to go through it") from None
             raise
         self._local = threading.local()
-        self._writing = threading.Lock()  # one writer at a time in this process: DuckDB would
+        self._writing = threading.Lock()  # one upsert at a time in this process: DuckDB would
         # refuse concurrent upserts of one row (a new annotator's first labels, one item)
+        self._keys = [threading.Lock() for _ in range(KEY_STRIPES)]  # a key's retries in turn
         self._migrate()
 
     def close(self) -> None:
@@ -312,7 +315,9 @@ class LabelStore:
         content = {"task": task, "annotator": annotator, "kind": kind}
         if kind != "undo":
             content |= {"item": item, "label": label}
-        with self._writing:  # a retry racing its first try finds it written, never a conflict
+        # a retry racing its first try waits for it and finds it written (never a conflict);
+        # events without a key, or with other keys, append side by side
+        with self._keys[hash(key) % KEY_STRIPES] if key else contextlib.nullcontext():
             written = self._keyed(key, **content)
             if written is not None:
                 return written

@@ -250,7 +250,8 @@ class Engine:
     def _sticker_emotions(self, stickers: list[Sticker], vectors: np.ndarray,
                           images: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
         """Ekman-7 per sticker: a label people gave wins (in the deployment's scheme, or any
-        scheme that names it), otherwise what the models read of it."""
+        scheme that names it), otherwise what the models read of it (the index passes the
+        pictures too; no reader reads them)."""
         emotions = self.read_sticker_emotions(stickers, vectors)
         for row, sticker in enumerate(stickers):
             given = self._given_emotion(sticker.emotion)
