@@ -107,8 +107,9 @@ def fit_head(vectors: np.ndarray, readings: np.ndarray, labels: np.ndarray,
         head = StickerEmotionHead(vectors, readings, labels, shrinkage)
         loo = head.predict(vectors, readings, leave_out=np.arange(len(labels)))
         trials[shrinkage] = round(100 * float(np.mean(loo.argmax(axis=1) == labels)), 2)
-        progress(0.2 + 0.5 * len(trials) / len(SHRINKAGE_GRID), f"shrinkage {shrinkage}",
-                 leave_one_out_accuracy=trials[shrinkage])
+        progress(0.2 + 0.5 * len(trials) / len(SHRINKAGE_GRID),  # metric: the Jobs tab plots it
+                 f"shrinkage {shrinkage}: leave-one-out accuracy {trials[shrinkage]}",
+                 metric=trials[shrinkage])
         if best is None or trials[shrinkage] > trials[best.shrinkage]:
             best = head
     return best, trials
