@@ -13,7 +13,7 @@ except ImportError:
 
 from engine import Engine, Settings
 from memeui.app import build_app, launch, open_studio, start
-from memeui.jobs import Trainer
+from memeui.trainer import Trainer
 from memeui.spaces import apply_space_env
 from memeui.state import state_sync
 

@@ -232,6 +232,11 @@ class LabelStore:
                          "AND NOT retired", [_check_task(task), item_id])
         return _item(rows[0]) if rows else None
 
+    def has_items(self, task: str) -> bool:
+        """Whether any item of ``task`` was ever put here (retired ones count: the store has
+        seen a library)."""
+        return bool(self._sql("SELECT 1 FROM items WHERE task = ? LIMIT 1", [_check_task(task)]))
+
     def items(self, task: str, group: str | None = None) -> list[Item]:
         query = f"SELECT {ITEM_COLUMNS} FROM items WHERE task = ? AND NOT retired"
         params: list = [_check_task(task)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -22,6 +23,18 @@ ROLES = ("annotator", "admin")
 USERS_FILE = "users.json"
 MIN_PASSWORD = 8
 _hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: a name and a role (what labels are recorded under, what they may do)."""
+
+    name: str
+    role: str  # annotator | admin
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 class Users:

@@ -29,12 +29,13 @@ import numpy as np
 
 from annotations.store import DEFAULT_ORDER, ORDERS, LabelStore
 from engine import Engine, Settings
-from engine.labels import EKMAN7
-from engine.snapshot import scores
-from engine.sticker_emotion import PUBLIC_CHECK, public_labels
+from engine.schemes import EKMAN7
+from engine.metrics import scores
+from engine.paths import STICKER_EMOTIONS
+from engine.stickers.emotion_head import public_labels
 from memeui.access import Identity
-from memeui.annotate import LABELS_FILE, Studio
-from memeui.jobs import Trainer
+from memeui.studio import LABELS_FILE, Studio
+from memeui.trainer import Trainer
 
 STEP = 25  # labels between fine-tuning requests
 POINTS = (25, 50, 100, 150, 200)
@@ -46,7 +47,7 @@ def measuring_half(sticker_id: str) -> bool:
     return int(hashlib.sha256(f"bench-active:{sticker_id}".encode()).hexdigest(), 16) % 2 == 0
 
 
-def run(settings: Settings | None = None, labels_file: Path = PUBLIC_CHECK,
+def run(settings: Settings | None = None, labels_file: Path = STICKER_EMOTIONS,
         points: tuple[int, ...] = POINTS, orders: tuple[str, ...] = ORDERS) -> dict:
     settings = settings or Settings.from_env()
     started = time.perf_counter()

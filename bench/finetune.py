@@ -29,7 +29,7 @@ import numpy as np
 from bench.chat import http_turn, messages, start_server
 from bench.labels import call, fresh_data_dir
 from engine import Settings
-from engine.sticker_emotion import public_labels
+from engine.stickers.emotion_head import public_labels
 
 LABELS = 500
 

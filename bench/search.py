@@ -74,7 +74,7 @@ def knn_million(n: int = 1_000_000, queries: int = 200, k: int = 10) -> dict:
     """The index type the library picks at n vectors, against exact search on the same data."""
     import faiss
 
-    from engine.index import build_faiss, index_spec, recall_at_k
+    from engine.stickers.index import build_faiss, index_spec, recall_at_k
 
     vectors = synthetic_vectors(n)
     probes = synthetic_vectors(queries, noise=False, seed=1)
@@ -110,7 +110,7 @@ def ingest_rates(engine, stickers: int = 200, ocr_stickers: int = 40) -> dict:
     import tempfile
     from pathlib import Path
 
-    from engine.ingest import build_pack
+    from engine.stickers.ingest import build_pack
 
     sources = [s.path for s in engine.live.get().library.stickers[:stickers]]
     rates = {}

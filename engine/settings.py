@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from engine.paths import DEFAULT_PACK, DEFAULT_PRERECOGNIZER, STICKER_EMOTIONS
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PACK = PROJECT_ROOT / "assets" / "stickers" / "fluent-emoji-3d"
-DEFAULT_PRERECOGNIZER = PROJECT_ROOT / "assets" / "models" / "prerecognizer"
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class Settings:
     emotion_weight: float = 0.3
     image_tower: str = "lit"  # lit | lit:FILE | none | open_clip:MODEL[:PRETRAINED]
     image_weight: float = 0.2
-    usage_weight: float = 0.02  # how much how often people use a sticker counts (engine/usage.py)
+    usage_weight: float = 0.02  # how much how often people use a sticker counts (engine/stickers/usage.py)
     alternatives: int = 4
     sticker_threshold: float = -1.0  # below this score no sticker is sent; < 0: the calibrated one
     ocr: bool = True  # read text in added stickers (MEMEUI_OCR=0 for faster imports)
@@ -41,7 +39,7 @@ class Settings:
     label_scheme: str = "ekman7"  # ekman7 | sentiment3 | plutchik8 | iemocap | emorynlp
     prerecognizer: Path = DEFAULT_PRERECOGNIZER  # a folder from `memeui eval premeld --fit`
     label_overlap: int = 1  # annotators who should label each item (the studio serves items short of it)
-    sticker_check: Path = PROJECT_ROOT / "assets" / "labels" / "sticker_emotions.csv"  # the sticker-emotion gate's public check (id,emotion)
+    sticker_check: Path = STICKER_EMOTIONS  # the sticker-emotion gate's public check (id,emotion)
     train_every: int = 200  # new labels of a task that record a fine-tuning request (0: only by hand)
     hf_oauth: bool = False  # Hugging Face login names annotators (a Space with hf_oauth: true)
     admins: str = ""  # comma-separated Hub names that are admins when hf_oauth is on

@@ -10,24 +10,16 @@ do everything, and the app says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import gradio as gr
+from typing import TYPE_CHECKING
 
 from annotations.store import LabelError, check_name
-from annotations.users import Users
+from annotations.users import Identity, Users  # noqa: F401 (Identity: who the tabs see)
+from memeui.limits import refusal
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 ANONYMOUS = "anonymous"
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    role: str  # annotator | admin
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
 
 
 class Access:
@@ -53,24 +45,24 @@ class Access:
             try:
                 return Identity(check_name(claimed or ANONYMOUS), "admin")
             except LabelError as error:
-                raise gr.Error(str(error), duration=5) from None
+                raise refusal(str(error), duration=5) from None
         if self.oauth:
             name = hub_name(request)
             if not name:
-                raise gr.Error("Sign in with Hugging Face first.", duration=5)
+                raise refusal("Sign in with Hugging Face first.", duration=5)
             role = self.users.role(name) or ("admin" if name in self.admins else "annotator")
             return Identity(name, role)
         name = getattr(request, "username", None) if request is not None else None
         role = self.users.role(name)
         if not name or role is None:
-            raise gr.Error("Sign in first: this app has a users file.", duration=5)
+            raise refusal("Sign in first: this app has a users file.", duration=5)
         return Identity(name, role)
 
     def admin(self, request: gr.Request | None, claimed: str = "") -> Identity:
         """The caller, who must be an admin."""
         who = self.identify(request, claimed)
         if not who.is_admin:
-            raise gr.Error(f"{who.name} is an annotator; this needs an admin.", duration=5)
+            raise refusal(f"{who.name} is an annotator; this needs an admin.", duration=5)
         return who
 
     def login(self):

@@ -1,277 +1,36 @@
-"""The Annotate tab and what it wires: the label store (``annotations``) to the engine.
+"""The Annotate and Stats tabs and the label API, thin functions over the studio.
 
-``Studio`` holds the wiring: stickers of the live library become items with the engine's
-suggestion and confidence, dialogues become utterance and best-sticker items, every label may
-record a fine-tuning request, and people's corrections become the engine's sticker overrides.
-The tab and the named API endpoints (``next_item``, ``label``, ``undo``, ``agreement`` …) are
-thin functions over it, each checking the caller's identity and role on the server.
+``memeui/studio.py`` holds the wiring (stickers of the live library as items with the engine's
+suggestion, dialogues as utterance and best-sticker items, labels that may request
+fine-tuning, people's corrections as the engine's sticker overrides). The tab and the named API
+endpoints (``next_item``, ``label``, ``undo``, ``agreement`` …) each check the caller's
+identity and role on the server, then call it.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import tempfile
-import threading
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from annotations.agreement import agreement
-from annotations.exchange import FORMATS, export_labels, import_labels
+from annotations.exchange import FORMATS, export_labels
 from annotations.exchange import import_rows as exchange_rows
-from annotations.feedback import Feedback, record_feedback
-from annotations.store import (DEFAULT_ORDER, NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, Item,
-                               LabelError, LabelStore, check_name)
-from engine import Dialogue, Engine
-from engine.dialogue import Turn, check_message
-from engine.corpora import read_conversations
+from annotations.store import DEFAULT_ORDER, NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, LabelError, check_name
+from engine import Engine
 from memeui.access import Access, Identity
-from memeui.limits import RateLimit
+from memeui.studio import Studio, dialogues_from_rows, sticker_listing
+from memeui.trainer import RECIPE_OF_TASK
 
 log = logging.getLogger(__name__)
-LABELS_FILE = "labels.duckdb"
 TASK_NAMES = {"sticker_emotion": "Sticker emotion", "utterance_emotion": "Utterance emotion",
               "best_sticker": "Best sticker", "sticker_text": "Sticker text"}
-CANDIDATES = 10  # stickers shown for a best-sticker question
 ALL_PACKS = "all packs"
 VIDEO_SUFFIXES = {".mp4", ".webm"}  # stickers a browser plays as video, not as an image
-
-
-class Studio:
-    """The label store wired to the engine; shared by the tab, the API and the CLI."""
-
-    def __init__(self, engine: Engine, store: LabelStore) -> None:
-        self.engine, self.store = engine, store
-        self.overlap = engine.settings.label_overlap
-        self.train_every = engine.settings.train_every
-        self.label_rate = RateLimit(engine.settings.labels_per_minute, "labels")  # per annotator
-        self._synced = False
-        self._sync_lock = threading.Lock()
-        self._annotators: set[str] = set()  # names already in the store's annotators table
-
-    @classmethod
-    def open(cls, engine: Engine) -> "Studio":
-        store = LabelStore(engine.settings.data_dir / LABELS_FILE, engine.scheme.labels)
-        return cls(engine, store)
-
-    # ------------------------------------------------------------ items
-
-    def ensure_items(self) -> None:
-        """Stickers of the live library as items, once per library version (the first call
-        waits for the index)."""
-        if self._synced:
-            return
-        with self._sync_lock:
-            if not self._synced:
-                self.sync_sticker_items()
-                self._synced = True
-
-    def sync_sticker_items(self) -> int:
-        readings = self.engine.sticker_readings()
-        version = self.engine.emotion_model_version
-        items = []
-        for position, r in enumerate(readings):
-            payload = {key: r[key] for key in ("label", "emoji", "pack", "tags", "ocr", "file",
-                                                "animated")}
-            by_model = r["emotion_source"] == "model"  # people's label is not shown as a
-            # suggestion (it would sway the next annotator) and counts as certain: served last
-            items.append(Item(r["id"], "sticker_emotion", payload, r["pack"], position,
-                              r["emotion"] if by_model else None,
-                              r["confidence"] if by_model else 1.0, version))
-            items.append(Item(r["id"], "sticker_text", payload, r["pack"], position))
-        self.store.put_items(items)
-        self.store.retire_stickers({r["id"] for r in readings})  # a removed pack's stickers
-        return len(readings)
-
-    def library_changed(self) -> None:
-        """After a pack change or a new index version: items follow at the next request."""
-        self._synced = False
-
-    def add_dialogues(self, dialogues: list[Dialogue], source: str) -> dict:
-        """Dialogues as utterance-emotion items (one per turn, with the recognizer's reading)
-        and best-sticker items (which sticker goes after the whole dialogue)."""
-        utterances, questions = [], []
-        for number, dialogue in enumerate(dialogues):
-            if not dialogue.turns:
-                continue
-            key = f"{source}:{dialogue.id or number}"
-            reading = self.engine.read_emotion(dialogue, None, None)
-            for turn_index, (turn, read) in enumerate(zip(dialogue.turns, reading.turns)):
-                best = max(read.emotion, key=read.emotion.get)
-                utterances.append(Item(
-                    f"{key}/{turn_index}", "utterance_emotion",
-                    {"speaker": turn.speaker, "text": turn.content(), "turn": turn_index,
-                     "dialogue": key}, key, number * 1000 + turn_index, best,
-                    round(float(read.emotion[best]), 4), self.engine.emotion_model_version))
-            questions.append(Item(f"{key}/next", "best_sticker",
-                                  {"turns": [f"{t.speaker}: {t.content()}" for t in dialogue.turns]},
-                                  source, number))
-        self.store.put_items(utterances + questions)
-        return {"utterance_items": len(utterances), "best_sticker_items": len(questions)}
-
-    def import_file(self, path: Path, task: str, source: str = "import") -> dict:
-        """An export (JSONL, CSV, Parquet) adds labels; a conversation file (MELD or EmoryNLP
-        CSV, MOD JSON, a transcript) adds utterance and best-sticker items."""
-        path = Path(path)
-        if task in ("sticker_emotion", "sticker_text", "best_sticker"):
-            self.ensure_items()
-        kind = import_kind(path, task)
-        if kind == "labels":
-            return import_labels(self.store, path, task)
-        if kind == "sticker_emotions":
-            return self.import_sticker_emotions(path)
-        return self.add_dialogues(read_dialogue_file(path), path.stem)
-
-    def import_sticker_emotions(self, path: Path) -> dict:
-        """A plain CSV of ``id,emotion`` (as ``assets/labels/sticker_emotions.csv``): each row
-        a label by an annotator named after the file. Every row is checked first."""
-        with path.open(encoding="utf-8", newline="") as file:
-            rows = list(csv.DictReader(file))
-        for number, row in enumerate(rows, start=1):
-            try:
-                self.store.check_label("sticker_emotion", row["id"], row["emotion"])
-            except LabelError as error:
-                raise LabelError(f"{path.name}, row {number}: {error}") from None
-        who = Identity(path.stem, "annotator")
-        for row in rows:
-            self.label("sticker_emotion", row["id"], row["emotion"], who, source="import")
-        return {"imported": len(rows), "new_items": 0}
-
-    # ------------------------------------------------------------ labelling
-
-    def next_item(self, task: str, annotator: str, order: str = DEFAULT_ORDER,
-                  pack: str | None = None) -> dict | None:
-        self.ensure_items()
-        item = self.store.next_item(task, annotator, order=order, group=pack or None,
-                                    overlap=self.overlap)
-        return self.view(item, annotator, pack) if item else None
-
-    def view(self, item: Item, annotator: str, pack: str | None = None) -> dict:
-        """An item as the tab and the API show it."""
-        progress = self.store.progress(item.task, annotator, pack or None)
-        shown = {"task": item.task, "id": item.id, "payload": item.payload,
-                 "suggestion": item.suggestion, "confidence": item.confidence,
-                 "model_version": item.model_version, "done": progress["labelled"],
-                 "skipped": progress["skipped"], "total": progress["total"]}
-        if item.task == "utterance_emotion":
-            shown["dialogue"] = [{"id": u.id, "speaker": u.payload.get("speaker", ""),
-                                  "text": u.payload.get("text", ""), "suggestion": u.suggestion}
-                                 for u in self.store.items(item.task, item.group)]
-        if item.task == "best_sticker":
-            shown["candidates"] = self.candidates(item)
-            shown["suggestion"] = shown["candidates"][0]["id"] if shown["candidates"] else None
-            shown["confidence"] = shown["candidates"][0]["score"] if shown["candidates"] else None
-        return shown
-
-    def candidates(self, item: Item) -> list[dict]:
-        """The selector's top stickers for a best-sticker question."""
-        results = self.engine.search("\n".join(item.payload.get("turns", [])) or "…", CANDIDATES)
-        return [{"id": r.id, "label": r.label, "emoji": r.emoji, "file": str(r.path),
-                 "score": round(r.score, 4), "emotion": r.emotion} for r in results]
-
-    def label(self, task: str, item_id: str, label: str, who: Identity, *, source: str = "studio",
-              session: str = "", shown: list[str] | None = None, key: str = "") -> dict:
-        """Record a label (committed when this returns) and maybe a training request."""
-        item = self.store.item(task, item_id)
-        if item is None:
-            self.ensure_items()
-            item = self.store.item(task, item_id)
-        if item is None:
-            self.store.require_item(task, item_id)  # says whether it is unknown or retired
-        if who.name not in self._annotators:  # who labels is on record, with the role they had
-            self.store.add_annotator(who.name, who.role)
-            self._annotators.add(who.name)
-        event = self.store.label(task, item_id, label, who.name, source=source, session=session,
-                                 suggestion=item.suggestion, confidence=item.confidence,
-                                 model_version=item.model_version, shown=shown, key=key)
-        request = self.store.maybe_request_training(task, self.train_every, "trigger")
-        return {"event": event, "training_request": request}
-
-    def record_feedback(self, *labels: Feedback) -> None:
-        """Chat likes, dislikes and swaps, as best-sticker labels; a label the store refuses
-        (a sticker of a pack removed meanwhile) is logged, never the chat's problem."""
-        self.ensure_items()
-        try:
-            record_feedback(self.store, *labels)
-        except LabelError as error:
-            log.warning("chat feedback not recorded: %s", error)
-
-    # ------------------------------------------------------------ corrections → engine
-
-    def corrections(self) -> dict[str, dict]:
-        """Sticker id → what people set: the latest text correction (label, tags, OCR text)
-        and the majority emotion."""
-        overrides: dict[str, dict] = {}
-        for row in self.store.current_labels("sticker_text"):  # in event order: latest wins
-            overrides.setdefault(row["item"], {}).update(json.loads(row["label"]))
-        for sticker_id, emotion in self.store.consensus("sticker_emotion").items():
-            overrides.setdefault(sticker_id, {})["emotion"] = emotion
-        return overrides
-
-    def apply_corrections(self) -> bool:
-        """A new index version with people's corrections, if they changed."""
-        changed = self.engine.apply_sticker_corrections(self.corrections())
-        if changed:
-            self.library_changed()
-        return changed
-
-
-def sticker_listing(engine: Engine) -> list[dict]:
-    """Every sticker with its emotion, who gave it (people or model) and the confidence: what
-    ``memeui library stickers`` and ``/library_stickers`` answer."""
-    return [{k: r[k] for k in ("id", "label", "pack", "emotion", "emotion_source", "confidence")}
-            for r in engine.sticker_readings()]
-
-
-def import_kind(path: Path, task: str) -> str:
-    """What a file to import holds: ``labels`` (an export), ``sticker_emotions`` (an
-    ``id,emotion`` CSV) or ``conversations`` (to label): the CLI asks it too, to send each kind
-    to the server's endpoint for it."""
-    header = _csv_header(path)
-    if path.suffix.lower() in (".jsonl", ".parquet") or {"task", "item", "annotator", "label"} <= header:
-        return "labels"
-    if task == "sticker_emotion" and {"id", "emotion"} <= header:
-        return "sticker_emotions"
-    return "conversations"
-
-
-def read_dialogue_file(path: Path) -> list[Dialogue]:
-    """The conversations of a MELD or EmoryNLP CSV, a MOD JSON or a transcript file."""
-    try:
-        return read_conversations(str(path))
-    except (ValueError, OSError, KeyError, TypeError) as error:
-        raise LabelError(f"{Path(path).name} is neither a label export nor a conversation "
-                         f"file this app reads: {error}") from None
-
-
-def dialogues_as_rows(dialogues: list[Dialogue]) -> list[dict]:
-    """Dialogues as plain data for ``/import_conversations`` (and back: ``dialogues_from_rows``)."""
-    return [{"id": d.id, "turns": [{"speaker": t.speaker, "text": t.content()} for t in d.turns]}
-            for d in dialogues]
-
-
-def dialogues_from_rows(rows) -> list[Dialogue]:
-    if not isinstance(rows, list) or not all(
-            isinstance(row, dict) and isinstance(row.get("turns"), list) for row in rows):
-        raise LabelError('conversations are a list of {"id": …, "turns": [{"speaker": …, '
-                         '"text": …}, …]}')
-    dialogues = []
-    for row in rows:
-        turns = tuple(Turn(str(t.get("speaker") or "someone"), check_message(str(t.get("text", ""))))
-                      for t in row["turns"] if isinstance(t, dict))
-        dialogues.append(Dialogue(turns, str(row.get("id") or "")))
-    return dialogues
-
-
-def _csv_header(path: Path) -> set[str]:
-    """The column names of a CSV file (empty for other files)."""
-    if path.suffix.lower() != ".csv":
-        return set()
-    with path.open(encoding="utf-8", errors="replace", newline="") as file:
-        return {column.strip() for column in next(csv.reader(file), [])}
 
 
 # ---------------------------------------------------------------- the tab
@@ -499,8 +258,6 @@ def learning_curve(engine: Engine, task: str) -> pd.DataFrame:
     """For the deployment's own labels: each promoted version of the task's model by the labels
     it was trained on (with its held-out slice), its held-out accuracy and the reader's it
     replaced on the same slice."""
-    from memeui.jobs import RECIPE_OF_TASK
-
     recipe, rows = RECIPE_OF_TASK.get(task), []
     for version in engine.registry.versions(recipe) if recipe else []:
         metrics = version.metrics

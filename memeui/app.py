@@ -13,13 +13,15 @@ from annotations.feedback import import_feedback_file
 from annotations.users import USERS_FILE, Users
 from engine import Engine
 from memeui.access import Access
-from memeui.annotate import HOTKEYS_JS, Studio, add_label_api, build_annotate_tab, build_stats_tab
+from memeui.annotate import HOTKEYS_JS, add_label_api, build_annotate_tab, build_stats_tab
 from memeui.chat import build_chat_tab
-from memeui.jobs import Trainer, add_jobs_api, build_jobs_tab
+from memeui.jobs import add_jobs_api, build_jobs_tab
 from memeui.emotion import build_emotion_tab
 from memeui.library import build_library_tab
 from memeui.search import build_search_tab
 from memeui.state import StateSync
+from memeui.studio import Studio
+from memeui.trainer import Trainer
 
 log = logging.getLogger(__name__)
 TITLE = "memeui · chat with stickers"

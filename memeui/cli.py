@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as error:
         from annotations.store import StoreLocked
-        from engine.reply import ReplyError  # imported late: see serving_threads
+        from engine.chat.backends import ReplyError  # imported late: see serving_threads
 
         if not isinstance(error, (ReplyError, StoreLocked)):
             raise
@@ -266,11 +266,12 @@ def call_server(args, api_name: str, *values):
 
 
 def open_studio_here():
-    """The engine and the store of MEMEUI_DATA_DIR, for commands run without --server."""
-    from memeui.annotate import Studio
+    """The store of MEMEUI_DATA_DIR, for commands run without --server; its engine loads only
+    when the command needs one."""
+    from engine import Settings
+    from memeui.studio import Studio
 
-    engine = make_engine()
-    return Studio.open(engine)
+    return Studio.here(Settings.from_env())
 
 
 def make_engine(**overrides):
@@ -303,7 +304,7 @@ def print_json(value) -> None:
 def run_serve(args) -> int:
     serving_threads()  # before anything imports numpy or torch
     from memeui.app import build_app, launch, open_studio, start
-    from memeui.jobs import Trainer
+    from memeui.trainer import Trainer
     from memeui.state import state_sync
     from engine import Settings
 
@@ -405,10 +406,12 @@ def interactive_chat(engine) -> int:
 
 
 def run_library_add(args) -> int:
-    engine = make_engine()
+    studio = open_studio_here()
+    engine = studio.engine
     with stdout_for_json_only(), ProgressBar() as bar:
         report = engine.add_pack(args.path, args.name, ocr=engine.settings.ocr and not args.no_ocr,
                                  progress=bar.update)
+        studio.sync_sticker_items()  # the new stickers are items to label at once
     if args.json:
         print_json(report.to_dict())
     else:
@@ -428,7 +431,9 @@ def run_library_list(args) -> int:
 
 def run_library_remove(args) -> int:
     with stdout_for_json_only():
-        make_engine().remove_pack(args.name)
+        studio = open_studio_here()
+        studio.engine.remove_pack(args.name)
+        studio.sync_sticker_items()  # its stickers retire from the queues
     print(f"removed {args.name}", file=sys.stderr)
     return 0
 
@@ -452,12 +457,10 @@ def run_library_stickers(args) -> int:
     if args.server:
         stickers = call_server(args, "/library_stickers")
     else:
-        from memeui.annotate import sticker_listing
+        from memeui.studio import sticker_listing
 
         with stdout_for_json_only():
-            studio = open_studio_here()
-            studio.engine.sticker_overrides = studio.corrections()
-            stickers = sticker_listing(studio.engine)
+            stickers = sticker_listing(open_studio_here().engine)
     print_listing(stickers, args.json,
                   lambda s: f"{s['id']}  {s['emotion']:<9} {s['emotion_source']:<6} "
                             f"{s['confidence']:.2f}  {s['label']}  ({s['pack']})")
@@ -493,7 +496,7 @@ def import_through_server(args) -> dict:
     ``id,emotion`` CSV as rows by an annotator named after the file), conversations (read
     here) to /import_conversations."""
     from annotations.exchange import read_rows
-    from memeui.annotate import dialogues_as_rows, import_kind, read_dialogue_file
+    from memeui.studio import dialogues_as_rows, import_kind, read_dialogue_file
 
     kind = import_kind(args.file, args.task)
     if kind == "conversations":
@@ -520,13 +523,28 @@ def run_labels_export(args) -> int:
 
 def local_store():
     """The store of MEMEUI_DATA_DIR with the deployment's labels, no models loaded."""
-    from annotations.store import LabelStore
     from engine import Settings
-    from engine.labels import scheme
-    from memeui.annotate import LABELS_FILE
+    from memeui.studio import open_store
 
-    settings = Settings.from_env()
-    return LabelStore(settings.data_dir / LABELS_FILE, scheme(settings.label_scheme).labels)
+    return open_store(Settings.from_env())
+
+
+def local_registry():
+    """The model versions of MEMEUI_DATA_DIR, no models loaded."""
+    from engine import Settings
+    from engine.paths import REGISTRY_DIR
+    from engine.training.registry import Registry
+
+    return Registry(Settings.from_env().data_dir / REGISTRY_DIR)
+
+
+def local_jobs():
+    """The job records of MEMEUI_DATA_DIR (read only: nothing runs), no models loaded."""
+    from engine import Settings
+    from engine.paths import JOBS_DIR
+    from engine.training.jobs import JobRunner
+
+    return JobRunner(Settings.from_env().data_dir / JOBS_DIR)
 
 
 def run_labels_agreement(args) -> int:
@@ -594,7 +612,7 @@ def run_users_remove(args) -> int:
 def train_from_labels(args) -> int:
     """A fine-tuning job on the store's labels (after importing --labels): wait for it and
     print it with what the gate decided. With --server, request it there."""
-    from memeui.jobs import TASK_OF_RECIPE
+    from memeui.trainer import TASK_OF_RECIPE
 
     if args.server:
         if args.labels or args.meld:
@@ -615,7 +633,7 @@ def train_from_labels(args) -> int:
 
 def run_jobs_list(args) -> int:
     jobs = call_server(args, "/jobs_list", "") if args.server else \
-        [job.to_dict() for job in make_engine().jobs.jobs()]
+        [job.to_dict() for job in local_jobs().jobs()]
     print_listing(jobs, args.json,
                   lambda job: f"{job['id']}  {job['recipe']:<16} {job['state']:<11} "
                               f"{job['progress']:4.0%}  {job['outcome'] or job['message']}")
@@ -631,7 +649,7 @@ def run_jobs_cancel(args) -> int:
 
 def run_models_list(args) -> int:
     versions = call_server(args, "/models_list", "") if args.server else \
-        [version.to_dict() for version in make_engine().registry.versions()]
+        [version.to_dict() for version in local_registry().versions()]
     print_listing(versions, args.json, lambda v: f"{v['id']}  {v['status']:<9} {v['note']}")
     return 0
 
@@ -640,9 +658,9 @@ def run_models_promote(args) -> int:
     if args.server:
         print_json(call_server(args, "/model_promote", args.role, args.version, ""))
         return 0
-    engine = make_engine()
-    engine.registry.promote(args.role, args.version, "promoted on the command line")
-    print_json(engine.registry.get(args.role, args.version).to_dict())
+    registry = local_registry()  # on record: the app serves it from its next start
+    registry.promote(args.role, args.version, "promoted on the command line")
+    print_json(registry.get(args.role, args.version).to_dict())
     return 0
 
 
@@ -650,13 +668,13 @@ def run_models_rollback(args) -> int:
     if args.server:
         print_json(call_server(args, "/model_rollback", args.role, args.version, ""))
         return 0
-    live = make_engine().registry.rollback(args.role, args.version or None)
+    live = local_registry().rollback(args.role, args.version or None)
     print_json(live.to_dict() if live else None)
     return 0
 
 
 def run_eval(args) -> int:
-    from engine.evaluate import (EmojiEvaluation, EmotionEvaluation, choice_evaluation,
+    from engine.evaluation.tasks import (EmojiEvaluation, EmotionEvaluation, choice_evaluation,
                                  reply_evaluation, sticker_emotion_evaluation)
 
     if args.task not in ("stickers", "choices", "replies") and args.data is None:
@@ -706,13 +724,15 @@ def run_emotion(args) -> int:
 def run_train(args) -> int:
     from dataclasses import asdict
 
-    from engine.image import LIT_WEIGHTS, train_lit_tower
-    from engine.stickers import StickerLibrary
+    from engine.paths import LIT_WEIGHTS
+    from engine.stickers.image import train_lit_tower
+    from engine.stickers.library import StickerLibrary
 
     if args.model in ("sticker-emotion", "prerecognizer", "selector"):
         return train_from_labels(args)
     if args.model == "usage-prior":
-        from engine.usage import USAGE_FILE, count_emojis, write_usage
+        from engine.paths import EMOJI_USAGE
+        from engine.stickers.usage import count_emojis, write_usage
 
         if args.data is None or not (args.data / "train_text.txt").is_file():
             raise ValueError("train usage-prior needs --data DIR with train_text.txt "
@@ -721,11 +741,11 @@ def run_train(args) -> int:
         texts = (args.data / "train_text.txt").read_text("utf-8").splitlines()
         counts = count_emojis(texts, [s.emoji for s in library.stickers])
         document = write_usage(counts, f"{args.data.parent.name}/{args.data.name}/train_text.txt ({len(texts)} tweets)",
-                               args.out or USAGE_FILE)
+                               args.out or EMOJI_USAGE)
         print_json({k: v for k, v in document.items() if k != "counts"} | {"emojis": len(counts)})
         return 0
     if args.model == "threshold":
-        from engine.usage import calibrate
+        from engine.stickers.usage import calibrate
 
         if args.data is not None and not args.data.is_file():
             raise ValueError(f"{args.data} is not a file: --data names a MOD JSON file "
@@ -737,7 +757,7 @@ def run_train(args) -> int:
         print_json(info)
         return 0
     if args.model == "replies":
-        from engine.responses import train_response_selector
+        from engine.chat.responses import train_response_selector
 
         if args.data is not None and not args.data.is_file():
             raise ValueError(f"{args.data} is not a file: --data names a MOD JSON file "
@@ -749,7 +769,7 @@ def run_train(args) -> int:
         print_json(info)
         return 0
     if args.model == "emotion":
-        from engine.emotion_recipes import train_default
+        from engine.emotion.recipes import train_default
 
         with stdout_for_json_only():
             engine = make_engine()

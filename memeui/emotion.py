@@ -7,7 +7,7 @@ import pandas as pd
 
 from engine import Dialogue, Engine, Turn
 from engine.dialogue import MAX_MESSAGE_CHARS
-from engine.labels import SCHEMES
+from engine.schemes import SCHEMES
 
 AUTO = ""
 EXAMPLE = ("Ross: I got the job at the museum!\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine import Engine
-from engine.ingest import IngestError
+from engine.stickers.ingest import IngestError
 from memeui.access import Access
 
 

@@ -9,12 +9,16 @@ address) per minute, for chat turns and for labels (settings ``chat_per_minute``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import threading
 import time
 from collections import deque
 from contextlib import contextmanager
 
-import gradio as gr
+if TYPE_CHECKING:
+    import gradio as gr
+
 
 BUSY = "The bot is busy with other people's messages: try again in a few seconds."
 WINDOW_S = 60.0
@@ -33,7 +37,7 @@ class Admission:
         """Hold a chat slot for the block; a gr.Error says "busy" when none comes in time."""
         with self._lock:
             if self._in_line >= self.waiting:
-                raise gr.Error(BUSY, duration=5)
+                raise refusal(BUSY, duration=5)
             self._in_line += 1
         try:
             admitted = self.slots.acquire(timeout=self.timeout)
@@ -41,7 +45,7 @@ class Admission:
             with self._lock:
                 self._in_line -= 1
         if not admitted:
-            raise gr.Error(BUSY, duration=5)
+            raise refusal(BUSY, duration=5)
         try:
             yield
         finally:
@@ -68,7 +72,7 @@ class RateLimit:
                 calls.popleft()
             if len(calls) >= self.per_minute:
                 wait = int(calls[0] + WINDOW_S - now) + 1
-                raise gr.Error(f"Too many {self.what}: at most {self.per_minute} a minute. "
+                raise refusal(f"Too many {self.what}: at most {self.per_minute} a minute. "
                                f"Try again in {wait} s.", duration=5)
             calls.append(now)
 
@@ -89,3 +93,11 @@ def caller(request: gr.Request | None) -> str:
         return f"session:{session}"
     client = getattr(request, "client", None)
     return f"address:{getattr(client, 'host', '') or 'unknown'}"
+
+
+def refusal(message: str, duration: float = 5):
+    """The error a person sees in the app (Gradio's toast); imported here, not at the top, so
+    the studio and the CLI load no gradio."""
+    import gradio
+
+    return gradio.Error(message, duration=duration)

@@ -18,9 +18,9 @@ from annotations.store import LabelError, LabelStore
 from conftest import small_engine
 from engine import Engine
 from engine.dialogue import Dialogue, Turn
-from engine.ingest import IngestError, Limits
-from engine.reply import ReplyBackend, ReplyError
-from memeui.annotate import Studio
+from engine.stickers.ingest import IngestError, Limits
+from engine.chat.backends import ReplyBackend, ReplyError
+from memeui.studio import Studio
 from test_hostile import gif_bomb, png_header
 
 pytestmark = pytest.mark.bad_input

@@ -7,7 +7,7 @@ import pytest
 
 from engine import Dialogue, Turn
 from engine.corpora import read_conversations
-from engine.reply import CONTEXT_TURNS, MOOD_HINTS, build_prompt
+from engine.chat.backends import CONTEXT_TURNS, MOOD_HINTS, build_prompt
 from memeui.chat import (ERROR_TITLE, MOOD_PREFIX, bot_message, dialogue_from_history,
                          history_from_dialogue, mood_summary, swap_sticker)
 

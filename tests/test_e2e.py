@@ -206,7 +206,7 @@ def studio_app(engine, tmp_path_factory):
     from annotations.users import Users
     from engine import Dialogue, Turn
     from memeui.access import Access
-    from memeui.annotate import Studio
+    from memeui.studio import Studio
     from memeui.app import build_app, launch
     from tests.conftest import free_port
 
@@ -327,11 +327,11 @@ def jobs_app(data_dir, engine, tmp_path_factory):
     from bench.finetune import labelling_order
     from bench.labels import fresh_data_dir
     from engine import Engine, Settings
-    from engine.sticker_emotion import public_labels
+    from engine.stickers.emotion_head import public_labels
     from memeui.access import Identity
-    from memeui.annotate import Studio
+    from memeui.studio import Studio
     from memeui.app import access_for, build_app, launch
-    from memeui.jobs import Trainer
+    from memeui.trainer import Trainer
     from tests.conftest import free_port
 
     engine.live.get()

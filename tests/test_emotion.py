@@ -13,10 +13,10 @@ from conftest import MEMEUI, ROOT, memeui_env
 from engine import Dialogue, Turn
 from engine.corpora import (fix_mojibake, forecasting_examples, read_emorynlp, read_meld,
                             read_mod, read_mod_memes)
-from engine.evaluate import class_metrics
-from engine.labels import EKMAN7, SCHEMES, conversion, convert, scheme
-from engine.prerecognizer import (MAX_TURNS, Encoded, PreRecognizer, Targets, fit, forecast_all,
-                                  pretrain)
+from engine.metrics import class_metrics
+from engine.schemes import EKMAN7, SCHEMES, conversion, convert, scheme
+from engine.emotion.prerecognizer import MAX_TURNS, PreRecognizer, Targets, fit, forecast_all, pretrain
+from engine.encoders import Encoded
 
 MELD_COLUMNS = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID",
                 "Utterance_ID", "Season", "Episode", "StartTime", "EndTime"]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from engine import Dialogue, Engine, Settings, Turn
-from engine.emotion import forecast_mood
-from engine.labels import EKMAN7
-from engine.reply import tidy_reply
+from engine.emotion.conversation import forecast_mood
+from engine.schemes import EKMAN7
+from engine.chat.backends import tidy_reply
 
 
 def test_happy_query_finds_joyful_stickers(engine):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import MEMEUI, ROOT, memeui_env
-from engine.evaluate import ranking_metrics, read_tweeteval_emoji
+from engine.evaluation.tasks import ranking_metrics, read_tweeteval_emoji
 
 MAPPING = ["❤", "😍", "😂", "💕", "🔥", "😊", "😎", "✨", "💙", "😘",
            "📷", "🇺🇸", "☀", "💜", "😉", "💯", "😁", "🎄", "📸", "😜"]
@@ -71,8 +71,8 @@ def test_eval_zero_shot_and_fitted(emoji_dir, data_dir, engine):
 
 
 def test_selector_keeps_the_emotion_part_when_only_it_tells_the_stickers_apart():
-    from engine.labels import EKMAN7
-    from engine.selector import Selector
+    from engine.schemes import EKMAN7
+    from engine.stickers.selector import Selector
 
     rng = np.random.default_rng(0)
     n, stickers = 700, [f"s{i}" for i in range(len(EKMAN7))]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from engine import gpu
 from engine.dialogue import Dialogue, Turn
-from engine.encoders import GPU_BATCH, TEXT_ENCODERS, TextEncoder, create_text_encoder
+from engine.encoders import GPU_BATCH, TextEncoder, create_text_encoder, encoder_weights
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -61,7 +61,7 @@ def zero_gpu():
 def test_text_encoding_runs_as_a_gpu_task_with_only_texts_crossing(zero_gpu):
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(TEXT_ENCODERS["minilm"](), device="cpu")
+    model = SentenceTransformer(encoder_weights("minilm"), device="cpu")
     texts = ["good morning my friend", "I hate mondays"]
     expected = TextEncoder("minilm", model).encode(texts)
     placed = TextEncoder("minilm", model, on_gpu=True)
@@ -73,7 +73,7 @@ def test_text_encoding_runs_as_a_gpu_task_with_only_texts_crossing(zero_gpu):
 
 
 def test_a_reply_streams_from_a_gpu_task_in_pieces(zero_gpu):
-    from engine.reply import CausalLMReply, smollm2_gguf
+    from engine.chat.backends import CausalLMReply, smollm2_gguf
 
     folder, gguf = smollm2_gguf()
     reply = CausalLMReply(folder, gguf, "cpu", max_new_tokens=8)
@@ -123,7 +123,7 @@ def test_on_a_gpu_the_text_encoder_runs_in_half_precision_within_tolerance():
 def test_on_a_gpu_faiss_indexes_move_there_with_faiss_gpu():
     import faiss
 
-    from engine.index import build_faiss, to_gpu_if_available
+    from engine.stickers.index import build_faiss, to_gpu_if_available
 
     if not hasattr(faiss, "StandardGpuResources"):
         pytest.skip("needs faiss-gpu: pip install .[gpu]")
@@ -137,7 +137,7 @@ def test_on_a_gpu_faiss_indexes_move_there_with_faiss_gpu():
 
 @needs_cuda
 def test_on_a_gpu_a_selector_job_reads_dialogues_there(tmp_path, engine):
-    from engine.selector_recipes import Reader
+    from engine.stickers.recipes import Reader
 
     reader = Reader("minilm", engine._model_folder("prerecognizer"), "cuda")
     assert reader.encoder.on_gpu

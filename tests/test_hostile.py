@@ -20,7 +20,7 @@ from PIL import Image
 from annotations.users import Users
 from conftest import free_port, small_engine
 from engine.dialogue import Dialogue, Turn
-from engine.ingest import IngestError, Limits, build_pack, decode
+from engine.stickers.ingest import IngestError, Limits, build_pack, decode
 from memeui.access import Access
 from memeui.app import build_app, launch
 from memeui.library import upload_folder
@@ -367,7 +367,7 @@ def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(hostile_app)
 def test_no_password_or_api_key_reaches_a_log_or_an_error_message(hostile_app, caplog):
     import logging
 
-    from engine.reply import OpenAIReply, ReplyError
+    from engine.chat.backends import OpenAIReply, ReplyError
 
     url, engine, _ = hostile_app
     caplog.set_level(logging.DEBUG)

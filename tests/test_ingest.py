@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.ingest import (IngestError, Limits, build_pack, decode, parse_metadata,
+from engine.stickers.ingest import (IngestError, Limits, build_pack, decode, parse_metadata,
                            perceptual_hash, quartile_frames)
-from engine.ocr import StickerOCR
-from engine.stickers import load_pack
+from engine.stickers.ocr import StickerOCR
+from engine.stickers.library import load_pack
 
 COLOURS = [(230, 30, 30), (30, 200, 30), (30, 30, 230), (230, 200, 30),
            (200, 30, 200), (30, 200, 200), (120, 120, 120), (0, 0, 0)]

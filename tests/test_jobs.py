@@ -19,12 +19,12 @@ from bench.finetune import labelling_order
 from bench.labels import fresh_data_dir
 from engine import Engine, Settings, jobs
 from engine.dialogue import Dialogue, Turn
-from engine.registry import Registry, gate
-from engine.sticker_emotion import (EKMAN7, PUBLIC_CHECK, StickerEmotionHead, fit, fit_head,
-                                    public_labels)
+from engine.training.registry import Registry, gate
+from engine.paths import STICKER_EMOTIONS
+from engine.stickers.emotion_head import EKMAN7, StickerEmotionHead, fit, fit_head, public_labels
 from memeui.access import Identity
-from memeui.annotate import Studio
-from memeui.jobs import Trainer
+from memeui.studio import Studio
+from memeui.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -385,7 +385,7 @@ def test_bench_active_runs_the_simulated_annotator_loop_at_tiny_size(data_dir, e
     from bench.active import run
 
     engine.live.get()  # the session's index, which the bench's fresh data dirs copy
-    rows = list(csv.DictReader(PUBLIC_CHECK.open(encoding="utf-8", newline="")))
+    rows = list(csv.DictReader(STICKER_EMOTIONS.open(encoding="utf-8", newline="")))
     faces = [r for r in rows if r["basis"] == "hand"]
     labels = tmp_path / "labels.csv"
     with labels.open("w", encoding="utf-8", newline="") as file:

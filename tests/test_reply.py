@@ -13,8 +13,8 @@ import pytest
 
 from conftest import free_port, write_pack
 from engine import Dialogue, Engine, Reply, ReplyError, Settings, Turn
-from engine.labels import EKMAN7
-from engine.reply import RetrievalReply, tidy_reply
+from engine.schemes import EKMAN7
+from engine.chat.backends import RetrievalReply, tidy_reply
 
 NEUTRAL = np.eye(len(EKMAN7))[EKMAN7.index("neutral")]
 CORPUS = """A: I failed my exam today
@@ -231,7 +231,7 @@ def test_on_a_gpu_the_reply_model_runs_in_half_precision_within_tolerance():
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    from engine.reply import CausalLMReply, smollm2_gguf
+    from engine.chat.backends import CausalLMReply, smollm2_gguf
 
     folder, gguf = smollm2_gguf()
     full = CausalLMReply(folder, gguf, "cpu")

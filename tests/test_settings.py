@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import DEFAULT_PACK, Settings
+from engine.paths import DEFAULT_PACK
+from engine.settings import Settings
 
 
 def test_defaults_serve_the_bundled_pack_offline():

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from engine.settings import DEFAULT_PACK
-from engine.stickers import StickerLibrary, load_pack
+from engine.paths import DEFAULT_PACK
+from engine.stickers.library import StickerLibrary, load_pack
 from conftest import write_pack
 
 

@@ -13,9 +13,9 @@ from gradio_client import Client
 from annotations.store import LabelError, LabelStore
 from annotations.users import Users
 from engine import Dialogue, Turn
-from engine.evaluate import sticker_emotion_evaluation
+from engine.evaluation.tasks import sticker_emotion_evaluation
 from memeui.access import Access, Identity
-from memeui.annotate import Studio
+from memeui.studio import Studio
 from memeui.app import build_app, launch
 from tests.conftest import free_port
 
@@ -185,7 +185,7 @@ def test_on_a_space_with_hub_login_the_hub_name_is_the_annotator(tmp_path):
 
 
 def test_a_sticker_text_request_is_served_by_a_new_index_version(studio, engine):
-    from memeui.jobs import Trainer
+    from memeui.trainer import Trainer
 
     sticker = by_label(engine, "bell")
     studio.label("sticker_text", sticker.id, json.dumps({"label": "ringing bell"}), ADMIN)

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 from PIL import Image
 
-from engine.ingest import on_white
+from engine.stickers.ingest import on_white
 
 MIN_CONFIDENCE = 0.5
 

@@ -1,7 +1,7 @@
 """Emotion of conversations: each turn's (recognition) and the next one's (pre-recognition).
 
 The engine works in Ekman-7 internally and shows the deployment's label scheme
-(``engine.labels``). ``ConversationEmotion`` owns the models: the pre-recognizer (bundled
+(``engine.schemes``). ``ConversationEmotion`` owns the models: the pre-recognizer (bundled
 default weights, or a folder fitted on labels) and, optionally, a fine-tuned recognizer; without
 one, turns are recognized by the pre-recognizer's own turn view, which reads the sentence
 embedding the engine computes anyway, so recognition and forecasting cost one cached encoder call
@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.dialogue import Dialogue
-from engine.labels import EKMAN7, convert, scheme
-from engine.prerecognizer import Encoded, PreRecognizer
-from engine.recognizer import Recognition
+from engine.schemes import EKMAN7, convert, scheme
+from engine.emotion.prerecognizer import PreRecognizer
+from engine.encoders import Encoded
+from engine.emotion.recognizer import Recognition
 
 PLUTCHIK = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
 BOT = "bot"
@@ -116,10 +117,10 @@ class ConversationEmotion:
                              f"embeddings but the text encoder {encoder.name} gives {encoder.dim}")
         fine_tuned = None
         if recognizer != "default":
-            from engine.encoders import TEXT_ENCODERS
-            from engine.recognizer import Recognizer
+            from engine.encoders import EMOTION_SPACE, encoder_weights
+            from engine.emotion.recognizer import Recognizer
 
-            base = TEXT_ENCODERS["minilm"]()
+            base = encoder_weights(EMOTION_SPACE)
             fine_tuned = Recognizer.load(Path(recognizer), base)
         digest = hashlib.sha256((Path(prerecognizer) / "prerecognizer.pt").read_bytes())
         return cls(encoder, model, fine_tuned, f"e{digest.hexdigest()[:8]}")

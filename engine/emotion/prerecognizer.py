@@ -19,21 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.labels import EKMAN7
-from engine.recognizer import SENTIMENT3, class_weights, in_batch_contrastive, soft_cross_entropy
+from engine.encoders import Encoded
+from engine.metrics import macro_f1
+from engine.schemes import EKMAN7
+from engine.emotion.recognizer import SENTIMENT3
+from engine.training.losses import class_weights, in_batch_contrastive, soft_cross_entropy
 
 log = logging.getLogger(__name__)
 VIEW = len(EKMAN7) + len(SENTIMENT3)  # a turn's recognized emotion + sentiment
 MAX_TURNS = 24  # the forecast reads the latest turns only
 HIDDEN = 128
-
-
-@dataclass
-class Encoded:
-    """One dialogue as the model reads it: turn embeddings and speakers."""
-
-    vectors: np.ndarray  # (turns, dim)
-    speakers: list[str]
 
 
 @dataclass
@@ -284,7 +279,6 @@ def fit(model: PreRecognizer, dialogues: list[Encoded], targets: list[Targets],
     """Learn to forecast every turn t ≥ 1 from the turns before it (P-MELD's construction),
     with the turn heads learning each turn's own label alongside. Early stop on the held-out
     dialogues' sentiment macro-F1."""
-    from engine.selector import macro_f1
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

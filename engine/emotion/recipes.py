@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -18,31 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from engine.dialogue import Dialogue, Turn
-from engine.labels import EKMAN7, convert, scheme
-from engine.prerecognizer import Encoded, PreRecognizer, Targets, fit, pretrain
+from engine.metrics import held_out, scores
+from engine.schemes import EKMAN7, convert, scheme
+from engine.emotion.prerecognizer import PreRecognizer, Targets, fit, pretrain
+from engine.encoders import EMOTION_SPACE, encode_dialogues
+from engine.paths import UTTERANCE_EMOTIONS
 
 log = logging.getLogger(__name__)
-
-
-def encode_dialogues(encoder, dialogues: list[Dialogue], cache: Path | None = None) -> list[Encoded]:
-    """Every turn's sentence embedding, cached by the texts' hash when ``cache`` is a folder."""
-    texts = [turn.content() for dialogue in dialogues for turn in dialogue.turns]
-    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    path = cache / f"turns-{encoder.key}-{digest}.npy" if cache else None
-    if path and path.is_file():
-        vectors = np.load(path)
-    else:
-        vectors = encoder.encode(texts, batch_size=128)
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path.with_suffix(".tmp.npy"), vectors)
-            path.with_suffix(".tmp.npy").rename(path)
-    encoded, start = [], 0
-    for dialogue in dialogues:
-        n = len(dialogue.turns)
-        encoded.append(Encoded(vectors[start:start + n], dialogue.speakers))
-        start += n
-    return encoded
 
 
 def gold_targets(dialogues: list[Dialogue]) -> list[Targets]:
@@ -83,7 +64,7 @@ def train_default(encoder, out: Path, conversations: int = 1200, epochs: int = 4
     """The bundled pre-recognizer, from package data (chitchat-dataset + nade) only; a fixed
     amount of training (no time budget), so reruns give the same weights on any machine."""
     from engine.corpora import read_chitchat
-    from engine.emotion import NadeEmotion
+    from engine.emotion.conversation import NadeEmotion
 
     started = time.perf_counter()
     dialogues = read_chitchat(limit=conversations)
@@ -108,7 +89,7 @@ def fit_prerecognizer(encoder, dialogues: list[Dialogue], base: Path, out: Path,
     ``rehearsal``: unlabelled dialogues trained on with nade's weak labels alongside (what the
     bundled model learned from), so a few hundred labels refine the model rather than replace
     what it knew."""
-    from engine.emotion import NadeEmotion
+    from engine.emotion.conversation import NadeEmotion
 
     started = time.perf_counter()
     model = PreRecognizer.load(base)
@@ -127,11 +108,11 @@ def fit_recognizer_on(dialogues: list[Dialogue], out: Path, tuned_layers: int = 
                       epochs: int = 2, progress=log.info) -> dict:
     """Fine-tune MiniLM with the heads on labelled dialogues (ERC): all six layers, two epochs
     (about 7 minutes for MELD train on 2 CPU cores)."""
-    from engine.encoders import TEXT_ENCODERS
-    from engine.recognizer import Labelled, Recognizer, fit_recognizer
+    from engine.encoders import encoder_weights
+    from engine.emotion.recognizer import Labelled, Recognizer, fit_recognizer
 
     started = time.perf_counter()
-    model = Recognizer(TEXT_ENCODERS["minilm"](), tuned_layers)
+    model = Recognizer(encoder_weights(EMOTION_SPACE), tuned_layers)
     info = fit_recognizer(model, Labelled.from_dialogues(dialogues), epochs=epochs,
                           progress=progress)
     model.save(out)
@@ -141,10 +122,9 @@ def fit_recognizer_on(dialogues: list[Dialogue], out: Path, tuned_layers: int = 
 
 
 REHEARSAL = 300  # chitchat conversations trained on alongside people's labels (not with MELD)
-UTTERANCE_CHECK = Path(__file__).resolve().parent.parent / "assets" / "labels" / "utterance_emotions.csv"
 
 
-def read_utterance_check(path: Path = UTTERANCE_CHECK) -> list[Dialogue]:
+def read_utterance_check(path: Path = UTTERANCE_EMOTIONS) -> list[Dialogue]:
     """The pre-recognizer's fixed public check: utterances written and labelled for this
     project (``context,text,emotion``), each a dialogue of its context and itself."""
     import csv
@@ -159,8 +139,6 @@ def read_utterance_check(path: Path = UTTERANCE_CHECK) -> list[Dialogue]:
 def recognition_scores(model: PreRecognizer, encoder, dialogues: list[Dialogue],
                        cache: Path | None) -> dict:
     """Accuracy and macro-F1 of the turn view on every labelled turn of ``dialogues``."""
-    from engine.snapshot import scores
-
     encoded = encode_dialogues(encoder, dialogues, cache) if dialogues else []
     rows = [(vectors, EKMAN7.index(turn.emotion))
             for dialogue, e in zip(dialogues, encoded)
@@ -178,7 +156,7 @@ def fit_job(args: dict, out: Path, progress) -> dict:
     and on the fixed public check (recognition of each labelled turn)."""
     from engine.corpora import read_chitchat, read_meld
     from engine.encoders import create_text_encoder
-    from engine.snapshot import held_out, labelled_dialogues
+    from engine.training.snapshot import labelled_dialogues
 
     progress(0.05, "reading the labelled dialogues")
     dialogues = labelled_dialogues(Path(args["snapshot"]))
@@ -192,7 +170,7 @@ def fit_job(args: dict, out: Path, progress) -> dict:
                          "training, of fewer than two emotions: label more first")
     cache = Path(args["cache"]) if args.get("cache") else None
     progress(0.1, "loading the text encoder")
-    encoder = create_text_encoder(args.get("encoder", "minilm"), args.get("device", "cpu"))
+    encoder = create_text_encoder(args.get("encoder", EMOTION_SPACE), args.get("device", "cpu"))
     calls = [0]
 
     def report(message: str) -> None:
@@ -204,7 +182,7 @@ def fit_job(args: dict, out: Path, progress) -> dict:
     rehearsal = read_chitchat(limit=int(args.get("rehearsal", REHEARSAL))) if not args.get("meld") else []
     info = fit_prerecognizer(encoder, train, Path(args["base"]), Path(out), cache, report, rehearsal)
     progress(0.85, "measuring the candidate and the live pre-recognizer")
-    check = read_utterance_check(Path(args.get("check") or UTTERANCE_CHECK))
+    check = read_utterance_check(Path(args.get("check") or UTTERANCE_EMOTIONS))
 
     def measured(model: PreRecognizer) -> dict:
         return {"holdout": recognition_scores(model, encoder, holdout, cache),

@@ -94,7 +94,7 @@ class StickerLibrary:
 
 def load_pack(pack_dir: Path) -> list[Sticker]:
     """Read a pack folder: ``pack.json`` (written by ``assets/build_default_pack.py`` or by
-    ``engine.ingest``) and the files it names, which must lie inside the folder."""
+    ``engine.stickers.ingest``) and the files it names, which must lie inside the folder."""
     manifest_path = pack_dir / "pack.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{pack_dir} is not a sticker pack: no pack.json")

@@ -11,7 +11,6 @@ generated reply is about the user's message.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -22,12 +21,12 @@ import numpy as np
 import torch
 
 from engine.dialogue import Dialogue
-from engine.encoders import recency_vector
-from engine.recognizer import in_batch_contrastive
-from engine.settings import PROJECT_ROOT
+from engine.corpora import chitchat_split, mod_split
+from engine.encoders import EMOTION_SPACE, encode_dialogues, recency_vector
+from engine.training.losses import in_batch_contrastive
+from engine.paths import RESPONSE_WEIGHTS
 
 log = logging.getLogger(__name__)
-RESPONSE_WEIGHTS = PROJECT_ROOT / "assets" / "models" / "response-selector.pt"  # MiniLM's
 CONTEXT_TURNS = 2  # turns of context a dialogue's vector reads, as in the retrieval corpus
 # What a reply must not talk about unless the user did: the stickers, the message, the bot.
 SELF_TALK = re.compile(
@@ -47,9 +46,6 @@ def repeats(message: str, reply: str) -> bool:
     return sum(word in set(said) for word in answer) >= 0.8 * len(answer)
 
 
-def held_out(dialogue_id: str) -> bool:
-    """One conversation in ten, the same on every machine: never trained on."""
-    return hashlib.sha256(dialogue_id.encode()).digest()[0] < 26
 
 
 @dataclass
@@ -141,7 +137,7 @@ class ResponseSelector:
 
 def weights_file(encoder_key: str) -> Path:
     """Where the response selector of a text encoder lives (MiniLM's is bundled)."""
-    if encoder_key == "minilm":
+    if encoder_key == EMOTION_SPACE:
         return RESPONSE_WEIGHTS
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_key)
     return RESPONSE_WEIGHTS.with_name(f"response-selector-{safe}.pt")
@@ -170,27 +166,7 @@ def r10_at_1(selector: ResponseSelector, pairs: Pairs, seed: int = 0) -> dict:
             "mrr": round(100 * float(np.mean(reciprocal)), 2), "n": len(firsts)}
 
 
-def chitchat_split(conversations: int | None, evaluation: int = 300) -> tuple[list[Dialogue], list[Dialogue]]:
-    """The first ``conversations`` (None: all) training conversations of chitchat-dataset
-    and the first ``evaluation`` held-out ones."""
-    from engine.corpora import read_chitchat
-
-    everything = read_chitchat()
-    train = [d for d in everything if not held_out(d.id)][:conversations]
-    return train, [d for d in everything if held_out(d.id)][:evaluation]
-
-
-def mod_split(path: Path | None) -> tuple[list[Dialogue], list[Dialogue]]:
-    """MOD's dialogues (a MOD JSON file; none without one), training and held-out ones."""
-    from engine.corpora import read_mod
-
-    dialogues = read_mod(path) if path else []
-    return [d for d in dialogues if not held_out(d.id)], [d for d in dialogues if held_out(d.id)]
-
-
 def encoded_pairs(encoder, dialogues: list[Dialogue], cache: Path | None) -> Pairs:
-    from engine.emotion_recipes import encode_dialogues
-
     return pairs_of(dialogues, [e.vectors for e in encode_dialogues(encoder, dialogues, cache)])
 
 

@@ -25,7 +25,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from engine.labels import EKMAN7, ekman_compatibility
+from engine.metrics import macro_f1
+from engine.schemes import EKMAN7, ekman_compatibility
 
 log = logging.getLogger(__name__)
 SELECTOR_FORMAT = 6  # bump when saved selectors change shape, so caches are not misread
@@ -83,7 +84,7 @@ class Selector:
                     usage: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Each term of the score, (n_dialogues, n_stickers) each: why a sticker ranks where it
         does. The vectors are asked for only when the learned adapter needs them. ``usage``:
-        each sticker's usage prior (engine/usage.py)."""
+        each sticker's usage prior (engine/stickers/usage.py)."""
         parts = {"text": text_similarity, "emotion": emotion_fit(moods, sticker_emotions)}
         if image_similarity is not None:
             parts["image"] = image_similarity
@@ -320,22 +321,6 @@ def _balanced_weights(target: np.ndarray, n_classes: int):
     counts = np.bincount(target, minlength=n_classes).astype(np.float32)
     weights = np.where(counts > 0, np.sqrt(len(target) / (n_classes * np.maximum(counts, 1))), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
-
-
-def f1_per_class(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> np.ndarray:
-    """F1 of each class (0 for a class never predicted right), as fractions."""
-    f1s = np.zeros(n_classes)
-    for c in range(n_classes):
-        tp = np.sum((predicted == c) & (target == c))
-        precision = tp / max(np.sum(predicted == c), 1)
-        recall = tp / max(np.sum(target == c), 1)
-        f1s[c] = 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
-    return f1s
-
-
-def macro_f1(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> float:
-    """Mean F1 over all classes, as a fraction."""
-    return float(np.mean(f1_per_class(predicted, target, n_classes)))
 
 
 def tune_offsets(scores: np.ndarray, target: np.ndarray, passes: int = 2,

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.labels import EKMAN7
-from engine.snapshot import emotion_labels, held_out, scores
-PUBLIC_CHECK = Path(__file__).resolve().parent.parent / "assets" / "labels" / "sticker_emotions.csv"
+from engine.schemes import EKMAN7
+from engine.metrics import held_out, scores
+from engine.training.snapshot import emotion_labels
+from engine.paths import STICKER_EMOTIONS
 HEAD_FILE = "neighbours.npz"  # "head.npz" held the logistic head of before (not read any more)
 NEIGHBOURS = 10  # labelled stickers a correction comes from
 NAME_SHARPNESS = 4.0  # cosine of the text embeddings, to this power: only close names count
@@ -93,7 +94,7 @@ def people_labels(snapshot: Path) -> dict[str, str]:
     return emotion_labels(snapshot, "sticker_emotion")
 
 
-def public_labels(path: Path = PUBLIC_CHECK) -> dict[str, str]:
+def public_labels(path: Path = STICKER_EMOTIONS) -> dict[str, str]:
     with Path(path).open(encoding="utf-8", newline="") as file:
         return {row["id"]: row["emotion"] for row in csv.DictReader(file)}
 
@@ -138,7 +139,7 @@ def fit(args: dict, out: Path, progress) -> dict:
     base = StickerEmotionHead.load(args["base"]).predict(vectors, readings) \
         if args.get("base") and (Path(args["base"]) / HEAD_FILE).is_file() else readings
     candidate = head.predict(vectors, readings)
-    public = {k: v for k, v in public_labels(Path(args.get("public") or PUBLIC_CHECK)).items()
+    public = {k: v for k, v in public_labels(Path(args.get("public") or STICKER_EMOTIONS)).items()
               if k in row and k not in labels}
 
     def measured(predictions: np.ndarray) -> dict:

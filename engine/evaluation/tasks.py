@@ -18,9 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from engine.image import LitTower
-from engine.selector import SELECTOR_FORMAT, Selector, f1_per_class, macro_f1
-from engine.usage import plain_emoji
+from engine.stickers.image import LitTower
+from engine.metrics import class_metrics, macro_f1
+from engine.stickers.selector import SELECTOR_FORMAT, Selector
+from engine.stickers.usage import plain_emoji
+from engine.paths import STICKER_CHOICES, STICKER_EMOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +213,7 @@ class EmojiEvaluation:
         scored like ``run(candidates="library")``, next to the Search tab's ranking of the same
         tweets (``engine.search``). ``no_sticker``: the percent of turns that sent none."""
         from engine.dialogue import Dialogue, Turn
-        from engine.reply import ReplyError
+        from engine.chat.backends import ReplyError
 
         evaluated = read_tweeteval_emoji(data, split)
         n = min(limit or len(evaluated.texts), len(evaluated.texts))
@@ -261,17 +263,6 @@ def read_meld_split(folder: Path, split: str):
     return read_meld(path), hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def class_metrics(predicted: np.ndarray, gold: np.ndarray, n_classes: int) -> dict:
-    """In percent: accuracy (WA), mean per-class recall (AA), macro-F1 and weighted-F1."""
-    f1s = f1_per_class(predicted, gold, n_classes)
-    support = np.array([np.sum(gold == c) for c in range(n_classes)], dtype=np.float64)
-    recalls = [np.sum((predicted == c) & (gold == c)) / s for c, s in enumerate(support) if s]
-    return {"wa": round(100 * float(np.mean(predicted == gold)), 2),
-            "aa": round(100 * float(np.mean(recalls)), 2),
-            "macro_f1": round(100 * float(np.mean(f1s)), 2),
-            "weighted_f1": round(100 * float(np.dot(f1s, support) / max(support.sum(), 1)), 2)}
-
-
 class EmotionEvaluation:
     """P-MELD pre-recognition and MELD ERC; fitted models are cached under data/models."""
 
@@ -282,7 +273,7 @@ class EmotionEvaluation:
         self.cache = engine.settings.data_dir / "cache"
 
     def fitted_prerecognizer(self, data: Path) -> tuple[Path, dict]:
-        from engine.emotion_recipes import fit_prerecognizer
+        from engine.emotion.recipes import fit_prerecognizer
 
         train, digest = read_meld_split(data, "train")
         folder = self.models / f"prerecognizer-{self.engine.emotion.get().fingerprint}-{digest}"
@@ -293,8 +284,9 @@ class EmotionEvaluation:
 
     def premeld(self, data: Path, split: str, fit: bool = False) -> dict:
         """Forecast the sentiment (and emotion) of every utterance t ≥ 1 from the turns before."""
-        from engine.emotion_recipes import encode_dialogues, gold_targets
-        from engine.prerecognizer import PreRecognizer, forecast_all
+        from engine.emotion.recipes import gold_targets
+        from engine.encoders import encode_dialogues
+        from engine.emotion.prerecognizer import PreRecognizer, forecast_all
 
         info, folder = {}, self.engine.settings.prerecognizer
         if fit:
@@ -314,8 +306,8 @@ class EmotionEvaluation:
 
     def erc(self, data: Path, split: str, fit: bool = False) -> dict:
         """Recognize every utterance's emotion, read with the turn before it."""
-        from engine.emotion import ConversationEmotion
-        from engine.emotion_recipes import fit_recognizer_on, gold_targets
+        from engine.emotion.conversation import ConversationEmotion
+        from engine.emotion.recipes import fit_recognizer_on, gold_targets
 
         info, reader = {}, self.engine.emotion.get()
         if fit:
@@ -335,7 +327,6 @@ class EmotionEvaluation:
                 "model": "fitted" if fit else "live", **info}
 
 
-STICKER_EMOTIONS = Path(__file__).resolve().parent.parent / "assets" / "labels" / "sticker_emotions.csv"
 
 
 def sticker_emotion_evaluation(engine, labels: Path = STICKER_EMOTIONS) -> dict:
@@ -345,8 +336,8 @@ def sticker_emotion_evaluation(engine, labels: Path = STICKER_EMOTIONS) -> dict:
     accuracy and macro-F1 in percent, overall and per basis."""
     import csv
 
-    from engine.labels import EKMAN7
-    from engine.stickers import StickerLibrary
+    from engine.schemes import EKMAN7
+    from engine.stickers.library import StickerLibrary
 
     library = StickerLibrary.load(engine.pack_dirs())
     with Path(labels).open(encoding="utf-8", newline="") as file:
@@ -383,9 +374,8 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
     import csv
 
     from engine.dialogue import Dialogue, Turn
-    from engine.selector_recipes import CHOICE_CHECK
 
-    with Path(path or CHOICE_CHECK).open(encoding="utf-8", newline="") as file:
+    with Path(path or STICKER_CHOICES).open(encoding="utf-8", newline="") as file:
         lines = list(csv.DictReader(file))
     rows: dict[str, list[dict]] = {}
     for line in lines:
@@ -416,7 +406,7 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
 
 
 def text_spread(engine, openings: int = 200) -> float:
-    """How far the text encoder's cosines spread (``SIMILARITY_SPREAD`` in engine/encoders.py):
+    """How far the text encoder's cosines spread (``similarity_spread`` in engine/encoders.py's table):
     for chitchat openings, the standard deviation of each one's cosines with every sticker of
     the library, averaged."""
     from engine.corpora import read_chitchat
@@ -438,8 +428,8 @@ def reply_evaluation(engine, openings: int = 200, with_backend: bool = False,
     the message or the bot, percent that repeat the message, and where the said replies came
     from (generated, regenerated after a failed check, or the retrieval fallback)."""
     from engine.dialogue import Dialogue, Turn
-    from engine.responses import (SELF_TALK, against_plain_cosine, chitchat_split,
-                                  encoded_pairs, mod_split, repeats)
+    from engine.chat.responses import SELF_TALK, against_plain_cosine, encoded_pairs, repeats
+    from engine.corpora import chitchat_split, mod_split
 
     encoder = engine.encoder.get()
     _, held = chitchat_split(0, max(300, openings))

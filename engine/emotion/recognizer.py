@@ -5,7 +5,7 @@ A MiniLM sentence encoder (mean pooling, as sentence-transformers does it) reads
 (previous turn, utterance) and two linear heads answer. ``fit_recognizer`` fine-tunes the
 encoder's top ``tuned_layers`` with the heads, in batches of similar length. Without a
 fine-tuned recognizer the engine recognizes turns with the pre-recognizer's light turn view
-(``engine.prerecognizer``), which costs nothing beyond the sentence embedding.
+(``engine.emotion.prerecognizer``), which costs nothing beyond the sentence embedding.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from engine.dialogue import Dialogue
-from engine.labels import EKMAN7, scheme
+from engine.schemes import EKMAN7, scheme
+from engine.training.losses import class_weights, soft_cross_entropy
 
 log = logging.getLogger(__name__)
 SENTIMENT3 = scheme("sentiment3").labels
@@ -147,33 +148,6 @@ class Labelled:
 
     def subset(self, rows: np.ndarray) -> "Labelled":
         return Labelled([self.pairs[i] for i in rows], self.emotion[rows], self.sentiment[rows])
-
-
-def class_weights(distributions: np.ndarray) -> torch.Tensor:
-    """sqrt-inverse frequency from label rows: rare emotions count more, without drowning
-    neutral."""
-    counts = distributions.sum(axis=0) + 1.0
-    weights = np.sqrt(counts.sum() / (len(counts) * counts))
-    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
-
-
-def in_batch_contrastive(predicted: torch.Tensor, actual: torch.Tensor,
-                         temperature: float) -> torch.Tensor:
-    """InfoNCE: each row of ``predicted`` should be nearest (cosine) to the same row of
-    ``actual``, the other rows of the batch being the negatives."""
-    logits = torch.nn.functional.normalize(predicted, dim=-1) @ \
-        torch.nn.functional.normalize(actual, dim=-1).T / temperature
-    return torch.nn.functional.cross_entropy(logits, torch.arange(len(logits)))
-
-
-def soft_cross_entropy(logits: torch.Tensor, target: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against label distributions; rows of zeros (no label) are left out."""
-    target = torch.from_numpy(np.ascontiguousarray(target, np.float32))
-    known = target.sum(-1) > 0
-    if not known.any():
-        return logits.sum() * 0.0
-    per_class = -target[known] * logits[known].log_softmax(-1) * weights
-    return per_class.sum(-1).mean()
 
 
 def fit_recognizer(model: Recognizer, data: Labelled, epochs: int = 2, batch_size: int = 32,

@@ -9,26 +9,16 @@ engine`` only).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from engine.dialogue import Dialogue, Turn
-from engine.labels import EKMAN7
+from engine.schemes import EKMAN7
 
 UNSURE = "unsure"  # annotations.store.UNSURE
 NONE_FITS = "none_fits"  # annotations.store.NONE_FITS
 NO_STICKER = "no_sticker"  # annotations.store.NO_STICKER
-HOLDOUT_EVERY = 5  # one labelled item (or dialogue) in five is kept out of training
-
-
-def held_out(key: str) -> bool:
-    """Whether ``key`` belongs to the held-out slice: fixed by its hash, so a later snapshot
-    keeps the same items out and a candidate is never measured on what it trained on."""
-    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % HOLDOUT_EVERY == 0
 
 
 def _query(snapshot: Path, sql: str, params: list) -> list[tuple]:
@@ -103,13 +93,3 @@ def sticker_choices(snapshot: Path) -> list[Choice]:
         if turns and any(t.strip() for t in turns):
             choices.append(Choice(item, turns, label, tuple(json.loads(shown or "[]"))))
     return choices
-
-
-def scores(predicted: np.ndarray, gold: np.ndarray) -> dict:
-    """Accuracy and macro-F1 (over the classes present in gold or predicted), in percent."""
-    if len(gold) == 0:
-        return {"n": 0, "accuracy": None, "macro_f1": None}
-    from sklearn.metrics import f1_score
-
-    return {"n": int(len(gold)), "accuracy": round(100 * float(np.mean(predicted == gold)), 2),
-            "macro_f1": round(100 * float(f1_score(gold, predicted, average="macro")), 2)}

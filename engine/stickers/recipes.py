@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from engine.dialogue import Dialogue, Turn
-from engine.labels import EKMAN7
-from engine.snapshot import NO_STICKER, Choice, held_out, sticker_choices
-from engine.usage import plain_emoji
+from engine.schemes import EKMAN7
+from engine.metrics import held_out
+from engine.training.snapshot import NO_STICKER, Choice, sticker_choices
+from engine.stickers.usage import plain_emoji
+from engine.paths import STICKER_CHOICES
 
-CHOICE_CHECK = Path(__file__).resolve().parent.parent / "assets" / "labels" / "sticker_choices.csv"
 MIN_PICKS = 10
 MIN_NO_STICKER = 3  # "no sticker" answers needed before the threshold is learned
 MAX_FIT_SECONDS = 120
@@ -49,19 +50,19 @@ class Reader:
     """The worker's view of dialogues: the engine's encoder and the live emotion models."""
 
     def __init__(self, encoder_name: str, prerecognizer: Path, device: str = "cpu") -> None:
-        from engine.emotion import ConversationEmotion
-        from engine.encoders import create_text_encoder
+        from engine.emotion.conversation import ConversationEmotion
+        from engine.encoders import EMOTION_SPACE, create_text_encoder
 
         self.encoder = create_text_encoder(encoder_name, device)
-        emotion_encoder = self.encoder if encoder_name == "minilm" else \
-            create_text_encoder("minilm", device)
+        emotion_encoder = self.encoder if encoder_name == EMOTION_SPACE else \
+            create_text_encoder(EMOTION_SPACE, device)
         self.emotion = ConversationEmotion.load(emotion_encoder, prerecognizer)
         self._seen: dict[Dialogue, tuple[str, np.ndarray, np.ndarray]] = {}
 
     def features(self, dialogues) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Each dialogue's last turn (the adapter's n-grams), vector and mood, as the engine
         reads them; a dialogue read before (a pick, again for the threshold) is not read twice."""
-        from engine.emotion import forecast_mood
+        from engine.emotion.conversation import forecast_mood
         from engine.encoders import dialogue_vector
 
         for dialogue in dialogues:
@@ -78,7 +79,7 @@ def fit(args: dict, out: Path, progress) -> dict:
     emotions, emojis), ``encoder``, ``prerecognizer`` (folder), ``base`` (the live selector's
     folder or ""), ``emotion_weight``, ``image_weight``, ``threshold`` (the live one)."""
     from engine.encoders import text_weight
-    from engine.selector import Selector
+    from engine.stickers.selector import Selector
 
     progress(0.05, "reading the best-sticker answers")
     stickers = np.load(args["stickers"], allow_pickle=False)
@@ -110,7 +111,7 @@ def fit(args: dict, out: Path, progress) -> dict:
     live = Selector.load(Path(args["base"]), vectors.shape[1]) if args.get("base") else \
         Selector(*weights)
     progress(0.8, "measuring the candidate and the live selector")
-    check = read_choice_check(Path(args.get("check") or CHOICE_CHECK), [str(e) for e in stickers["emojis"]])
+    check = read_choice_check(Path(args.get("check") or STICKER_CHOICES), [str(e) for e in stickers["emojis"]])
     check_texts, check_vectors, check_moods = reader.features(
         [Dialogue((Turn("user", message),)) for message, _ in check])
     held = reader.features([c.dialogue for c in holdout]) if holdout else None

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.settings import PROJECT_ROOT
+from engine.paths import EMOJI_USAGE, STICKER_CHOICES, THRESHOLD_FILE
 
-USAGE_FILE = PROJECT_ROOT / "assets" / "labels" / "emoji_usage.json"
+
 SMOOTHING = 20  # pseudo-counts spread over the group (chosen on TweetEval emoji train)
 VARIATION_SELECTORS = str.maketrans("", "", "\ufe0f\ufe0e")
 
@@ -37,14 +37,14 @@ def count_emojis(texts: list[str], emojis: list[str]) -> Counter:
     return Counter(match.group() for text in texts for match in pattern.finditer(plain_emoji(text)))
 
 
-def write_usage(counts: Counter, source: str, path: Path = USAGE_FILE) -> dict:
+def write_usage(counts: Counter, source: str, path: Path = EMOJI_USAGE) -> dict:
     document = {"source": source, "total": sum(counts.values()),
                 "counts": dict(counts.most_common())}
     path.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", "utf-8")
     return document
 
 
-def read_usage(path: Path = USAGE_FILE) -> dict[str, int]:
+def read_usage(path: Path = EMOJI_USAGE) -> dict[str, int]:
     if not Path(path).is_file():
         return {}
     return {plain_emoji(e): int(n) for e, n in json.loads(Path(path).read_text("utf-8"))["counts"].items()}
@@ -69,7 +69,6 @@ def usage_prior(stickers, counts: dict[str, int], smoothing: float = SMOOTHING) 
 
 # ---------------------------------------------------------------- whether to send one at all
 
-THRESHOLD_FILE = PROJECT_ROOT / "assets" / "models" / "sticker-threshold.json"
 UNCALIBRATED = 0.25  # for a text encoder nobody calibrated (`memeui train threshold`)
 
 
@@ -106,8 +105,7 @@ def calibrate(engine, openings: int = 500, mod_file: Path | None = None) -> dict
     import csv
 
     from engine.dialogue import Dialogue, Turn
-    from engine.responses import chitchat_split
-    from engine.selector_recipes import CHOICE_CHECK
+    from engine.corpora import chitchat_split
 
     def best_scores(messages: list[str]) -> np.ndarray:
         tops = []
@@ -117,7 +115,7 @@ def calibrate(engine, openings: int = 500, mod_file: Path | None = None) -> dict
             tops.append(best.score if best else -np.inf)
         return np.array(tops)
 
-    with CHOICE_CHECK.open(encoding="utf-8", newline="") as file:
+    with STICKER_CHOICES.open(encoding="utf-8", newline="") as file:
         wanted = best_scores([line["message"] for line in csv.DictReader(file)])
     threshold = calibrated_threshold(wanted[np.isfinite(wanted)])
     _, held = chitchat_split(0, openings)

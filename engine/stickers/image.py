@@ -23,11 +23,11 @@ import torch
 from PIL import Image
 
 from engine import gpu
-from engine.ingest import Limits, decode, on_white
-from engine.settings import PROJECT_ROOT
+from engine.stickers.ingest import Limits, decode, on_white
+from engine.metrics import held_out
+from engine.paths import LIT_WEIGHTS
 
 log = logging.getLogger(__name__)
-LIT_WEIGHTS = PROJECT_ROOT / "assets" / "models" / "lit-image-tower.pt"
 LIT_SIZE = 64
 
 
@@ -193,9 +193,7 @@ class TowerReport:
     seconds: float
 
 
-def heldout(sticker_id: str, share: float = 0.1) -> bool:
-    """A stable 10% of stickers, by id, never seen in training."""
-    return int(hashlib.sha256(sticker_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+STICKERS_HELD_OUT = 0.1  # a stable 10 % of stickers, by id, never seen in training
 
 
 def train_lit_tower(stickers, text_encoder, out: Path = LIT_WEIGHTS, epochs: int = 60,
@@ -207,7 +205,7 @@ def train_lit_tower(stickers, text_encoder, out: Path = LIT_WEIGHTS, epochs: int
     started = time.perf_counter()
     texts = text_encoder.encode([s.text() for s in stickers])
     images = [to_tensor(sticker_frames(s.path)[:1])[0] for s in stickers]
-    test = np.array([heldout(s.id) for s in stickers])
+    test = np.array([held_out(s.id, STICKERS_HELD_OUT) for s in stickers])
     train_rows = np.flatnonzero(~test)
     model = LitCNN(texts.shape[1], width)
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)

@@ -1,0 +1,52 @@
+"""The engine's one held-out rule and one set of classification scores (scikit-learn's)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+LABELS_HELD_OUT = 1 / 5  # one labelled item (or dialogue) in five is kept out of training
+
+
+def held_out(key: str, share: float = LABELS_HELD_OUT) -> bool:
+    """Whether ``key`` falls in the held-out ``share``: fixed by its hash, so every machine and
+    every later snapshot keeps the same items out and a model is never measured on what it
+    trained on. A smaller share always holds out a subset of a larger one's."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+
+
+def f1_per_class(predicted: np.ndarray, gold: np.ndarray, n_classes: int) -> np.ndarray:
+    """F1 of each class 0…n_classes-1 (0 for a class never predicted right), as fractions."""
+    from sklearn.metrics import f1_score
+
+    return f1_score(gold, predicted, labels=np.arange(n_classes), average=None, zero_division=0)
+
+
+def macro_f1(predicted: np.ndarray, gold: np.ndarray, n_classes: int | None = None) -> float:
+    """Mean F1, as a fraction: over classes 0…n_classes-1 when given (a class nobody predicted
+    or said counts 0), else over the classes present in gold or predicted."""
+    if n_classes is not None:
+        return float(np.mean(f1_per_class(predicted, gold, n_classes)))
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(gold, predicted, average="macro", zero_division=0))
+
+
+def scores(predicted: np.ndarray, gold: np.ndarray) -> dict:
+    """Accuracy and macro-F1 (over the classes present in gold or predicted), in percent."""
+    if len(gold) == 0:
+        return {"n": 0, "accuracy": None, "macro_f1": None}
+    return {"n": int(len(gold)), "accuracy": round(100 * float(np.mean(predicted == gold)), 2),
+            "macro_f1": round(100 * macro_f1(predicted, gold), 2)}
+
+
+def class_metrics(predicted: np.ndarray, gold: np.ndarray, n_classes: int) -> dict:
+    """In percent: accuracy (WA), mean per-class recall (AA), macro-F1 and weighted-F1."""
+    f1s = f1_per_class(predicted, gold, n_classes)
+    support = np.array([np.sum(gold == c) for c in range(n_classes)], dtype=np.float64)
+    recalls = [np.sum((predicted == c) & (gold == c)) / s for c, s in enumerate(support) if s]
+    return {"wa": round(100 * float(np.mean(predicted == gold)), 2),
+            "aa": round(100 * float(np.mean(recalls)), 2),
+            "macro_f1": round(100 * float(np.mean(f1s)), 2),
+            "weighted_f1": round(100 * float(np.dot(f1s, support) / max(support.sum(), 1)), 2)}
