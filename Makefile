@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/memeui bench finetune --json
 	$(BIN)/memeui bench active --json
 	$(BIN)/memeui bench load --json
+	$(BIN)/memeui bench soak --json
 
 # Known vulnerabilities of every installed package (PyPI's advisory data); a finding fails it
 # unless it is ignored here with --ignore-vuln ID and a note in the README's Security section

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -114,3 +115,8 @@ def check_message(text: str) -> str:
         raise ValueError(f"The message is {len(text)} characters long; "
                          f"the limit is {MAX_MESSAGE_CHARS}.")
     return text
+
+
+def ms_since(start: float) -> float:
+    """Milliseconds since ``start`` (a ``time.perf_counter()``), as a Reply's timings hold them."""
+    return (time.perf_counter() - start) * 1000.0

@@ -7,7 +7,6 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Generic, Iterator, TypeVar
@@ -15,9 +14,10 @@ from typing import Callable, Generic, Iterator, TypeVar
 import numpy as np
 
 from engine import gpu
+from engine.chat import checks
 from engine.chat.backends import ReplyBackend, ReplyError, RetrievalReply, create_reply_backend, tidy_reply
-from engine.chat.responses import CONTEXT_TURNS, SELF_TALK, ResponseSelector, repeats
-from engine.dialogue import Dialogue, Reply, SearchResult, check_message, is_chinese
+from engine.chat.responses import ResponseSelector
+from engine.dialogue import Dialogue, Reply, SearchResult, check_message, is_chinese, ms_since
 from engine.emotion.conversation import ConversationEmotion, DescribedEmotion, NadeEmotion, forecast_mood
 from engine.encoders import (EMOTION_SPACE, create_text_encoder, dialogue_vector, encoder_facts,
                              recency_vector, text_weight)
@@ -30,6 +30,7 @@ from engine.stickers.image import LitTower, TowerMismatch, create_image_tower, e
 from engine.stickers.ingest import IngestError, IngestReport, Limits, build_pack, check_pack_name, read_frames
 from engine.stickers.library import Sticker, StickerLibrary
 from engine.stickers.ocr import StickerOCR
+from engine.stickers.ranking import LiveVersion, rank
 from engine.stickers.selector import Selector
 from engine.stickers.usage import read_threshold, read_usage, usage_prior
 from engine.training.jobs import Job, JobRunner
@@ -38,7 +39,6 @@ from engine.training.registry import GATE_KEYS, GATE_KEYS_OF_ROLE, ROLES, Regist
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NO_TOWER = object()  # the image tower setting is "none"
-CANDIDATES = 64  # stickers fetched from the index before emotion re-ranking
 REPLY_WEIGHT = 0.5  # the bot's reply, when fully on topic, counts half as much as the dialogue
 LEXICON_WEIGHT = 0.5  # share of the lexicon model (nade) in a sticker's emotion
 STALE_STAGING_S = 600  # an ingest folder untouched this long was left by a killed process
@@ -66,17 +66,6 @@ class Lazy(Generic[T]):
         """Swap in a new value at once; callers holding the old one finish with it."""
         with self._lock:
             self._value = value
-
-
-@dataclass(frozen=True)
-class LiveVersion:
-    """What one request reads: a library and the index built from it, always a matching pair."""
-
-    library: StickerLibrary
-    index: index_versions.StickerIndex
-    usage: np.ndarray  # each index row's usage prior (engine/stickers/usage.py)
-    popular: np.ndarray  # the rows people use most, scored for every query (their prior may
-    popular_vectors: np.ndarray  # lift them above stickers whose words match better)
 
 
 class Engine:
@@ -209,10 +198,7 @@ class Engine:
             describe=partial(Sticker.text, chinese=chinese),
         )
         usage = usage_prior([library.by_id[i] for i in index.sticker_ids], self.usage_counts)
-        popular = np.argsort(-usage, kind="stable")[:CANDIDATES] if len(usage) else np.zeros(0, int)
-        vectors = np.stack([index.index.reconstruct(int(row)) for row in popular]) \
-            if len(popular) else np.zeros((0, encoder.dim), np.float32)
-        return LiveVersion(library, index, usage, popular, vectors)
+        return LiveVersion.of(library, index, usage, encoder.dim)
 
     def read_sticker_emotions(self, stickers: list[Sticker], vectors: np.ndarray | None = None,
                               fine_tuned: bool = True) -> np.ndarray:
@@ -509,27 +495,13 @@ class Engine:
         live = self.live.get()  # this request's version, even if a new one goes live meanwhile
         if emotion and emotion not in self.scheme.labels:
             raise ValueError(f"unknown emotion {emotion!r}; known: {', '.join(self.scheme.labels)}")
-        pool = max(k, CANDIDATES) * (8 if emotion else 1)
+        wanted = self.scheme.index(emotion) if emotion else None
         query = self._sticker_query(dialogue, reply)
-        selector = self.selector  # this request's selector, even if a new one goes live meanwhile
-        scores, rows, vectors = self._candidates(live, selector, dialogue, query, pool)
-        if emotion:
-            keep = self.shown(live.index.emotions[rows]).argmax(axis=1) == self.scheme.index(emotion)
-            scores, rows = scores[keep], rows[keep]
-            vectors = vectors[keep] if vectors is not None else None
-        parts = selector.score_parts(
-            [dialogue.turns[-1].content()], scores[None, :], mood[None, :],  # n-grams: last turn
-            [live.index.sticker_ids[row] for row in rows], live.index.emotions[rows],
-            sticker_vectors=lambda: vectors if vectors is not None else
-            np.stack([live.index.index.reconstruct(int(r)) for r in rows]),
-            dialogue_vectors=lambda: query[None, :],
-            image_similarity=self._image_similarity(live, dialogue, query, rows),
-            usage=live.usage[rows])
-        total = selector.combine(parts)[0]
-        order = np.argsort(-total)[:k]
-        return [self._result(live, int(rows[i]), float(total[i]),
-                             {name: float(part[0, i]) for name, part in parts.items()})
-                for i in order]
+        ranked = rank(live, self.selector, query, dialogue.turns[-1].content(), mood, k,
+                      keep=(lambda rows: self.shown(live.index.emotions[rows]).argmax(axis=1) == wanted)
+                      if emotion else None,
+                      image_similarity=lambda rows: self._image_similarity(live, dialogue, query, rows))
+        return [self._result(live, r.row, r.score, r.parts) for r in ranked]
 
     def _sticker_query(self, dialogue: Dialogue, reply: str) -> np.ndarray:
         """The dialogue's query vector, nudged towards the bot's reply only as far as the reply
@@ -542,25 +514,6 @@ class Engine:
         weight = REPLY_WEIGHT * max(0.0, float(last @ said))
         nudged = query + weight * said
         return (nudged / max(float(np.linalg.norm(nudged)), 1e-12)).astype(np.float32)
-
-    def _candidates(self, live: LiveVersion, selector: Selector, dialogue: Dialogue,
-                    query: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(text similarity, row, vectors or None) of the stickers worth scoring: the index's
-        nearest to the dialogue, the most used ones, and, with a fine-tuned selector, the
-        nearest to its learned query too (their vectors, which its adapter reads, come along)."""
-        scores, rows = live.index.search(query[None, :], pool)
-        scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]  # -1: fewer hits than asked
-        more = ~np.isin(live.popular, rows)
-        scores = np.concatenate([scores, live.popular_vectors[more] @ query])
-        rows = np.concatenate([rows, live.popular[more]])
-        if not selector.trained:
-            return scores, rows, None
-        learned = selector.w_text * query + selector.adapter_queries(
-            [dialogue.turns[-1].content()], query[None, :])[0]
-        _, found = live.index.search(learned[None, :], pool)
-        rows = np.unique(np.concatenate([rows, found[0][found[0] >= 0]]))
-        vectors = np.stack([live.index.index.reconstruct(int(row)) for row in rows])
-        return vectors @ query, rows, vectors
 
     def _image_similarity(self, live: LiveVersion, dialogue: Dialogue, text_query: np.ndarray,
                           rows: np.ndarray) -> np.ndarray | None:
@@ -626,12 +579,12 @@ class Engine:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         mood = self.mood(dialogue)
-        timings["mood"] = _ms_since(started)
+        timings["mood"] = ms_since(started)
 
         step, text = time.perf_counter(), ""
         try:
             for piece in self.reply_backend.get().stream(dialogue, mood):
-                timings.setdefault("first_text", _ms_since(started))
+                timings.setdefault("first_text", ms_since(started))
                 text += piece
                 yield text
         except ReplyError:
@@ -643,7 +596,7 @@ class Engine:
         text = tidy_reply(text)
         if not text:
             raise ReplyError("The reply backend returned nothing: try again.")
-        timings["reply"] = _ms_since(step)
+        timings["reply"] = ms_since(step)
         said, source = self.checked_reply(dialogue, mood, text, timings)
         if said != text:
             text = said
@@ -651,8 +604,8 @@ class Engine:
 
         step = time.perf_counter()
         ranked = self.select_stickers(dialogue, mood, 1 + self.settings.alternatives, reply=text)
-        timings["sticker"] = _ms_since(step)
-        timings["total"] = _ms_since(started)
+        timings["sticker"] = ms_since(step)
+        timings["total"] = ms_since(started)
         fits = bool(ranked) and ranked[0].score >= self.sticker_threshold
         yield Reply(
             text=text,
@@ -665,52 +618,24 @@ class Engine:
 
     def checked_reply(self, dialogue: Dialogue, mood: np.ndarray, text: str,
                       timings: dict[str, float]) -> tuple[str, str]:
-        """A generated reply that talks about stickers or itself, repeats the user, answers
-        Chinese in another language or is off topic is generated once more, and then replaced
-        by the corpus reply of the retrieval backend. Returns the text and where it came from;
-        ``timings`` gets the steps."""
+        """``text`` as the checks allow it (``engine/chat/checks.py``), with where it came
+        from; a retrieval backend's reply is a corpus reply already."""
         backend = self.reply_backend.get()
         if isinstance(backend, RetrievalReply):
             return text, "retrieval"
-        step = time.perf_counter()
-        problem = self.reply_problem(dialogue, text)
-        timings["check"] = _ms_since(step)
-        if not problem:
-            return text, "generated"
-        log.info("regenerating a reply that %s: %r", problem, text)
-        step = time.perf_counter()
-        again = tidy_reply("".join(backend.stream(dialogue, mood)))
-        timings["regenerate"] = _ms_since(step)
-        if again and not self.reply_problem(dialogue, again):
-            return again, "regenerated"
-        step = time.perf_counter()
-        fallback = self.fallback_replies.get().choose(dialogue, mood)
-        timings["retrieval"] = _ms_since(step)
-        return fallback, "retrieval"
+        return checks.checked_reply(dialogue, mood, text, backend, self.reply_problem,
+                                    lambda d, m: self.fallback_replies.get().choose(d, m), timings)
 
     def reply_problem(self, dialogue: Dialogue, text: str) -> str:
         """Why ``text`` should not be said after ``dialogue`` ("" if it may)."""
-        asked = " ".join(turn.content() for turn in dialogue.turns[-2:])
-        if not text:
-            return "is empty"
-        if SELF_TALK.search(text) and not SELF_TALK.search(asked):
-            return "talks about stickers, the message or itself"
-        if repeats(dialogue.turns[-1].content(), text):
-            return "repeats the message"
-        if is_chinese(dialogue.turns[-1].content()) and not is_chinese(text):
-            return "is not in the user's language"
-        context = [turn.content() for turn in dialogue.turns[-CONTEXT_TURNS:] if turn.content()]
+        return checks.reply_problem(dialogue, text, self._on_topic)
+
+    def _on_topic(self, context: list[str], text: str) -> bool:
         vectors = self.encoder.get().encode_turns([*context, text])
         selector = self.responses.get()
-        if float(selector.scores(recency_vector(vectors[:-1]), vectors[-1:])[0, 0]) < selector.floor:
-            return "is off topic"
-        return ""
+        return float(selector.scores(recency_vector(vectors[:-1]), vectors[-1:])[0, 0]) >= selector.floor
 
 
 def _sticker_words(sticker: Sticker) -> str:
     """A sticker's words as the lexicon model reads them: label, tags and its own text."""
     return " ".join([sticker.label, *sticker.tags, sticker.ocr, sticker.caption]).strip()
-
-
-def _ms_since(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0

@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
     bench.add_argument("name", choices=["search", "emotion", "chat", "labels", "finetune", "load",
-                                        "active"])
+                                        "active", "soak"])
     bench.add_argument("--kills", type=int, default=5, help="load: times the server is killed")
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="size of the synthetic knn benchmark (default 1M)")
     bench.add_argument("--ingest-stickers", type=int, default=200)
     bench.add_argument("--figure", type=Path, help="active: also draw the curves as a PNG")
+    bench.add_argument("--seconds", type=float, default=600, help="soak: how long (default 600)")
     bench.set_defaults(run=run_bench)
     return parser
 
@@ -811,6 +812,10 @@ def run_bench(args) -> int:
             from bench.chat import run as bench_chat
 
             result = bench_chat(turns=args.queries)
+        elif args.name == "soak":
+            from bench.soak import run as bench_soak
+
+            result = bench_soak(seconds=args.seconds)
         elif args.name == "load":
             from bench.load import run as bench_load
 

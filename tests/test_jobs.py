@@ -17,7 +17,8 @@ from annotations.feedback import Feedback
 from annotations.store import Item, LabelStore
 from bench.finetune import labelling_order
 from bench.labels import fresh_data_dir
-from engine import Engine, Settings, jobs
+from engine import Engine, Settings
+from engine.training import jobs
 from engine.dialogue import Dialogue, Turn
 from engine.training.registry import Registry, gate
 from engine.paths import STICKER_EMOTIONS
