@@ -558,7 +558,7 @@ class LabelStore:
         items = self._sql("SELECT count(*) FROM items")[0][0]
         name = hashlib.sha256(f"{last}-{items}".encode()).hexdigest()[:12]
         target = folder / f"labels-{name}"
-        if (target / "current_labels.parquet").is_file():
+        if (target / SNAPSHOT_ANSWERS).is_file():  # written last: the snapshot is whole
             return target
         partial = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}"
         partial.mkdir(parents=True, exist_ok=True)
@@ -566,14 +566,21 @@ class LabelStore:
         for table in ("label_events", "current_labels", "items"):
             out = str(partial / f"{table}.parquet").replace("'", "''")
             cursor.execute(f"COPY (SELECT * FROM {table}) TO '{out}' (FORMAT parquet)")
+        (partial / SNAPSHOT_ANSWERS).write_text(json.dumps(
+            {"unsure": UNSURE, "none_fits": NONE_FITS, "no_sticker": NO_STICKER}), encoding="utf-8")
         try:
             partial.rename(target)
-        except OSError:  # another thread wrote the same snapshot first
+        except OSError:  # another thread wrote the same snapshot first: keep that one
+            if not (target / SNAPSHOT_ANSWERS).is_file():  # an older store's, without the words
+                shutil.rmtree(target, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    partial.rename(target)
             shutil.rmtree(partial, ignore_errors=True)
         return target
 
 
 BACKUP_TABLES = ("annotators", "items", "label_events", "training_requests")
+SNAPSHOT_ANSWERS = "answers.json"  # what a snapshot's reader calls the answers that are not labels
 SEQUENCES = {"label_events": "event_ids", "training_requests": "request_ids"}
 
 

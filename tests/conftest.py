@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,47 @@ def server_url(data_dir, engine) -> str:
     process.terminate()
     process.wait(timeout=30)
     log.close()
+
+
+@dataclass
+class Ran:
+    """What a command did: its exit status and what it wrote (as ``subprocess.run`` answers)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def memeui_main(data_dir: Path, *args: str, input_text: str | None = None) -> Ran:
+    """``memeui ARGS`` in this process, through ``memeui.cli.main`` with MEMEUI_DATA_DIR set,
+    stdin from ``input_text``, stdout and stderr captured: the command as a user runs it,
+    without a new interpreter's imports (each command group keeps one subprocess test)."""
+    from memeui.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved = {name: os.environ.get(name) for name in ("MEMEUI_DATA_DIR", "MEMEUI_LOG_LEVEL")}
+    os.environ.update({"MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING"})
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                _stdin(input_text):
+            try:
+                code = main([str(arg) for arg in args])
+            except SystemExit as exit_:  # argparse's refusals
+                code = exit_.code if isinstance(exit_.code, int) else 2
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return Ran(code, stdout.getvalue(), stderr.getvalue())
+
+
+@contextlib.contextmanager
+def _stdin(text: str | None):
+    saved = sys.stdin
+    sys.stdin = io.StringIO(text or "")
+    try:
+        yield
+    finally:
+        sys.stdin = saved

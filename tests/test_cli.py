@@ -97,13 +97,14 @@ def test_serve_limits_each_operation_to_one_thread_before_the_libraries_load(tmp
     spinning BLAS thread that took a second core from the requests."""
     probe = (
         "import os, sys\n"
-        "import memeui.cli as cli\n"
+        "import memeui.cli.app as cli\n"
+        "from memeui.cli import main\n"
         "def report():\n"
         "    from threadpoolctl import threadpool_info\n"
         "    print(sorted({pool['num_threads'] for pool in threadpool_info()}))\n"
         "    sys.exit(0)\n"
         "cli.make_engine = report\n"
-        "cli.main(['serve'])\n"
+        "main(['serve'])\n"
     )
     env = {k: v for k, v in memeui_env(tmp_path).items()
            if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MEMEUI_THREADS")}

@@ -6,7 +6,7 @@ import duckdb
 
 from bench.labels import fresh_data_dir as bench_data_dir
 
-from conftest import MEMEUI, ROOT, memeui_env  # noqa: F401 - MEMEUI, ROOT: used by run_memeui
+from conftest import ROOT, memeui_main
 from test_cli import run_memeui
 
 
@@ -20,35 +20,35 @@ def test_import_label_agree_export_and_restore_on_the_command_line(tmp_path, dat
     here = fresh_data_dir(tmp_path, data_dir, "here")
     chat = tmp_path / "party.txt"
     chat.write_text("Ann: We won the cup!\nBob: Best day ever\nAnn: I can't believe it\n")
-    done = run_memeui(here, "labels", "import", str(chat), "--task", "utterance_emotion")
+    done = memeui_main(here, "labels", "import", str(chat), "--task", "utterance_emotion")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"utterance_items": 3, "best_sticker_items": 1}
     items = [row[0] for row in duckdb.connect(str(here / "labels.duckdb"), read_only=True).execute(
         "SELECT id FROM items WHERE task = 'utterance_emotion' ORDER BY position").fetchall()]
     for annotator, labels in (("ann", ["joy", "joy", "surprise"]), ("bob", ["joy", "joy", "joy"])):
         for item, label in zip(items, labels):
-            done = run_memeui(here, "labels", "add", "--task", "utterance_emotion", "--item", item,
+            done = memeui_main(here, "labels", "add", "--task", "utterance_emotion", "--item", item,
                               "--label", label, "--annotator", annotator)
             assert done.returncode == 0, done.stderr
-    done = run_memeui(here, "labels", "add", "--task", "utterance_emotion", "--item", items[0],
+    done = memeui_main(here, "labels", "add", "--task", "utterance_emotion", "--item", items[0],
                       "--label", "ecstatic", "--annotator", "ann")
     assert done.returncode == 2 and "unknown label 'ecstatic'" in done.stderr
 
-    done = run_memeui(here, "labels", "agreement", "--task", "utterance_emotion", "--json")
+    done = memeui_main(here, "labels", "agreement", "--task", "utterance_emotion", "--json")
     figures = json.loads(done.stdout)
     assert figures["n_items"] == 3 and figures["n_annotators"] == 2
     assert figures["cohen_kappa"]["ann|bob"]["n_items"] == 3
     assert {"fleiss_kappa", "krippendorff_alpha"} <= set(figures)
-    stats = json.loads(run_memeui(here, "labels", "stats", "--json").stdout)
+    stats = json.loads(memeui_main(here, "labels", "stats", "--json").stdout)
     assert stats["distribution"]["utterance_emotion"] == {"joy": 5, "surprise": 1}
 
     out = tmp_path / "labels.parquet"
-    done = run_memeui(here, "labels", "export", "--format", "parquet", "--out", str(out))
+    done = memeui_main(here, "labels", "export", "--format", "parquet", "--out", str(out))
     assert done.returncode == 0 and "6 labels" in done.stderr
     there = fresh_data_dir(tmp_path, data_dir, "there")
-    done = run_memeui(there, "labels", "import", str(out), "--task", "utterance_emotion")
+    done = memeui_main(there, "labels", "import", str(out), "--task", "utterance_emotion")
     assert json.loads(done.stdout) == {"imported": 6, "new_items": 3}
-    restored = json.loads(run_memeui(there, "labels", "stats", "--json").stdout)
+    restored = json.loads(memeui_main(there, "labels", "stats", "--json").stdout)
     assert restored["distribution"] == stats["distribution"]
 
 
@@ -113,26 +113,26 @@ def test_train_sticker_emotion_then_list_jobs_and_models_and_roll_back(tmp_path,
     bad = tmp_path / "bad.csv"
     first_rows = "".join(gold.read_text().splitlines(keepends=True)[:3])
     bad.write_text(first_rows + "c09631e752da3cdf,keycap,ecstatic,hand\n")
-    done = run_memeui(here, "labels", "import", str(bad), "--task", "sticker_emotion")
+    done = memeui_main(here, "labels", "import", str(bad), "--task", "sticker_emotion")
     assert done.returncode == 2 and "bad.csv, row 3: unknown label 'ecstatic'" in done.stderr
-    done = run_memeui(here, "train", "sticker-emotion", "--labels", str(gold), "--json")
+    done = memeui_main(here, "train", "sticker-emotion", "--labels", str(gold), "--json")
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
     assert job["state"] == "done" and job["recipe"] == "sticker-emotion" and job["trigger"] == "cli"
     assert job["metrics"]["train"] > 600 and job["outcome"].split()[0] in ("promoted", "rejected")
-    listed = json.loads(run_memeui(here, "jobs", "list", "--json").stdout)
+    listed = json.loads(memeui_main(here, "jobs", "list", "--json").stdout)
     assert [j["id"] for j in listed] == [job["id"]]
-    versions = json.loads(run_memeui(here, "models", "list", "--json").stdout)
+    versions = json.loads(memeui_main(here, "models", "list", "--json").stdout)
     assert len(versions) == 1 and versions[0]["id"] in job["outcome"]
     assert versions[0]["status"] == ("live" if job["outcome"].startswith("promoted") else "rejected")
     assert versions[0]["metrics"] == job["metrics"]
     if versions[0]["status"] == "live":
-        done = run_memeui(here, "models", "rollback", "sticker-emotion")
+        done = memeui_main(here, "models", "rollback", "sticker-emotion")
         assert done.returncode == 0 and json.loads(done.stdout) is None  # the bundled reader
-        assert json.loads(run_memeui(here, "models", "list", "--json").stdout)[0]["status"] == "retired"
-    done = run_memeui(here, "models", "promote", "sticker-emotion", "no-such-version")
+        assert json.loads(memeui_main(here, "models", "list", "--json").stdout)[0]["status"] == "retired"
+    done = memeui_main(here, "models", "promote", "sticker-emotion", "no-such-version")
     assert done.returncode == 2 and "no sticker-emotion version" in done.stderr
-    done = run_memeui(here, "train", "selector", "--json")  # no best-sticker answers yet
+    done = memeui_main(here, "train", "selector", "--json")  # no best-sticker answers yet
     assert done.returncode == 2 and json.loads(done.stdout)["state"] == "failed"
     assert "label more first" in json.loads(done.stdout)["error"]
 

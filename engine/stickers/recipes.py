@@ -23,7 +23,7 @@ import numpy as np
 from engine.dialogue import Dialogue, Turn
 from engine.schemes import EKMAN7
 from engine.metrics import held_out
-from engine.training.snapshot import NO_STICKER, Choice, sticker_choices
+from engine.training.snapshot import Choice, sticker_choices
 from engine.stickers.usage import plain_emoji
 from engine.paths import STICKER_CHOICES
 
@@ -173,14 +173,14 @@ def learned_threshold(selector, reader: Reader, choices: list[Choice], column: d
     "no sticker" (balanced accuracy), never one that would leave more than one pick in twenty
     without its sticker (picks were trained on, so their scores run high); the live threshold
     when there are too few "no sticker" answers."""
-    answered = [c for c in choices if c.answer in column or c.answer == NO_STICKER]
-    if sum(c.answer == NO_STICKER for c in answered) < MIN_NO_STICKER:
+    answered = [c for c in choices if c.answer in column or c.no_sticker]
+    if sum(c.no_sticker for c in answered) < MIN_NO_STICKER:
         return live
     texts, dialogue_vectors, moods = reader.features([c.dialogue for c in answered])
     ids = list(column)
     top = selector.scores(texts, dialogue_vectors, moods, ids, vectors, emotions,
                           usage=usage).max(axis=1)
-    send = np.array([c.answer != NO_STICKER for c in answered])
+    send = np.array([not c.no_sticker for c in answered])
     best, threshold = -1.0, live
     ceiling = np.quantile(top[send], 0.05) if send.any() else np.inf
     for value in np.unique(top[top <= ceiling]):

@@ -1,10 +1,10 @@
 """What the fine-tuning recipes read of a label snapshot, and how they score a candidate.
 
 A snapshot is the folder of Parquet files the annotation store writes for a job
-(``label_events``, ``current_labels``, ``items``): jobs read it, never the live DuckDB file.
-The store's answer words are repeated here rather than imported, so the engine does not
-depend on the annotation package (the arrow goes ``memeui → annotations`` and ``memeui →
-engine`` only).
+(``label_events``, ``current_labels``, ``items``) and ``answers.json``, the store's words for
+the answers that are not labels ("unsure", "none fits", "no sticker"): jobs read it, never the
+live DuckDB file, and the words stay owned by the store, since the engine does not import the
+annotation package (the arrows go ``memeui → annotations`` and ``memeui → engine`` only).
 """
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ from pathlib import Path
 from engine.dialogue import Dialogue, Turn
 from engine.schemes import EKMAN7
 
-UNSURE = "unsure"  # annotations.store.UNSURE
-NONE_FITS = "none_fits"  # annotations.store.NONE_FITS
-NO_STICKER = "no_sticker"  # annotations.store.NO_STICKER
+ANSWERS_FILE = "answers.json"
+
+
+def answer_words(snapshot: Path) -> dict[str, str]:
+    """The store's words for the answers that are not labels: ``unsure``, ``none_fits`` and
+    ``no_sticker`` → the label the store records for each."""
+    return json.loads((Path(snapshot) / ANSWERS_FILE).read_text(encoding="utf-8"))
 
 
 def _query(snapshot: Path, sql: str, params: list) -> list[tuple]:
@@ -38,7 +42,8 @@ def majority_labels(snapshot: Path, task: str) -> dict[str, str]:
     rows = _query(snapshot,
                   "SELECT item, label FROM (SELECT item, label, row_number() OVER (PARTITION BY "
                   "item ORDER BY count(*) DESC, min(id)) AS r FROM current_labels WHERE task = ? "
-                  "AND label != ? GROUP BY item, label) WHERE r = 1", [task, UNSURE])
+                  "AND label != ? GROUP BY item, label) WHERE r = 1",
+                  [task, answer_words(snapshot)["unsure"]])
     return dict(rows)
 
 
@@ -74,6 +79,7 @@ class Choice:
     turns: tuple[str, ...]
     answer: str
     shown: tuple[str, ...]
+    no_sticker: bool = False  # the answer says no sticker should be sent here
 
     @property
     def dialogue(self) -> Dialogue:
@@ -87,9 +93,10 @@ def sticker_choices(snapshot: Path) -> list[Choice]:
                   "SELECT c.item, i.payload, c.label, c.shown FROM current_labels c JOIN items "
                   "i ON i.id = c.item AND i.task = c.task WHERE c.task = ? ORDER BY c.id",
                   ["best_sticker"])
-    choices = []
+    choices, no_sticker = [], answer_words(snapshot)["no_sticker"]
     for item, payload, label, shown in rows:
         turns = tuple(json.loads(payload or "{}").get("turns", []))
         if turns and any(t.strip() for t in turns):
-            choices.append(Choice(item, turns, label, tuple(json.loads(shown or "[]"))))
+            choices.append(Choice(item, turns, label, tuple(json.loads(shown or "[]")),
+                                  no_sticker=label == no_sticker))
     return choices
