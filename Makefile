@@ -15,7 +15,7 @@ else
 TORCH  := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: setup system-deps run test browser bench screenshot clean-data audit spaces-check
+.PHONY: setup system-deps run test check browser bench screenshot clean-data audit spaces-check
 
 setup: system-deps $(VENV)/.installed
 
@@ -46,6 +46,11 @@ browser:
 test: setup browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# The everyday tier: the arrows and every test that is neither slow nor in a browser
+check: setup
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not slow and not e2e"
 
 bench: setup
 	$(BIN)/memeui bench search --json

@@ -146,7 +146,8 @@ def served(environ: dict[str, str]):
         process.wait(timeout=30)
 
 
-def run(turns: int = 200, smollm2_turns: int = 8) -> dict:
+def run(turns: int = 200, smollm2_turns: int | None = None) -> dict:
+    smollm2_turns = smollm2_turns or min(8, turns)
     settings = Settings.from_env(reply_backend="retrieval")
     engine = Engine(settings)
     engine.warm_up().join()

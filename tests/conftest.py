@@ -92,7 +92,7 @@ def memeui_main(data_dir: Path, *args: str, input_text: str | None = None) -> Ra
     from memeui.cli import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
-    saved = {name: os.environ.get(name) for name in ("MEMEUI_DATA_DIR", "MEMEUI_LOG_LEVEL")}
+    saved = dict(os.environ)  # a command may set more (serving_threads): all of it goes back
     os.environ.update({"MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING"})
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
@@ -102,11 +102,8 @@ def memeui_main(data_dir: Path, *args: str, input_text: str | None = None) -> Ra
             except SystemExit as exit_:  # argparse's refusals
                 code = exit_.code if isinstance(exit_.code, int) else 2
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        os.environ.clear()
+        os.environ.update(saved)
     return Ran(code, stdout.getvalue(), stderr.getvalue())
 
 

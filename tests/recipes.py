@@ -1,5 +1,5 @@
 """Recipes for the job runner's tests: quick, slow, broken, missing_file (run by `python -m
-engine.jobs`)."""
+engine.training.jobs`)."""
 
 import json
 import time

@@ -216,6 +216,7 @@ def studio_app(engine, tmp_path_factory):
     users.add("root", "admin", "root-password")
     studio = Studio(engine, LabelStore(folder / "labels.duckdb", engine.scheme.labels))
     studio.add_dialogues([Dialogue((Turn("Mia", "I finally got the job!"),), id="job")], "e2e")
+    studio.ensure_items()  # what the app's start does in the background (memeui.app.start)
     access = Access(users)
     demo = build_app(engine, studio, access)
     port = free_port()

@@ -106,7 +106,7 @@ class ConversationEmotion:
         self.fingerprint = fingerprint  # names the models, so caches of their output are keyed
         self.prerecognizer = prerecognizer  # in torch, for training and batch forecasts
         self.served = prerecognizer.frozen()  # what every chat turn runs: no lock, no torch
-        self.recognizer = recognizer  # a fine-tuned engine.recognizer.Recognizer, or None
+        self.recognizer = recognizer  # a fine-tuned engine.emotion.recognizer.Recognizer, or None
         self._lock = threading.Lock()  # torch modules are not re-entrant under inference
 
     @classmethod

@@ -30,7 +30,7 @@ RECIPES = {"sticker-emotion": "engine.stickers.emotion_head:fit",  # recipe → 
            "prerecognizer": "engine.emotion.recipes:fit_job",
            "selector": "engine.stickers.recipes:fit"}
 POLL_SECONDS = 0.2
-WORKER = "import sys; from engine.jobs import work; work(sys.argv[1], sys.argv[2])"
+WORKER = "import sys; from engine.training.jobs import work; work(sys.argv[1], sys.argv[2])"
 KILL_AFTER_SECONDS = 3.0
 
 
