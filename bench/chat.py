@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -148,18 +149,22 @@ def served(environ: dict[str, str]):
 
 def run(turns: int = 200, smollm2_turns: int | None = None) -> dict:
     smollm2_turns = smollm2_turns or min(8, turns)
+    from bench.labels import fresh_data_dir
+
     settings = Settings.from_env(reply_backend="retrieval")
-    engine = Engine(settings)
+    engine = Engine.shared(settings)
     engine.warm_up().join()
     texts = messages(5 * turns + CLIENTS, skip=settings.retrieval_conversations)
     turn_latencies(engine, texts[:8])  # warm lazy paths
     retrieval = turn_latencies(engine, texts[8:turns + 8])
 
-    with served({"MEMEUI_REPLY_BACKEND": "retrieval",
+    data_dir = fresh_data_dir(settings.data_dir)  # its own store: the data dir's may be held
+    with served({"MEMEUI_REPLY_BACKEND": "retrieval", "MEMEUI_DATA_DIR": str(data_dir),
                  "MEMEUI_CHAT_PER_MINUTE": "0"}) as url:  # the clients share one address
         load = http_speedup(url, texts, turns)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
-    generator = Engine(Settings.from_env(reply_backend="smollm2", max_new_tokens=40))
+    generator = Engine.shared(Settings.from_env(reply_backend="smollm2", max_new_tokens=40))
     generator.warm_up().join()
     turn_latencies(generator, texts[:1])
     smollm2 = turn_latencies(generator, texts[1:smollm2_turns + 1])

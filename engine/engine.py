@@ -43,6 +43,8 @@ REPLY_WEIGHT = 0.5  # the bot's reply, when fully on topic, counts half as much 
 LEXICON_WEIGHT = 0.5  # share of the lexicon model (nade) in a sticker's emotion
 STALE_STAGING_S = 600  # an ingest folder untouched this long was left by a killed process
 SERVED_ROLES = ("sticker-emotion", "prerecognizer", "selector")  # roles a promotion swaps in
+_SHARED: dict[Settings, "Engine"] = {}  # Engine.shared: this process's engines by settings
+_SHARED_LOCK = threading.Lock()
 
 
 class Lazy(Generic[T]):
@@ -70,6 +72,15 @@ class Lazy(Generic[T]):
 
 class Engine:
     """Sticker search and chat turns over the configured packs and models."""
+
+    @classmethod
+    def shared(cls, settings: Settings) -> "Engine":
+        """The process's engine for ``settings``: one Engine per process, so models load once
+        whoever asks (a command, the studio of a command, a test session's fixture)."""
+        with _SHARED_LOCK:
+            if settings not in _SHARED:
+                _SHARED[settings] = cls(settings)
+            return _SHARED[settings]
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()

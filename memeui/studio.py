@@ -64,7 +64,7 @@ class Studio:
                 if self._engine is None:
                     from engine import Engine
 
-                    self._engine = Engine(self.settings)
+                    self._engine = Engine.shared(self.settings)
                     self._engine.sticker_overrides = self.corrections()
         return self._engine
 

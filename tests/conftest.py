@@ -51,7 +51,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine(data_dir) -> Engine:
-    engine = Engine(Settings.from_env({}, data_dir=data_dir))
+    engine = Engine.shared(Settings.from_env({}, data_dir=data_dir))  # in-process commands share it
     loading = engine.warm_up()
     yield engine
     loading.join()  # native threads still loading at interpreter exit would abort it
@@ -85,7 +85,8 @@ class Ran:
     stderr: str
 
 
-def memeui_main(data_dir: Path, *args: str, input_text: str | None = None) -> Ran:
+def memeui_main(data_dir: Path, *args: str, input_text: str | None = None,
+                env: dict[str, str] | None = None) -> Ran:
     """``memeui ARGS`` in this process, through ``memeui.cli.main`` with MEMEUI_DATA_DIR set,
     stdin from ``input_text``, stdout and stderr captured: the command as a user runs it,
     without a new interpreter's imports (each command group keeps one subprocess test)."""
@@ -93,7 +94,7 @@ def memeui_main(data_dir: Path, *args: str, input_text: str | None = None) -> Ra
 
     stdout, stderr = io.StringIO(), io.StringIO()
     saved = dict(os.environ)  # a command may set more (serving_threads): all of it goes back
-    os.environ.update({"MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING"})
+    os.environ.update({"MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING", **(env or {})})
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
                 _stdin(input_text):

@@ -3,7 +3,7 @@
 import json
 import subprocess
 
-from conftest import MEMEUI, ROOT, free_port, memeui_env
+from conftest import MEMEUI, ROOT, free_port, memeui_env, memeui_main
 
 
 def run_memeui(data_dir, *args, input_text: str | None = None):
@@ -24,7 +24,7 @@ def test_search_json(data_dir, engine):
 
 def test_chat_json(data_dir, engine):
     engine.live.get()
-    done = run_memeui(data_dir, "chat", "--json", "I just failed my exam")
+    done = memeui_main(data_dir, "chat", "--json", "I just failed my exam")
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout)
     assert {"text", "sticker", "mood", "alternatives", "timings_ms"} <= set(reply)
@@ -35,17 +35,17 @@ def test_chat_json(data_dir, engine):
 
 
 def test_bad_input_exits_2_with_a_message(data_dir):
-    done = run_memeui(data_dir, "search", "   ", "--json")
+    done = memeui_main(data_dir, "search", "   ", "--json")
     assert done.returncode == 2
     assert "empty" in done.stderr
     assert done.stdout == ""
-    done = run_memeui(data_dir, "search", "hello", "-k", "0")
+    done = memeui_main(data_dir, "search", "hello", "-k", "0")
     assert done.returncode == 2 and "-k" in done.stderr
 
 
 def test_bench_search_prints_latency_json(data_dir, engine):
     engine.live.get()
-    done = run_memeui(data_dir, "bench", "search", "--json", "--queries", "20",
+    done = memeui_main(data_dir, "bench", "search", "--json", "--queries", "20",
                       "--knn-vectors", "20000", "--ingest-stickers", "10")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -57,7 +57,7 @@ def test_bench_search_prints_latency_json(data_dir, engine):
 
 
 def test_bench_emotion_prints_forecast_latency_json(data_dir, engine):
-    done = run_memeui(data_dir, "bench", "emotion", "--json", "--queries", "12")
+    done = memeui_main(data_dir, "bench", "emotion", "--json", "--queries", "12")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["forecasts"] == 12 and result["turns"] == 20
@@ -73,21 +73,17 @@ def test_chat_json_with_the_retrieval_backend_and_a_clear_error_from_openai(data
                       "A: We adopted a puppy!\nB: Aww, what is its name?\n")
     engine.live.get()
     env = {"MEMEUI_RETRIEVAL_CORPUS": str(corpus)}
-    done = subprocess.run([str(MEMEUI), "chat", "--json", "my exam went badly", "--backend",
-                           "retrieval"], cwd=ROOT, env={**memeui_env(data_dir), **env},
-                          capture_output=True, text=True, timeout=600)
+    done = memeui_main(data_dir, "chat", "--json", "my exam went badly", "--backend", "retrieval",
+                       env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["text"] == "Oh no, you will ace the next one!"
-    chat = subprocess.run([str(MEMEUI), "chat", "--backend", "retrieval"], cwd=ROOT,
-                          input="we got a puppy today!\n\n", env={**memeui_env(data_dir), **env},
-                          capture_output=True, text=True, timeout=600)
+    chat = memeui_main(data_dir, "chat", "--backend", "retrieval", env=env,
+                       input_text="we got a puppy today!\n\n")
     assert chat.returncode == 0, chat.stderr
     assert "bot: Aww, what is its name?" in chat.stdout and "mood:" in chat.stdout
     port = free_port()
     env = {"MEMEUI_OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "MEMEUI_REPLY_TIMEOUT": "2"}
-    done = subprocess.run([str(MEMEUI), "chat", "--json", "hello", "--backend", "openai"],
-                          cwd=ROOT, env={**memeui_env(data_dir), **env},
-                          capture_output=True, text=True, timeout=600)
+    done = memeui_main(data_dir, "chat", "--json", "hello", "--backend", "openai", env=env)
     assert done.returncode == 2 and "Could not reach the reply server" in done.stderr
     assert done.stdout == ""
 

@@ -3,13 +3,12 @@
 
 import csv
 import json
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import MEMEUI, ROOT, memeui_env
+from conftest import memeui_main
 from engine import Dialogue, Turn
 from engine.corpora import (fix_mojibake, forecasting_examples, read_emorynlp, read_meld,
                             read_mod, read_mod_memes)
@@ -265,25 +264,19 @@ def test_sticker_emotions_come_from_labels_people_gave_in_any_scheme(engine):
 
 
 def test_cli_emotion_prints_the_forecast(data_dir, engine):
-    done = subprocess.run([str(MEMEUI), "emotion", "A: I passed my exam!\\nB: Congratulations!",
-                           "--next", "A", "--scheme", "sentiment3", "--json"], cwd=ROOT,
-                          env=memeui_env(data_dir), capture_output=True, text=True, timeout=300)
+    done = memeui_main(data_dir, "emotion", "A: I passed my exam!\nB: Congratulations!",
+                       "--next", "A", "--scheme", "sentiment3", "--json")
     assert done.returncode == 0, done.stderr
     reading = json.loads(done.stdout)
     assert reading["next_speaker"] == "A" and len(reading["turns"]) == 2
     assert set(reading["forecast"]) == {"positive", "neutral", "negative"}
-    bad = subprocess.run([str(MEMEUI), "emotion", "A: hi", "--scheme", "moods"], cwd=ROOT,
-                         env=memeui_env(data_dir), capture_output=True, text=True, timeout=300)
+    bad = memeui_main(data_dir, "emotion", "A: hi", "--scheme", "moods")
     assert bad.returncode == 2 and "unknown label scheme" in bad.stderr
 
 
 def test_eval_premeld_and_erc_live_and_fitted(meld_dir, data_dir, engine):
-    env = memeui_env(data_dir)
-
     def run(task, *extra):
-        done = subprocess.run([str(MEMEUI), "eval", task, "--data", str(meld_dir), "--json",
-                               *extra], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=900)
+        done = memeui_main(data_dir, "eval", task, "--data", meld_dir, "--json", *extra)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 

@@ -1,12 +1,11 @@
 """`memeui eval emoji` on a tiny TweetEval-format fixture the test writes itself."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import MEMEUI, ROOT, memeui_env
+from conftest import memeui_main
 from engine.evaluation.tasks import ranking_metrics, read_tweeteval_emoji
 
 MAPPING = ["❤", "😍", "😂", "💕", "🔥", "😊", "😎", "✨", "💙", "😘",
@@ -50,12 +49,9 @@ def test_reader_refuses_a_folder_in_another_format(tmp_path):
 
 def test_eval_zero_shot_and_fitted(emoji_dir, data_dir, engine):
     engine.live.get()
-    env = memeui_env(data_dir)
-
     def run(*extra):
-        done = subprocess.run([str(MEMEUI), "eval", "emoji", "--data", str(emoji_dir),
-                               "--split", "val", "--json", *extra], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=600)
+        done = memeui_main(data_dir, "eval", "emoji", "--data", emoji_dir, "--split", "val",
+                           "--json", *extra)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 

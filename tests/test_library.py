@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import MEMEUI, ROOT, memeui_env, write_pack
+from conftest import MEMEUI, ROOT, memeui_env, memeui_main, write_pack
 from engine import Engine, Settings
 from engine.stickers.ingest import IngestError
 
@@ -89,10 +89,11 @@ def test_library_cli_add_list_remove(tmp_path):
     env = {**memeui_env(tmp_path / "data"), "MEMEUI_PACKS": str(pack)}
 
     def memeui(*args):
-        return subprocess.run([str(MEMEUI), "library", *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+        return memeui_main(tmp_path / "data", "library", *args, env={"MEMEUI_PACKS": str(pack)})
 
-    added = memeui("add", str(food_folder(tmp_path)), "--name", "food", "--no-ocr", "--json")
+    added = subprocess.run([str(MEMEUI), "library", "add", str(food_folder(tmp_path)), "--name",
+                            "food", "--no-ocr", "--json"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)  # the library group as a user runs it
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["added"] == 2
     assert "100%" in added.stderr  # the progress bar

@@ -50,7 +50,7 @@ def make_engine(**overrides):
     """The engine on the environment's settings, with ``overrides`` that are not None."""
     from engine import Engine, Settings
 
-    return Engine(Settings.from_env(**{k: v for k, v in overrides.items() if v is not None}))
+    return Engine.shared(Settings.from_env(**{k: v for k, v in overrides.items() if v is not None}))
 
 
 @contextlib.contextmanager
