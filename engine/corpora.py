@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.dialogue import Dialogue, Turn
-from engine.metrics import held_out
+from engine.metrics import in_share
 from engine.schemes import scheme
 
 CONVERSATIONS_HELD_OUT = 26 / 256  # one conversation in ten, the slice the bundled response selector never saw
@@ -222,12 +222,12 @@ def chitchat_split(conversations: int | None, evaluation: int = 300) -> tuple[li
     """The first ``conversations`` (None: all) training conversations of chitchat-dataset
     and the first ``evaluation`` held-out ones."""
     everything = read_chitchat()
-    train = [d for d in everything if not held_out(d.id, CONVERSATIONS_HELD_OUT)][:conversations]
-    return train, [d for d in everything if held_out(d.id, CONVERSATIONS_HELD_OUT)][:evaluation]
+    train = [d for d in everything if not in_share(d.id, CONVERSATIONS_HELD_OUT)][:conversations]
+    return train, [d for d in everything if in_share(d.id, CONVERSATIONS_HELD_OUT)][:evaluation]
 
 
 def mod_split(path: Path | None) -> tuple[list[Dialogue], list[Dialogue]]:
     """MOD's dialogues (a MOD JSON file; none without one), training and held-out ones."""
     dialogues = read_mod(path) if path else []
-    return ([d for d in dialogues if not held_out(d.id, CONVERSATIONS_HELD_OUT)],
-            [d for d in dialogues if held_out(d.id, CONVERSATIONS_HELD_OUT)])
+    return ([d for d in dialogues if not in_share(d.id, CONVERSATIONS_HELD_OUT)],
+            [d for d in dialogues if in_share(d.id, CONVERSATIONS_HELD_OUT)])

@@ -1,4 +1,11 @@
-"""The engine's one held-out rule and one set of classification scores (scikit-learn's)."""
+"""Held-out slices and classification scores (scikit-learn's), in one place.
+
+Two slicing rules, both by a hash of the key, so every machine and every later snapshot keeps
+the same items out: ``held_out`` for people's labels (what every recipe's gate measures on), and
+``in_share`` for the fixed splits the bundled weights were trained with (the response selector's
+conversations, the image tower's stickers): moving those onto ``held_out`` means retraining the
+bundled weights, or their held-out figures would count what they trained on.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,18 @@ import hashlib
 
 import numpy as np
 
-LABELS_HELD_OUT = 1 / 5  # one labelled item (or dialogue) in five is kept out of training
+HOLDOUT_EVERY = 5  # one labelled item (or dialogue) in five is kept out of training
 
 
-def held_out(key: str, share: float = LABELS_HELD_OUT) -> bool:
-    """Whether ``key`` falls in the held-out ``share``: fixed by its hash, so every machine and
-    every later snapshot keeps the same items out and a model is never measured on what it
-    trained on. A smaller share always holds out a subset of a larger one's."""
+def held_out(key: str) -> bool:
+    """Whether a labelled item (or dialogue) ``key`` is in the held-out slice of people's labels:
+    a candidate is never measured on what it trained on."""
+    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % HOLDOUT_EVERY == 0
+
+
+def in_share(key: str, share: float) -> bool:
+    """Whether ``key`` falls in a fixed ``share`` of keys (a smaller share holds out a subset
+    of a larger one's): the bundled weights' splits."""
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
 
 

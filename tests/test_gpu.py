@@ -72,14 +72,17 @@ def test_text_encoding_runs_as_a_gpu_task_with_only_texts_crossing(zero_gpu):
     assert sent < 1000  # a key, a method name and two texts: no model, no engine
 
 
-def test_a_reply_streams_from_a_gpu_task_in_pieces(zero_gpu):
-    from engine.chat.backends import CausalLMReply, smollm2_gguf
+def test_a_reply_streams_from_a_gpu_task_in_pieces(zero_gpu, engine):
+    from engine.chat.backends import CausalLMReply
 
-    folder, gguf = smollm2_gguf()
-    reply = CausalLMReply(folder, gguf, "cpu", max_new_tokens=8)
+    reply = engine.reply_backend.get()  # the session's smollm2, loaded once
+    assert isinstance(reply, CausalLMReply)
     reply.on_gpu = True  # as on cuda, with the model left on this machine's CPU
-    pieces = list(reply.stream(Dialogue((Turn("user", "I just failed my exam"),)),
-                               np.full(7, 1 / 7)))
+    try:
+        pieces = list(reply.stream(Dialogue((Turn("user", "I just failed my exam"),)),
+                                   np.full(7, 1 / 7)))
+    finally:
+        reply.on_gpu = False
     assert pieces and all(isinstance(piece, str) for piece in pieces)
     (name, duration, sent), = zero_gpu.calls
     assert (name, duration) == ("_stream", gpu.GENERATE_SECONDS)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from engine.paths import LIT_WEIGHTS
-from engine.metrics import held_out
+from engine.metrics import in_share
 from engine.stickers.image import (STICKERS_HELD_OUT, LitTower, OpenClipTower, create_image_tower,
                           recall_at_10, train_lit_tower)
 from engine.stickers.library import Sticker
@@ -63,7 +63,7 @@ def test_training_recipe_writes_weights_the_tower_loads(tmp_path, engine):
     out = tmp_path / "tower.pt"
     report = train_lit_tower(stickers, engine.encoder.get(), out=out, epochs=3)
     assert report.train_stickers + report.heldout_stickers == len(stickers)
-    assert report.heldout_stickers == sum(held_out(s.id, STICKERS_HELD_OUT) for s in stickers)
+    assert report.heldout_stickers == sum(in_share(s.id, STICKERS_HELD_OUT) for s in stickers)
     tower = LitTower(engine.encoder.get(), out)
     vectors = tower.encode_images([[Image.open(stickers[0].path)],
                                    [Image.open(s.path) for s in stickers[1:5]]])

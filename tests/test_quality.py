@@ -233,7 +233,7 @@ def test_the_bundled_response_selector_loads_for_its_encoder_only(caplog):
 def test_each_text_encoder_has_its_own_response_selector_and_mod_dialogues_split_by_id(tmp_path):
     from engine.chat.responses import weights_file
     from engine.corpora import CONVERSATIONS_HELD_OUT, mod_split
-    from engine.metrics import held_out
+    from engine.metrics import in_share
     from engine.paths import RESPONSE_WEIGHTS
 
     assert weights_file("minilm") == RESPONSE_WEIGHTS
@@ -248,7 +248,7 @@ def test_each_text_encoder_has_its_own_response_selector_and_mod_dialogues_split
                                                  {"speaker_id": "[speaker2]", "txt": "你好呀"}]
                                for i in range(60)}, ensure_ascii=False), "utf-8")
     train, held = mod_split(mod)
-    assert len(train) + len(held) == 60 and held and all(held_out(d.id, CONVERSATIONS_HELD_OUT) for d in held)
+    assert len(train) + len(held) == 60 and held and all(in_share(d.id, CONVERSATIONS_HELD_OUT) for d in held)
     assert mod_split(None) == ([], [])
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from engine import gpu
 from engine.stickers.ingest import Limits, decode, on_white
-from engine.metrics import held_out
+from engine.metrics import in_share
 from engine.paths import LIT_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ def train_lit_tower(stickers, text_encoder, out: Path = LIT_WEIGHTS, epochs: int
     started = time.perf_counter()
     texts = text_encoder.encode([s.text() for s in stickers])
     images = [to_tensor(sticker_frames(s.path)[:1])[0] for s in stickers]
-    test = np.array([held_out(s.id, STICKERS_HELD_OUT) for s in stickers])
+    test = np.array([in_share(s.id, STICKERS_HELD_OUT) for s in stickers])
     train_rows = np.flatnonzero(~test)
     model = LitCNN(texts.shape[1], width)
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
