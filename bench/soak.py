@@ -53,11 +53,24 @@ class Traffic:
     """One client's mixed requests against the served app, counted."""
 
     def __init__(self, url: str, texts: list[str]) -> None:
-        address = urllib.parse.urlsplit(url)
+        self.address = urllib.parse.urlsplit(url)
         self.url, self.texts, self.requests, self.step = url, texts, 0, 0
-        self.connection = http.client.HTTPConnection(address.hostname, address.port, timeout=300)
+        self.connection = self._connect()
         self.history: list = []
-        self.stickers = [s["id"] for s in call(self.connection, "library_stickers")]
+        self.stickers = [s["id"] for s in self.call("library_stickers")]
+
+    def _connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.address.hostname, self.address.port, timeout=300)
+
+    def call(self, api_name: str, *values):
+        """One endpoint; a kept-alive connection the server closed while this client was busy
+        elsewhere (a pack upload) is opened again, once."""
+        try:
+            return call(self.connection, api_name, *values)
+        except (ConnectionError, http.client.RemoteDisconnected):
+            self.connection.close()
+            self.connection = self._connect()
+            return call(self.connection, api_name, *values)
 
     def text(self) -> str:
         self.step += 1
@@ -67,19 +80,19 @@ class Traffic:
         if len(self.history) >= 2 * TURNS_PER_CONVERSATION:
             self.history = []
         message = self.text()
-        reply = call(self.connection, "chat", message, self.history)
+        reply = self.call("chat", message, self.history)
         self.history = self.history + [{"role": "user", "content": message},
                                        {"role": "assistant", "content": reply["text"],
                                         "sticker": (reply.get("sticker") or {}).get("label")}]
         self.requests += 1
 
     def search(self) -> None:
-        call(self.connection, "search", self.text(), 8, "any")
+        self.call("search", self.text(), 8, "any")
         self.requests += 1
 
     def label(self, annotator: str = "soak") -> None:
         sticker = self.stickers[(self.step * 37) % len(self.stickers)]
-        call(self.connection, "label", "sticker_emotion", sticker,
+        self.call("label", "sticker_emotion", sticker,
              EMOTIONS[self.step % len(EMOTIONS)], annotator, f"soak-{self.step}")
         self.step += 1
         self.requests += 1
@@ -97,7 +110,7 @@ class Traffic:
         self.requests += 2
 
     def train(self) -> None:
-        call(self.connection, "request_training", "sticker_emotion", "")
+        self.call("request_training", "sticker_emotion", "")
         self.requests += 1
 
 
