@@ -211,12 +211,68 @@ def check(out: Path, config_path: Path = CONFIG) -> list[str]:
             + missing_system_packages(site_packages, list(config.get("packages", []))))
 
 
-def start_check(bundle: Path, timeout: float = 900) -> dict:
+def requirement_closure(wanted: list[str]) -> list:
+    """The installed distributions that ``wanted`` (requirement lines) needs, transitively,
+    markers and extras evaluated for this machine. Raises LookupError naming a requirement
+    this environment does not satisfy (then only a real install can tell)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    found: dict[str, object] = {}
+    pending = [(Requirement(line.split("#")[0]), "") for line in wanted
+               if line.split("#")[0].strip()]
+    while pending:
+        requirement, extra = pending.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        try:
+            dist = distribution(requirement.name)
+        except PackageNotFoundError:
+            raise LookupError(f"{requirement} is not installed here") from None
+        if not requirement.specifier.contains(dist.version, prereleases=True):
+            raise LookupError(f"{requirement} is not satisfied by {dist.version} here")
+        key = _name(dist.metadata["Name"])
+        extras = sorted(requirement.extras)
+        if key in found and not extras:
+            continue
+        found[key] = dist
+        for line in dist.requires or []:
+            pending += [(Requirement(line), e) for e in ["", *extras]]
+    return list(found.values())
+
+
+def link_requirements(wanted: list[str], site_packages: Path) -> int:
+    """Fill a fresh venv's ``site_packages`` with symlinks to exactly the installed files of
+    ``wanted``'s closure: the same "only what requirements.txt brings" a pip install gives,
+    in seconds instead of minutes of unpacking (the suite's way; ``make spaces-check`` pips).
+    Returns the number of files linked."""
+    linked = 0
+    for dist in requirement_closure(wanted):
+        for file in dist.files or []:
+            source = Path(dist.locate_file(file)).resolve()
+            if file.parts[0] == ".." or "__pycache__" in file.parts or not source.is_file():
+                continue  # console scripts, caches
+            target = Path(site_packages) / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.symlink_to(source)
+                linked += 1
+    return linked
+
+
+def _site_packages(venv: Path) -> Path:
+    return next((Path(venv) / "lib").glob("python*/site-packages"))
+
+
+def start_check(bundle: Path, timeout: float = 900, install: str = "pip") -> dict:
     """Run the built Space as Spaces would: a fresh venv with only its requirements.txt and the
     gradio of ``sdk_version``, ``app.py`` started with the Spaces variables, then ``/search``
     and ``/chat`` through ``gradio_client``. The reply backend is ``retrieval`` here: the
-    profile's model comes from the Hub, which this check must not reach. Returns what it saw;
-    raises RuntimeError with the app's output when it does not start or answer."""
+    profile's model comes from the Hub, which this check must not reach. ``install``: ``pip``
+    installs from the index as Spaces does; ``link`` links the same distributions from this
+    environment (see ``link_requirements``). Returns what it saw; raises RuntimeError with the
+    app's output when it does not start or answer."""
     import socket
     import sys
     import time
@@ -226,11 +282,14 @@ def start_check(bundle: Path, timeout: float = 900) -> dict:
     bundle = Path(bundle).resolve()
     config = load_config(bundle / "spaces.yaml")
     venv = bundle.parent / f"{bundle.name}-venv"
+    wanted = [*(bundle / "requirements.txt").read_text("utf-8").splitlines(),
+              f"gradio=={config['space']['sdk_version']}"]
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r",
-                        str(bundle / "requirements.txt"),
-                        f"gradio=={config['space']['sdk_version']}"], check=True)
+        if install == "link":
+            link_requirements(wanted, _site_packages(venv))
+        else:
+            subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *wanted], check=True)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

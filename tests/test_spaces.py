@@ -1,8 +1,13 @@
 """The Space bundle is generated from spaces.yaml alone."""
 
+import subprocess
+import sys
+
+import pytest
 import yaml
 
-from memeui.spaces import apply_space_env, build, load_config, space_keys
+from memeui.spaces import (apply_space_env, build, link_requirements, load_config,
+                           requirement_closure, space_keys)
 
 
 def test_bundle_has_front_matter_requirements_and_app_files(tmp_path):
@@ -117,9 +122,25 @@ def test_system_libraries_the_wheels_need_are_named_in_packages_txt(tmp_path):
 
 def test_the_space_bundle_starts_on_its_own_in_a_fresh_venv(tmp_path):
     """What `make spaces-check` does: only the bundle's requirements.txt (and the sdk's gradio)
-    in a fresh venv, app.py started with the Spaces variables, /search and /chat answered."""
+    in a fresh venv, app.py started with the Spaces variables, /search and /chat answered. The
+    venv's distributions are linked from this one (pip would unpack the same 5 GB for minutes)."""
     from memeui.spaces import check, start_check
 
     assert check(tmp_path / "space") == []
-    seen = start_check(tmp_path / "space")
+    seen = start_check(tmp_path / "space", install="link")
     assert len(seen["search"]) == 3 and seen["reply"].strip()
+
+
+def test_the_linked_venv_holds_the_requirements_closure_and_nothing_else(tmp_path):
+    names = {d.metadata["Name"].lower().replace("_", "-") for d in requirement_closure(["gradio-client"])}
+    assert {"gradio-client", "httpx", "huggingface-hub"} <= names and "torch" not in names
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True)
+    site = next((tmp_path / "venv/lib").glob("python*/site-packages"))
+    assert link_requirements(["gradio-client"], site) > 0
+    python = str(tmp_path / "venv/bin/python")
+    assert subprocess.run([python, "-c", "import gradio_client"]).returncode == 0
+    refused = subprocess.run([python, "-c", "import numpy"], capture_output=True, text=True)
+    assert "No module named 'numpy'" in refused.stderr
+    with pytest.raises(LookupError, match="not installed here"):
+        requirement_closure(["no-such-distribution-anywhere"])
