@@ -359,7 +359,8 @@ class Engine:
                      "public": str(self.settings.sticker_check)}
         elif recipe == "prerecognizer":
             args |= {"encoder": EMOTION_SPACE, "meld": str(meld or self.settings.meld),
-                     "cache": str(self.settings.data_dir / "cache")}
+                     "cache": str(self.settings.data_dir / "cache"),
+                     "rehearsal": self.settings.rehearsal_conversations}
         elif recipe == "selector":
             args |= {"stickers": str(self.sticker_feature_file()),
                      "encoder": self.settings.text_encoder,

@@ -45,6 +45,7 @@ class Settings:
     admins: str = ""  # comma-separated Hub names that are admins when hf_oauth is on
     training_jobs: int = 1  # training jobs at a time (each in its own process)
     training_threads: int = 1  # CPU threads per training job, so serving keeps a core
+    rehearsal_conversations: int = 300  # chitchat conversations the pre-recognizer rehearses beside people's labels (fewer: faster jobs)
     meld: str = ""  # MELD's folder: its train split joins the pre-recognizer's fine-tuning
     chat_slots: int = 8  # /chat turns in progress at once
     chat_waiting: int = 16  # /chat callers waiting for a slot; beyond them: "busy" at once

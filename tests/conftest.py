@@ -57,14 +57,23 @@ def engine(data_dir) -> Engine:
     loading.join()  # native threads still loading at interpreter exit would abort it
 
 
+@pytest.fixture(scope="session")
+def warm_engine(engine) -> Engine:
+    """The session engine with everything loaded, so what it caches on disk (the index, the
+    retrieval replies' embeddings) is there for the servers and data dirs that copy it, instead
+    of each computing it again beside the others on the same two cores."""
+    engine.warm_up().join()
+    return engine
+
+
 def memeui_env(data_dir: Path) -> dict[str, str]:
     return {**os.environ, "MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING"}
 
 
 @pytest.fixture(scope="session")
-def server_url(data_dir, engine) -> str:
-    """`memeui serve` in its own process, as a user starts it; yields its URL once it answers."""
-    engine.live.get()  # build the index here first, so the server only loads it
+def server_url(data_dir, warm_engine) -> str:
+    """`memeui serve` in its own process, as a user starts it; yields its URL once it answers
+    (over the session's index and caches, so it only loads them)."""
     log = open(data_dir / "server.log", "w")
     try:
         process, url = start_server(memeui_env(data_dir), output=log, cwd=ROOT, timeout=180)

@@ -224,9 +224,8 @@ def test_a_lone_label_moves_only_its_family_a_little_and_more_labels_move_it_all
 # ---------------------------------------------------------------- the loop on the real engine
 
 @pytest.fixture(scope="module")
-def trained_engine(data_dir, engine, tmp_path_factory):
+def trained_engine(data_dir, warm_engine, tmp_path_factory):
     """An engine of its own (its registry, jobs and store) over the session's index files."""
-    engine.live.get()
     folder = fresh_data_dir(data_dir, tmp_path_factory.mktemp("finetune"))
     own = Engine(Settings.from_env({}, data_dir=folder))
     studio = Studio(own, LabelStore(folder / "labels.duckdb", own.scheme.labels))

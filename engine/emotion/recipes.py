@@ -22,6 +22,7 @@ from engine.schemes import EKMAN7, convert, scheme
 from engine.emotion.prerecognizer import PreRecognizer, Targets, fit, pretrain
 from engine.encoders import EMOTION_SPACE, encode_dialogues
 from engine.paths import UTTERANCE_EMOTIONS
+from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,9 @@ def fit_prerecognizer(encoder, dialogues: list[Dialogue], base: Path, out: Path,
     targets = gold_targets(dialogues)
     if rehearsal:
         targets += weak_targets(rehearsal, NadeEmotion())
-    info = fit(model, encode_dialogues(encoder, [*dialogues, *rehearsal], cache), targets,
-               progress=progress)
+    encoded = encode_dialogues(encoder, dialogues, cache) + (  # the rehearsal: cached once
+        encode_dialogues(encoder, list(rehearsal), cache) if rehearsal else [])
+    info = fit(model, encoded, targets, progress=progress)
     model.save(out)
     info["fit_seconds"] = round(time.perf_counter() - started, 1)
     (out / "fit.json").write_text(json.dumps(info, indent=1))
@@ -119,9 +121,6 @@ def fit_recognizer_on(dialogues: list[Dialogue], out: Path, tuned_layers: int = 
     info["fit_seconds"] = round(time.perf_counter() - started, 1)
     (out / "fit.json").write_text(json.dumps(info, indent=1))
     return info
-
-
-REHEARSAL = 300  # chitchat conversations trained on alongside people's labels (not with MELD)
 
 
 def read_utterance_check(path: Path = UTTERANCE_EMOTIONS) -> list[Dialogue]:
@@ -179,7 +178,8 @@ def fit_job(args: dict, out: Path, progress) -> dict:
 
     report(f"fitting on {len(labelled)} labelled utterances in {len(train)} dialogues "
            f"({len(holdout)} dialogues held out)")
-    rehearsal = read_chitchat(limit=int(args.get("rehearsal", REHEARSAL))) if not args.get("meld") else []
+    rehearsal = [] if args.get("meld") else \
+        read_chitchat(limit=int(args.get("rehearsal", Settings.rehearsal_conversations)))
     info = fit_prerecognizer(encoder, train, Path(args["base"]), Path(out), cache, report, rehearsal)
     progress(0.85, "measuring the candidate and the live pre-recognizer")
     check = read_utterance_check(Path(args.get("check") or UTTERANCE_EMOTIONS))
