@@ -30,8 +30,7 @@ def test_every_bench_command_has_a_smoke_test():
 
 
 @pytest.mark.slow
-def test_bench_chat_at_tiny_size(data_dir, engine):
-    engine.live.get()  # the session's index: the served app and the bench's engines load it
+def test_bench_chat_at_tiny_size(data_dir, warm_engine):
     done = memeui_main(data_dir, "bench", "chat", "--json", "--queries", "4")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -41,8 +40,7 @@ def test_bench_chat_at_tiny_size(data_dir, engine):
 
 
 @pytest.mark.slow
-def test_bench_load_at_tiny_size(data_dir, engine):
-    engine.live.get()
+def test_bench_load_at_tiny_size(data_dir, warm_engine):
     done = memeui_main(data_dir, "bench", "load", "--json", "--kills", "1")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -51,8 +49,7 @@ def test_bench_load_at_tiny_size(data_dir, engine):
 
 
 @pytest.mark.slow
-def test_bench_soak_at_tiny_size(data_dir, engine):
-    engine.live.get()
+def test_bench_soak_at_tiny_size(data_dir, warm_engine):
     done = memeui_main(data_dir, "bench", "soak", "--json", "--seconds", "5")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

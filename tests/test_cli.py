@@ -66,12 +66,11 @@ def test_bench_emotion_prints_forecast_latency_json(data_dir, engine):
     assert isinstance(result["fit_seconds"], dict)
 
 
-def test_chat_json_with_the_retrieval_backend_and_a_clear_error_from_openai(data_dir, engine,
+def test_chat_json_with_the_retrieval_backend_and_a_clear_error_from_openai(data_dir, warm_engine,
                                                                           tmp_path):
     corpus = tmp_path / "chats.txt"
     corpus.write_text("A: I failed my exam today\nB: Oh no, you will ace the next one!\n\n"
                       "A: We adopted a puppy!\nB: Aww, what is its name?\n")
-    engine.live.get()
     env = {"MEMEUI_RETRIEVAL_CORPUS": str(corpus)}
     done = memeui_main(data_dir, "chat", "--json", "my exam went badly", "--backend", "retrieval",
                        env=env)

@@ -320,7 +320,7 @@ def test_an_admin_sees_agreement_and_an_annotator_is_refused(browser, studio_app
 # ---------------------------------------------------------------- labels → job → live, in the UI
 
 @pytest.fixture(scope="module")
-def jobs_app(data_dir, engine, tmp_path_factory):
+def jobs_app(data_dir, warm_engine, tmp_path_factory):
     """An app with an engine, store and registry of its own (open mode) and its trainer
     running; 500 sticker-emotion labels from the project's labelled file are in the store
     already, as if teammates had labelled them."""
@@ -335,7 +335,6 @@ def jobs_app(data_dir, engine, tmp_path_factory):
     from memeui.trainer import Trainer
     from tests.conftest import free_port
 
-    engine.live.get()
     folder = fresh_data_dir(data_dir, tmp_path_factory.mktemp("jobs-e2e"))
     own = Engine(Settings.from_env({}, data_dir=folder, train_every=0))
     studio = Studio(own, LabelStore(folder / "labels.duckdb", own.scheme.labels))

@@ -96,8 +96,7 @@ def test_users_are_added_with_hashed_passwords(tmp_path):
     assert done.returncode == 2 and "at least 8" in done.stderr
 
 
-def test_bench_labels_prints_latency_throughput_and_losses(data_dir, engine):
-    engine.live.get()
+def test_bench_labels_prints_latency_throughput_and_losses(data_dir, warm_engine):
     done = run_memeui(data_dir, "bench", "labels", "--json", "--queries", "20")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -137,14 +136,13 @@ def test_train_sticker_emotion_then_list_jobs_and_models_and_roll_back(tmp_path,
     assert "label more first" in json.loads(done.stdout)["error"]
 
 
-def test_bench_finetune_runs_the_served_loop_at_tiny_size(data_dir, engine):
+def test_bench_finetune_runs_the_served_loop_at_tiny_size(data_dir, warm_engine):
     """`memeui bench finetune` at tiny size (it broke unseen once: its chat load ran into the
     per-caller chat limit): labels in through /label, a job, the gate, chat timed meanwhile."""
     from bench.finetune import run
     from engine import Settings
     from engine.stickers.emotion_head import public_labels
 
-    engine.live.get()  # the session's index, which the bench's fresh data dir copies
     result = run(labels=60, chat_turns=40, settings=Settings.from_env({}, data_dir=data_dir))
     assert result["labels"] == 60 and result["gate"].startswith(("promoted", "rejected"))
     assert result["promoted"] == result["gate"].startswith("promoted")

@@ -121,8 +121,7 @@ def test_a_space_with_persistent_storage_keeps_its_data_there(tmp_path):
 
 
 def test_labels_survive_a_restart_onto_a_fresh_disk_through_the_served_app(tmp_path, data_dir,
-                                                                           engine):
-    engine.live.get()
+                                                                           warm_engine):
     hub = tmp_path / "hub"
     first = fresh_data_dir(data_dir, tmp_path / "first")
     env = {**memeui_env(first), "MEMEUI_STATE_REPO": str(hub), "MEMEUI_REPLY_BACKEND": "retrieval"}
