@@ -78,4 +78,4 @@ clean-data:
 
 # Refresh the README's screenshots (docs/*.png) from the browser tests
 screenshot: setup browser
-	MEMEUI_SCREENSHOT_DIR=docs $(BIN)/python -m pytest -q tests/test_e2e.py
+	MEMEUI_SCREENSHOT_DIR=docs $(BIN)/python -m pytest -q tests/app/test_e2e.py

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import platform
 import shutil
 import signal
@@ -56,9 +57,18 @@ def fresh_data_dir(source: Path, target: Path | None = None) -> Path:
     target = Path(target or tempfile.mkdtemp(prefix="memeui-data-"))
     for reusable in REUSABLE:
         if (Path(source) / reusable).is_dir():
-            shutil.copytree(Path(source) / reusable, target / reusable)
+            shutil.copytree(Path(source) / reusable, target / reusable, copy_function=_link)
     target.mkdir(parents=True, exist_ok=True)
     return target
+
+
+def _link(source: str, target: str) -> None:
+    """A hard link where the file system allows (these files are written once, by rename,
+    never changed in place: a de-quantized reply model is half a gigabyte), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def run(labels: int = 1000) -> dict:

@@ -367,7 +367,7 @@ def create_text_encoder(name: str, device: str = "cpu", lanes: int = 1,
             return OnnxTextEncoder(name, onnx_file, source, lanes)
         except Exception:  # noqa: BLE001 - torch still works; say why it is slower
             log.exception("could not run %s in ONNX Runtime; using torch", name)
-    if device.startswith("cuda"):  # one copy in half precision (tests/test_engine.py: tolerance)
+    if device.startswith("cuda"):  # one copy in half precision (tests/engine/test_engine.py: tolerance)
         return TextEncoder(name, SentenceTransformer(source, device=device).half(), on_gpu=True)
     models = [SentenceTransformer(source, device=device) for _ in range(max(1, lanes))]
     return TextEncoder(name, models[0], tuple(models[1:]))

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,12 @@ def server_url(data_dir, warm_engine) -> str:
     process.terminate()
     process.wait(timeout=30)
     log.close()
+
+
+def run_memeui(data_dir: Path, *args: str, input_text: str | None = None):
+    """``memeui ARGS`` as its own process, as a user runs it (the subprocess smoke tests)."""
+    return subprocess.run([str(MEMEUI), *args], cwd=ROOT, env=memeui_env(data_dir),
+                          capture_output=True, text=True, timeout=600, input=input_text)
 
 
 @dataclass

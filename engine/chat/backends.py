@@ -17,8 +17,10 @@ import importlib.util
 import json
 import os
 import re
-import unicodedata
+import shutil
+import tempfile
 import threading
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -84,15 +86,16 @@ class CausalLMReply(ReplyBackend):
     """A chat-tuned causal LM from transformers, streamed token by token."""
 
     def __init__(self, source: str, gguf_file: str | None = None, device: str = "cpu",
-                 max_new_tokens: int = 40, workers: int = 1, wait_seconds: float = 60) -> None:
+                 max_new_tokens: int = 40, workers: int = 1, wait_seconds: float = 60,
+                 name: str | None = None) -> None:
         super().__init__(workers, wait_seconds)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.name = Path(source).name if gguf_file else source
+        self.name = name or (gguf_file if gguf_file else source)
         self.tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
         self.model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
         self.model.to(device).eval()
-        if device.startswith("cuda"):  # half precision on a GPU (tests/test_reply.py: tolerance)
+        if device.startswith("cuda"):  # half precision on a GPU (tests/chat/test_reply.py: tolerance)
             self.model.half()
         self.device = device
         self.on_gpu = device.startswith("cuda")  # generation then runs as a GPU task
@@ -296,13 +299,51 @@ def _openai(settings: Settings, device: str, retrieval: Callable[[], ReplyBacken
                        settings.reply_timeout, settings.max_new_tokens)
 
 
+def dequantized(folder: str, gguf_file: str, models_dir: Path) -> Path | None:
+    """The GGUF model as transformers weights in ``models_dir``, written at its first load: a
+    GGUF is de-quantized tensor by tensor on every load (about 25 s on 2 cores for SmolLM2),
+    a safetensors folder maps in under a second. None where the folder cannot be written
+    (the GGUF is then loaded as it is)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    size = (Path(folder) / gguf_file).stat().st_size
+    target = Path(models_dir) / f"{Path(gguf_file).stem}-{size}"
+    if (target / "model.safetensors").is_file():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError:
+        return None
+    from safetensors.torch import save_file
+
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+    config = AutoConfig.for_model(**{k: v for k, v in model.config.to_dict().items()
+                                     if k != "quantization_config"})
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items() if k not in tied},
+              str(partial / "model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(partial)
+    AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file).save_pretrained(partial)
+    try:
+        partial.rename(target)  # atomic: another process converting at once keeps its own
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
 def _smollm2(settings: Settings, device: str, retrieval: Callable[[], ReplyBackend]) -> ReplyBackend:
-    return _causal_lm(settings, device, *smollm2_gguf())
+    folder, gguf_file = smollm2_gguf()
+    converted = dequantized(folder, gguf_file, settings.data_dir / "models")
+    if converted is None:
+        return _causal_lm(settings, device, folder, gguf_file)
+    return _causal_lm(settings, device, str(converted), name=gguf_file)
 
 
-def _causal_lm(settings: Settings, device: str, folder: str, gguf_file: str | None = None) -> ReplyBackend:
+def _causal_lm(settings: Settings, device: str, folder: str, gguf_file: str | None = None,
+               name: str | None = None) -> ReplyBackend:
     return CausalLMReply(folder, gguf_file, device, settings.max_new_tokens, settings.reply_workers,
-                         settings.reply_timeout)
+                         settings.reply_timeout, name)
 
 
 # Reply backends by name (MEMEUI_REPLY_BACKEND); any other name is a transformers model path

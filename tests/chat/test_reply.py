@@ -243,3 +243,30 @@ def test_on_a_gpu_the_reply_model_runs_in_half_precision_within_tolerance():
         got = half.model(ids.to("cuda")).logits[0, -1].float().softmax(-1).cpu()
     assert float((expected - got).abs().sum()) < 0.05  # total variation of the next token
     assert int(expected.argmax()) == int(got.argmax())
+
+
+def test_the_gguf_reply_model_is_dequantized_once_into_the_data_dir(data_dir, warm_engine,
+                                                                     tmp_path):
+    """SmolLM2 ships as a Q4_1 GGUF, which transformers de-quantizes on every load; the engine
+    keeps the de-quantized weights in the data dir at the first load and maps them after."""
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    from safetensors import safe_open
+
+    from engine.chat.backends import dequantized, smollm2_gguf
+
+    folder, gguf_file = smollm2_gguf()
+    assert warm_engine.reply_backend.get().name == gguf_file
+    converted = dequantized(folder, gguf_file, data_dir / "models")
+    weights = converted / "model.safetensors"
+    assert converted.parent == data_dir / "models" and weights.is_file()
+    written = weights.stat().st_mtime_ns
+    assert dequantized(folder, gguf_file, data_dir / "models") == converted
+    assert weights.stat().st_mtime_ns == written  # found, not written again
+    embedding = next(t for t in GGUFReader(f"{folder}/{gguf_file}").tensors
+                     if t.name == "token_embd.weight")
+    with safe_open(str(weights), "np") as stored:
+        ours = stored.get_tensor("model.embed_tokens.weight")
+    assert np.allclose(dequantize(embedding.data, embedding.tensor_type).reshape(ours.shape), ours)
+    (tmp_path / "a-file").write_text("")
+    assert dequantized(folder, gguf_file, tmp_path / "a-file" / "models") is None  # not writable

@@ -6,8 +6,7 @@ import duckdb
 
 from bench.labels import fresh_data_dir as bench_data_dir
 
-from conftest import ROOT, memeui_main
-from test_cli import run_memeui
+from conftest import ROOT, memeui_main, run_memeui
 
 
 def fresh_data_dir(tmp_path, data_dir, name: str):

@@ -3,12 +3,7 @@
 import json
 import subprocess
 
-from conftest import MEMEUI, ROOT, free_port, memeui_env, memeui_main
-
-
-def run_memeui(data_dir, *args, input_text: str | None = None):
-    return subprocess.run([str(MEMEUI), *args], cwd=ROOT, env=memeui_env(data_dir),
-                          capture_output=True, text=True, timeout=600, input=input_text)
+from conftest import MEMEUI, ROOT, free_port, memeui_env, memeui_main, run_memeui
 
 
 def test_search_json(data_dir, engine):

@@ -17,7 +17,7 @@ from engine.evaluation.tasks import sticker_emotion_evaluation
 from memeui.access import Access, Identity
 from memeui.studio import Studio
 from memeui.app import build_app, launch
-from tests.conftest import free_port
+from conftest import free_port
 
 ADMIN = Identity("root", "admin")
 
@@ -204,7 +204,7 @@ def test_a_removed_packs_stickers_are_retired_from_the_studio(tmp_path):
     picture, their labels accepted, counted in progress)."""
     from PIL import Image
 
-    from tests.conftest import small_engine
+    from conftest import small_engine
 
     engine = small_engine(tmp_path)
     studio = Studio(engine, LabelStore(tmp_path / "labels.duckdb", engine.scheme.labels))

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import memeui_main
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def bench_names() -> list[str]:
@@ -22,7 +22,7 @@ def bench_names() -> list[str]:
 
 
 def test_every_bench_command_has_a_smoke_test():
-    sources = "\n".join(path.read_text(encoding="utf-8") for path in TESTS.glob("test_*.py"))
+    sources = "\n".join(path.read_text(encoding="utf-8") for path in TESTS.rglob("test_*.py"))
     for name in bench_names():
         called = re.search(rf'"bench", "{name}"', sources) or \
             re.search(rf"from bench\.{name} import (run|\w+, run)\b", sources)

@@ -249,7 +249,7 @@ def test_a_second_process_is_told_the_file_is_held(store):
     code = ("from annotations.store import LabelStore, StoreLocked\n"
             f"try:\n    LabelStore({str(store.path)!r})\nexcept StoreLocked as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parent.parent, timeout=120)
+                         cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert "held by another process" in out.stdout and "--server" in out.stdout
     assert issubclass(StoreLocked, RuntimeError)
 

@@ -208,7 +208,7 @@ def studio_app(engine, tmp_path_factory):
     from memeui.access import Access
     from memeui.studio import Studio
     from memeui.app import build_app, launch
-    from tests.conftest import free_port
+    from conftest import free_port
 
     folder = tmp_path_factory.mktemp("studio-e2e")
     users = Users(folder / "users.json")
@@ -333,7 +333,7 @@ def jobs_app(data_dir, warm_engine, tmp_path_factory):
     from memeui.studio import Studio
     from memeui.app import access_for, build_app, launch
     from memeui.trainer import Trainer
-    from tests.conftest import free_port
+    from conftest import free_port
 
     folder = fresh_data_dir(data_dir, tmp_path_factory.mktemp("jobs-e2e"))
     own = Engine(Settings.from_env({}, data_dir=folder, train_every=0))

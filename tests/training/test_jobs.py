@@ -27,7 +27,7 @@ from memeui.access import Identity
 from memeui.studio import Studio
 from memeui.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The chat's data: history in both shapes the app receives becomes the same Dialogue,
-sticker swaps and loaded conversations (the labels users leave: tests/test_store.py)."""
+sticker swaps and loaded conversations (the labels users leave: tests/annotations/test_store.py)."""
 
 import json
 
