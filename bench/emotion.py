@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from engine.dialogue import Dialogue, Turn
+from engine.paths import MODELS_DIR
 
 TURNS = 20
 
@@ -55,7 +56,7 @@ def run(engine, forecasts: int = 200) -> dict:
             "forecast_new_turn_p50_ms": ms(new_turn, 50),
             "forecast_new_turn_p95_ms": ms(new_turn, 95),
             "forecast_cold_p50_ms": ms(cold, 50), "turns": TURNS, "forecasts": forecasts,
-            "fit_seconds": recorded_fits(engine.settings.data_dir / "models"),
+            "fit_seconds": recorded_fits(engine.settings.data_dir / MODELS_DIR),
             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cpus"}
 
 

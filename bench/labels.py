@@ -27,9 +27,10 @@ import numpy as np
 
 from bench.chat import start_server
 from engine import Settings
+from engine.paths import CACHE_DIR, INDEX_DIR, MODELS_DIR
 
 ANNOTATORS = 16
-REUSABLE = ("index", "models", "cache")  # data-dir folders a fresh data dir may start from
+REUSABLE = (INDEX_DIR, MODELS_DIR, CACHE_DIR)  # data-dir folders a fresh data dir may start from
 EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 
 

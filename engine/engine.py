@@ -21,7 +21,7 @@ from engine.dialogue import Dialogue, Reply, SearchResult, check_message, is_chi
 from engine.emotion.conversation import ConversationEmotion, DescribedEmotion, NadeEmotion, forecast_mood
 from engine.encoders import (EMOTION_SPACE, create_text_encoder, dialogue_vector, encoder_facts,
                              recency_vector, text_weight)
-from engine.paths import JOBS_DIR, REGISTRY_DIR
+from engine.paths import CACHE_DIR, INDEX_DIR, JOBS_DIR, MODELS_DIR, REGISTRY_DIR
 from engine.schemes import EKMAN7, SCHEMES, convert, scheme
 from engine.settings import Settings
 from engine.stickers import index as index_versions
@@ -124,7 +124,7 @@ class Engine:
     def _text_encoder(self, name: str):
         copies = self.settings.encoder_copies or \
             (1 if self.device != "cpu" else min(4, os.cpu_count() or 1))
-        onnx_dir = self.settings.data_dir / "models" if self.settings.text_runtime == "onnx" else None
+        onnx_dir = self.settings.data_dir / MODELS_DIR if self.settings.text_runtime == "onnx" else None
         return create_text_encoder(name, self.device, copies, onnx_dir)
 
     def emotion_encoder(self):
@@ -147,7 +147,7 @@ class Engine:
         dialogues = [dialogue for source in self.settings.retrieval_corpus.split(":")
                      for dialogue in read_conversations(source.strip(),
                                                         self.settings.retrieval_conversations)]
-        encoded = encode_dialogues(self.encoder.get(), dialogues, self.settings.data_dir / "cache")
+        encoded = encode_dialogues(self.encoder.get(), dialogues, self.settings.data_dir / CACHE_DIR)
         return RetrievalReply.from_dialogues(dialogues, [e.vectors for e in encoded],
                                              self.text_emotions, self._dialogue_vector,
                                              remember=self.encoder.get().remember,
@@ -194,7 +194,7 @@ class Engine:
         encoder, tower = self.encoder.get(), self.image_tower.get()
         chinese = encoder_facts(encoder.name).multilingual
         index = index_versions.open_or_build(
-            root=self.settings.data_dir / "index",
+            root=self.settings.data_dir / INDEX_DIR,
             key=index_versions.index_key(
                 f"{library.fingerprint()}{self.emotion.get().fingerprint}lex{LEXICON_WEIGHT}"
                 f"{self.sticker_reader}{'zh' if chinese else ''}",
@@ -333,7 +333,7 @@ class Engine:
         every sticker's text vector and bundled reading for the sticker-emotion head; its
         served emotion, usage and emoji besides for the selector."""
         live = self.live.get()
-        path = self.settings.data_dir / "cache" / f"stickers-{live.index.key}.npz"
+        path = self.settings.data_dir / CACHE_DIR / f"stickers-{live.index.key}.npz"
         if path.is_file():
             return path
         stickers = [live.library.by_id[i] for i in live.index.sticker_ids]
@@ -359,7 +359,7 @@ class Engine:
                      "public": str(self.settings.sticker_check)}
         elif recipe == "prerecognizer":
             args |= {"encoder": EMOTION_SPACE, "meld": str(meld or self.settings.meld),
-                     "cache": str(self.settings.data_dir / "cache"),
+                     "cache": str(self.settings.data_dir / CACHE_DIR),
                      "rehearsal": self.settings.rehearsal_conversations}
         elif recipe == "selector":
             args |= {"stickers": str(self.sticker_feature_file()),
@@ -466,7 +466,7 @@ class Engine:
     def _switch_to(self, new: LiveVersion, old: LiveVersion) -> None:
         """Go live with ``new``; old versions beyond a few spares leave the disk."""
         self.live.replace(new)
-        index_versions.prune(self.settings.data_dir / "index", keep={new.index.key, old.index.key})
+        index_versions.prune(self.settings.data_dir / INDEX_DIR, keep={new.index.key, old.index.key})
 
     def added_pack_names(self) -> list[str]:
         """Packs people added (removable), read from disk without loading any model."""

@@ -24,3 +24,7 @@ EMOJI_USAGE = ASSETS / "labels" / "emoji_usage.json"  # how often people send ea
 # folders of a data dir (MEMEUI_DATA_DIR) that commands read without loading an engine
 REGISTRY_DIR = "registry"  # model versions and which is live
 JOBS_DIR = "jobs"  # one folder per training job: its record, arguments and log
+# folders of a data dir that the engine writes once per key (by rename) and reads after
+INDEX_DIR = "index"  # sticker index versions
+MODELS_DIR = "models"  # models derived from bundled ones: ONNX exports, de-quantized GGUFs
+CACHE_DIR = "cache"  # embeddings of corpora and evaluation splits, sticker features

@@ -22,6 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 MEMEUI = Path(sys.executable).parent / "memeui"
 
 
+SLOW_FIXTURES = {"server_url", "warm_engine", "trained_engine", "jobs_app"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test that needs a served app, the fully warmed session engine or a training engine
+    of its own is ``slow`` (tens of seconds), whether or not it says so itself."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def write_pack(folder: Path, name: str, labels: list[str]) -> Path:
     """A tiny pack in the bundled format: pack.json + images, ids = content hashes."""
     (folder / "images").mkdir(parents=True)

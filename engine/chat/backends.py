@@ -30,6 +30,7 @@ import numpy as np
 from engine import gpu
 from engine.dialogue import CONTROL, Dialogue, is_chinese
 from engine.encoders import recency_vector
+from engine.paths import MODELS_DIR
 from engine.schemes import EKMAN7
 from engine.settings import Settings
 
@@ -334,7 +335,7 @@ def dequantized(folder: str, gguf_file: str, models_dir: Path) -> Path | None:
 
 def _smollm2(settings: Settings, device: str, retrieval: Callable[[], ReplyBackend]) -> ReplyBackend:
     folder, gguf_file = smollm2_gguf()
-    converted = dequantized(folder, gguf_file, settings.data_dir / "models")
+    converted = dequantized(folder, gguf_file, settings.data_dir / MODELS_DIR)
     if converted is None:
         return _causal_lm(settings, device, folder, gguf_file)
     return _causal_lm(settings, device, str(converted), name=gguf_file)

@@ -22,7 +22,7 @@ from engine.stickers.image import LitTower
 from engine.metrics import class_metrics, macro_f1
 from engine.stickers.selector import SELECTOR_FORMAT, Selector
 from engine.stickers.usage import plain_emoji
-from engine.paths import STICKER_CHOICES, STICKER_EMOTIONS
+from engine.paths import CACHE_DIR, MODELS_DIR, STICKER_CHOICES, STICKER_EMOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class EmojiEvaluation:
 
     def __init__(self, engine) -> None:
         self.engine = engine
-        self.cache = engine.settings.data_dir / "cache"
+        self.cache = engine.settings.data_dir / CACHE_DIR
 
     def features(self, split: EmojiSplit) -> tuple[np.ndarray, np.ndarray]:
         encoder, emotion = self.engine.encoder.get(), self.engine.emotion.get()
@@ -269,8 +269,8 @@ class EmotionEvaluation:
     def __init__(self, engine, progress=log.info) -> None:
         self.engine = engine
         self.progress = progress
-        self.models = engine.settings.data_dir / "models"
-        self.cache = engine.settings.data_dir / "cache"
+        self.models = engine.settings.data_dir / MODELS_DIR
+        self.cache = engine.settings.data_dir / CACHE_DIR
 
     def fitted_prerecognizer(self, data: Path) -> tuple[Path, dict]:
         from engine.emotion.recipes import fit_prerecognizer
@@ -433,11 +433,11 @@ def reply_evaluation(engine, openings: int = 200, with_backend: bool = False,
 
     encoder = engine.encoder.get()
     _, held = chitchat_split(0, max(300, openings))
-    pairs = encoded_pairs(encoder, held[:300], engine.settings.data_dir / "cache")
+    pairs = encoded_pairs(encoder, held[:300], engine.settings.data_dir / CACHE_DIR)
     result = {**against_plain_cosine(engine.responses.get(), pairs),
               "split": "chitchat-dataset, held-out conversations (1 in 10)"}
     if mod:  # MOD's held-out dialogues (Chinese), the same way
-        mod_pairs = encoded_pairs(encoder, mod_split(mod)[1], engine.settings.data_dir / "cache")
+        mod_pairs = encoded_pairs(encoder, mod_split(mod)[1], engine.settings.data_dir / CACHE_DIR)
         result["mod"] = {**against_plain_cosine(engine.responses.get(), mod_pairs),
                          "split": f"{Path(mod).name}, held-out dialogues (1 in 10)"}
     if not with_backend:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine import paths
 from memeui.cli.common import (call_server, local_jobs, local_registry, make_engine,
                                open_studio_here, print_json, print_listing, stdout_for_json_only,
                                with_server)
@@ -174,7 +175,7 @@ def run_train(args) -> int:
         with stdout_for_json_only():
             engine = make_engine()
             info = train_response_selector(engine.encoder.get(), args.out, args.conversations,
-                                           engine.settings.data_dir / "cache", args.data)
+                                           engine.settings.data_dir / paths.CACHE_DIR, args.data)
         print_json(info)
         return 0
     if args.model == "emotion":
@@ -183,7 +184,8 @@ def run_train(args) -> int:
         with stdout_for_json_only():
             engine = make_engine()
             info = train_default(engine.emotion_encoder(), args.out or engine.settings.prerecognizer,
-                                 args.conversations or 1200, cache=engine.settings.data_dir / "cache")
+                                 args.conversations or 1200,
+                                 cache=engine.settings.data_dir / paths.CACHE_DIR)
         print_json(info)
         return 0
     with stdout_for_json_only():

@@ -3,6 +3,7 @@
 import json
 
 import duckdb
+import pytest
 
 from bench.labels import fresh_data_dir as bench_data_dir
 
@@ -104,6 +105,7 @@ def test_bench_labels_prints_latency_throughput_and_losses(data_dir, warm_engine
     assert result["labels"] >= 90 and result["lost"] == 0
 
 
+@pytest.mark.slow
 def test_train_sticker_emotion_then_list_jobs_and_models_and_roll_back(tmp_path, data_dir, engine):
     engine.live.get()
     here = fresh_data_dir(tmp_path, data_dir, "train")

@@ -48,6 +48,7 @@ def test_the_reader_is_measured_on_the_bundled_labelled_stickers(engine):
     assert result["accuracy"] > 80 and result["macro_f1"] > 50  # README: 91.3 / 59.4
 
 
+@pytest.mark.slow
 def test_stickers_become_items_with_the_engines_suggestion(studio):
     item = studio.next_item("sticker_emotion", "ann")
     assert item["total"] == len(studio.engine.live.get().library) and item["done"] == 0
@@ -78,6 +79,7 @@ def test_peoples_corrections_go_live_in_search_and_the_listing(studio, engine):
     assert by_label(engine, "alarm clock").id == sticker.id
 
 
+@pytest.mark.slow
 def test_dialogues_become_utterance_and_best_sticker_items(studio):
     dialogue = Dialogue((Turn("Ann", "I passed my driving test!"), Turn("Bob", "No way, congrats!")),
                         id="d1")

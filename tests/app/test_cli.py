@@ -3,9 +3,12 @@
 import json
 import subprocess
 
+import pytest
+
 from conftest import MEMEUI, ROOT, free_port, memeui_env, memeui_main, run_memeui
 
 
+@pytest.mark.slow
 def test_search_json(data_dir, engine):
     engine.live.get()  # share the built index with the subprocess
     done = run_memeui(data_dir, "search", "I am so happy today", "-k", "5", "--json")

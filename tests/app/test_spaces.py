@@ -120,6 +120,7 @@ def test_system_libraries_the_wheels_need_are_named_in_packages_txt(tmp_path):
     assert len(missing) == 1 and missing[0].startswith("libGL.so.1 (Debian libgl1), needed by")
 
 
+@pytest.mark.slow
 def test_the_space_bundle_starts_on_its_own_in_a_fresh_venv(tmp_path):
     """What `make spaces-check` does: only the bundle's requirements.txt (and the sdk's gradio)
     in a fresh venv, app.py started with the Spaces variables, /search and /chat answered. The

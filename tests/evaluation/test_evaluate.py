@@ -47,6 +47,7 @@ def test_reader_refuses_a_folder_in_another_format(tmp_path):
         read_tweeteval_emoji(tmp_path, "val")
 
 
+@pytest.mark.slow
 def test_eval_zero_shot_and_fitted(emoji_dir, data_dir, engine):
     engine.live.get()
     def run(*extra):

@@ -84,6 +84,7 @@ def test_removed_pack_leaves_search(small_engine, tmp_path):
     assert all(r.pack == "base" for r in small_engine.search("pizza", k=3))
 
 
+@pytest.mark.slow
 def test_library_cli_add_list_remove(tmp_path):
     pack = write_pack(tmp_path / "base", "base", ["cat"])
     env = {**memeui_env(tmp_path / "data"), "MEMEUI_PACKS": str(pack)}

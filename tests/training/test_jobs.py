@@ -379,6 +379,7 @@ def test_best_sticker_picks_train_a_selector_with_the_passed_over_stickers(train
     assert engine.sticker_threshold == threshold_before
 
 
+@pytest.mark.slow
 def test_bench_active_runs_the_simulated_annotator_loop_at_tiny_size(data_dir, engine, tmp_path):
     """`memeui bench active` at tiny size: two orders, one request each, through the real
     store, trigger, job and gate; every point measured, the JSON shaped as the README says."""
