@@ -98,7 +98,7 @@ def fit_prerecognizer(encoder, dialogues: list[Dialogue], base: Path, out: Path,
     if rehearsal:
         targets += weak_targets(rehearsal, NadeEmotion())
     encoded = encode_dialogues(encoder, dialogues, cache) + (  # the rehearsal: cached once
-        encode_dialogues(encoder, list(rehearsal), cache) if rehearsal else [])
+        encode_dialogues(encoder, rehearsal, cache) if rehearsal else [])
     info = fit(model, encoded, targets, progress=progress)
     model.save(out)
     info["fit_seconds"] = round(time.perf_counter() - started, 1)
