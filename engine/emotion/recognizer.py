@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from engine.dialogue import Dialogue
+from engine.encoders import MODEL_LOADING
 from engine.schemes import EKMAN7, scheme
 from engine.training.losses import class_weights, soft_cross_entropy
 
@@ -50,11 +51,12 @@ class Recognition:
 class Recognizer(torch.nn.Module):
     def __init__(self, encoder_path: str, tuned_layers: int = 0) -> None:
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
-
         self.encoder_path = encoder_path
-        self.tokenizer = AutoTokenizer.from_pretrained(encoder_path)
-        self.encoder = AutoModel.from_pretrained(encoder_path)
+        with MODEL_LOADING:
+            from transformers import AutoModel, AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+            self.encoder = AutoModel.from_pretrained(encoder_path)
         dim = self.encoder.config.hidden_size
         self.emotion_head = torch.nn.Linear(dim, len(EKMAN7))
         self.sentiment_head = torch.nn.Linear(dim, len(SENTIMENT3))

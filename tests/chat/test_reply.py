@@ -270,3 +270,34 @@ def test_the_gguf_reply_model_is_dequantized_once_into_the_data_dir(data_dir, wa
     assert np.allclose(dequantize(embedding.data, embedding.tensor_type).reshape(ours.shape), ours)
     (tmp_path / "a-file").write_text("")
     assert dequantized(folder, gguf_file, tmp_path / "a-file" / "models") is None  # not writable
+
+
+def test_models_loaded_by_threads_at_once_are_whole(data_dir, warm_engine):
+    """Found under two pytest workers: the warm-up and a command's engine loaded SmolLM2 at the
+    same moment, one came out without its tied output layer ("Cannot copy out of meta
+    tensor"), and every later load in that process failed the same way."""
+    import torch
+
+    from engine.chat.backends import CausalLMReply, dequantized, smollm2_gguf
+
+    folder = dequantized(*smollm2_gguf(), data_dir / "models")
+    loaded, errors = [], []
+
+    def load() -> None:
+        try:
+            loaded.append(CausalLMReply(str(folder)))
+        except Exception as error:  # noqa: BLE001 - the assertion below names it
+            errors.append(repr(error))
+
+    for _ in range(2):
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and len(loaded) == 6
+    tokens = loaded[0].tokenizer("I just failed my exam", return_tensors="pt")
+    with torch.no_grad():
+        expected = warm_engine.reply_backend.get().model(**tokens).logits
+        for reply in loaded:
+            assert torch.allclose(reply.model(**tokens).logits, expected, atol=1e-5)
