@@ -43,14 +43,19 @@ browser:
 	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-color-emoji)
 
+# Two test processes (pytest-xdist), a whole file each, so one's servers and training run while
+# the other waits on them: PYTEST_WORKERS=0 runs everything in this process
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
 test: setup browser
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # The everyday tier: the arrows and every test that is neither slow nor in a browser
 check: setup
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not slow and not e2e"
+	$(PYTEST) -m "not slow and not e2e"
 
 bench: setup
 	$(BIN)/memeui bench search --json

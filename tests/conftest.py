@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -16,6 +17,7 @@ import pytest
 from PIL import Image
 
 from bench.chat import free_port, start_server  # noqa: F401 - free_port: for tests
+from bench.labels import fresh_data_dir
 from engine import Engine, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +59,31 @@ def small_engine(root: Path, **overrides) -> Engine:
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """One data dir for the whole session, so the sticker index is built once and reused."""
-    return tmp_path_factory.mktemp("memeui-data")
+    """One data dir for the whole session, so the sticker index is built once and reused.
+    Under pytest-xdist (``make test``) the workers hard-link one warm-up's index, models and
+    caches, computed once by whichever came first, instead of each computing them beside the
+    others on the same cores."""
+    own = tmp_path_factory.mktemp("memeui-data")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        fresh_data_dir(warmed_once(tmp_path_factory.getbasetemp().parent / "memeui-warm"), own)
+    return own
+
+
+WARM_UP = "import sys, pathlib, engine; engine.Engine(engine.Settings.from_env({}, " \
+          "data_dir=pathlib.Path(sys.argv[1]))).warm_up().join()"
+
+
+def warmed_once(folder: Path) -> Path:
+    """``folder`` fully warmed by an engine in its own process, once for all workers."""
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait here, leaving the cores to it
+        if not (folder / "warmed").is_file():
+            done = subprocess.run([sys.executable, "-c", WARM_UP, str(folder)], cwd=ROOT,
+                                  env=memeui_env(folder), timeout=900, capture_output=True, text=True)
+            if done.returncode:
+                pytest.fail(f"the shared warm-up failed:\n{done.stderr[-4000:]}")
+            (folder / "warmed").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")

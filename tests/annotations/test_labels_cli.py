@@ -53,20 +53,22 @@ def test_import_label_agree_export_and_restore_on_the_command_line(tmp_path, dat
 
 
 def test_a_held_store_is_named_and_server_goes_through_the_app(data_dir, server_url, tmp_path):
+    """The labels group's subprocess smoke test: a second process finds the store held by the
+    server, and the rest goes through the server's API (in this process: another one too)."""
     done = run_memeui(data_dir, "labels", "stats", "--json")
     assert done.returncode == 2 and "held by another process" in done.stderr
     assert "--server" in done.stderr and done.stdout == ""
-    done = run_memeui(data_dir, "labels", "stats", "--json", "--server", server_url)
+    done = memeui_main(data_dir, "labels", "stats", "--json", "--server", server_url)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["tasks"]["sticker_emotion"]["items"] > 1000
-    stickers = json.loads(run_memeui(data_dir, "library", "stickers", "--json",
+    stickers = json.loads(memeui_main(data_dir, "library", "stickers", "--json",
                                      "--server", server_url).stdout)
     assert {"id", "label", "pack", "emotion", "emotion_source", "confidence"} <= set(stickers[0])
     sticker = stickers[0]["id"]
-    done = run_memeui(data_dir, "labels", "add", "--task", "sticker_emotion", "--item", sticker,
+    done = memeui_main(data_dir, "labels", "add", "--task", "sticker_emotion", "--item", sticker,
                       "--label", "joy", "--annotator", "cli-user", "--server", server_url)
     assert done.returncode == 0, done.stderr
-    done = run_memeui(data_dir, "labels", "agreement", "--task", "sticker_emotion", "--json",
+    done = memeui_main(data_dir, "labels", "agreement", "--task", "sticker_emotion", "--json",
                       "--server", server_url)
     assert "cli-user" in json.loads(done.stdout)["annotators"]
     chat = tmp_path / "party.txt"  # conversations to label, through the app that holds the file
@@ -77,11 +79,11 @@ def test_a_held_store_is_named_and_server_goes_through_the_app(data_dir, server_
                     "2,What?,Ross,surprise,negative,0,1,1,1,a,b\n")
     for path, expected in ((chat, {"utterance_items": 2, "best_sticker_items": 1}),
                            (meld, {"utterance_items": 2, "best_sticker_items": 1})):
-        done = run_memeui(data_dir, "labels", "import", str(path), "--task", "utterance_emotion",
+        done = memeui_main(data_dir, "labels", "import", str(path), "--task", "utterance_emotion",
                           "--server", server_url)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout) == expected
-    stats = json.loads(run_memeui(data_dir, "labels", "stats", "--json", "--server",
+    stats = json.loads(memeui_main(data_dir, "labels", "stats", "--json", "--server",
                                   server_url).stdout)
     assert stats["tasks"]["utterance_emotion"]["items"] >= 4
 
@@ -90,14 +92,14 @@ def test_users_are_added_with_hashed_passwords(tmp_path):
     done = run_memeui(tmp_path, "users", "add", "root", "--role", "admin", "--password-stdin",
                       input_text="a long secret\n")
     assert done.returncode == 0, done.stderr
-    assert json.loads(run_memeui(tmp_path, "users", "list", "--json").stdout) == {"root": "admin"}
+    assert json.loads(memeui_main(tmp_path, "users", "list", "--json").stdout) == {"root": "admin"}
     assert "a long secret" not in (tmp_path / "users.json").read_text()
-    done = run_memeui(tmp_path, "users", "add", "eve", "--password-stdin", input_text="short\n")
+    done = memeui_main(tmp_path, "users", "add", "eve", "--password-stdin", input_text="short\n")
     assert done.returncode == 2 and "at least 8" in done.stderr
 
 
 def test_bench_labels_prints_latency_throughput_and_losses(data_dir, warm_engine):
-    done = run_memeui(data_dir, "bench", "labels", "--json", "--queries", "20")
+    done = memeui_main(data_dir, "bench", "labels", "--json", "--queries", "20")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert 0 < result["label_p50_ms"] <= result["label_p95_ms"]

@@ -40,10 +40,12 @@ def test_bench_chat_at_tiny_size(data_dir, warm_engine):
 
 
 @pytest.mark.slow
-def test_bench_load_at_tiny_size(data_dir, warm_engine):
-    done = memeui_main(data_dir, "bench", "load", "--json", "--kills", "1")
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+def test_bench_load_at_tiny_size(data_dir, warm_engine, monkeypatch):
+    from bench.load import run
+
+    monkeypatch.setenv("MEMEUI_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MEMEUI_LOG_LEVEL", "WARNING")
+    result = run(kills=1, seconds_between=(1.0, 2.0))  # one kill, a second or two apart
     assert result["kills"] == 1 and result["acked"] > 0
     assert result["lost"] == 0 and result["duplicates"] == 0 and result["jobs_left_running"] == 0
 
