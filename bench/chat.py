@@ -1,7 +1,11 @@
 """Chat turn speed: whole bot turns (mood → reply → sticker) on real user messages.
 
 - ``retrieval_turn_p50_ms`` / ``_p95_ms``: the retrieval backend, in process;
-- ``smollm2_turn_p50_ms``: SmolLM2-135M writing at most 40 new tokens, in process;
+- ``smollm2_turn_p50_ms``: SmolLM2-135M writing at most 40 new tokens, in process, sampled
+  from a seeded generator (``seed``) so two runs write the same replies;
+  ``smollm2_ms_per_token``: those turns' time over the tokens of the replies they said (less
+  moved by how long the sampled replies happen to be; a reply the checks had written again
+  counts in the time, not in the tokens);
 - ``concurrency_speedup``: turns per second of 16 clients at once through the HTTP API
   (``/chat`` over Gradio's REST API, each client with its session as ``gradio_client`` calls
   it, retrieval backend, ``memeui serve`` in its own process) over one client asking one turn
@@ -44,12 +48,15 @@ def messages(count: int, skip: int) -> list[str]:
     return [d.turns[0].text[:300] for d in dialogues if d.turns[0].text][:count]
 
 
-def turn_latencies(engine: Engine, texts: list[str]) -> list[float]:
+def turn_latencies(engine: Engine, texts: list[str], replies: list[str] | None = None) -> list[float]:
+    """Each text's whole turn in ms (the replies' texts go to ``replies`` when it is a list)."""
     latencies = []
     for text in texts:
         started = time.perf_counter()
-        engine.chat(Dialogue((Turn("user", text),)))
+        reply = engine.chat(Dialogue((Turn("user", text),)))
         latencies.append((time.perf_counter() - started) * 1000)
+        if replies is not None:
+            replies.append(reply.text)
     return latencies
 
 
@@ -147,7 +154,9 @@ def served(environ: dict[str, str]):
         process.wait(timeout=30)
 
 
-def run(turns: int = 200, smollm2_turns: int | None = None) -> dict:
+def run(turns: int = 200, smollm2_turns: int | None = None, seed: int = 0) -> dict:
+    import torch
+
     smollm2_turns = smollm2_turns or min(8, turns)
     from bench.labels import fresh_data_dir
 
@@ -167,11 +176,17 @@ def run(turns: int = 200, smollm2_turns: int | None = None) -> dict:
     generator = Engine.shared(Settings.from_env(reply_backend="smollm2", max_new_tokens=40))
     generator.warm_up().join()
     turn_latencies(generator, texts[:1])
-    smollm2 = turn_latencies(generator, texts[1:smollm2_turns + 1])
+    torch.manual_seed(seed)  # generation samples from torch's global generator
+    replies: list[str] = []
+    smollm2 = turn_latencies(generator, texts[1:smollm2_turns + 1], replies)
+    tokenizer = generator.reply_backend.get().tokenizer
+    tokens = sum(len(tokenizer(reply, add_special_tokens=False)["input_ids"]) for reply in replies)
     return {
         "retrieval_turn_p50_ms": round(float(np.percentile(retrieval, 50)), 2),
         "retrieval_turn_p95_ms": round(float(np.percentile(retrieval, 95)), 2),
         "smollm2_turn_p50_ms": round(float(np.percentile(smollm2, 50)), 1),
+        "smollm2_ms_per_token": round(sum(smollm2) / max(tokens, 1), 1),
+        "smollm2_turns": len(smollm2),
         "concurrency_speedup": round(load["speedup"], 2),
         "sequential_turns_per_s": round(load["sequential"], 2),
         "concurrent_turns_per_s": round(load["concurrent"], 2),

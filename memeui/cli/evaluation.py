@@ -42,6 +42,7 @@ def add_commands(commands) -> None:
     bench.add_argument("--kills", type=int, default=5, help="load: times the server is killed")
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
+    bench.add_argument("--smollm2-turns", type=int, help="chat: SmolLM2 turns timed (default 8)")
     bench.add_argument("--knn-vectors", type=int, default=1_000_000,
                        help="size of the synthetic knn benchmark (default 1M)")
     bench.add_argument("--ingest-stickers", type=int, default=200)
@@ -87,7 +88,7 @@ def run_bench(args) -> int:
             serving_threads()  # the in-process turns run as the server runs them
             from bench.chat import run as bench_chat
 
-            result = bench_chat(turns=args.queries)
+            result = bench_chat(turns=args.queries, smollm2_turns=args.smollm2_turns)
         elif args.name == "soak":
             from bench.soak import run as bench_soak
 

@@ -37,6 +37,7 @@ def test_bench_chat_at_tiny_size(data_dir, warm_engine):
     assert result["turns"] == 4 and result["clients"] == 16
     assert 0 < result["retrieval_turn_p50_ms"] <= result["retrieval_turn_p95_ms"]
     assert result["smollm2_turn_p50_ms"] > 0 and result["concurrency_speedup"] > 0
+    assert result["smollm2_turns"] == 4 and result["smollm2_ms_per_token"] > 0
 
 
 @pytest.mark.slow
