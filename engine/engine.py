@@ -234,11 +234,9 @@ class Engine:
         """The sticker emotion model serving now: a version id, or "" for the bundled reader."""
         return self.sticker_head[0] if self.sticker_head else ""
 
-    def _sticker_emotions(self, stickers: list[Sticker], vectors: np.ndarray,
-                          images: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+    def _sticker_emotions(self, stickers: list[Sticker], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
         """Ekman-7 per sticker: a label people gave wins (in the deployment's scheme, or any
-        scheme that names it), otherwise what the models read of it (the index passes the
-        pictures too; no reader reads them)."""
+        scheme that names it), otherwise what the models read of its words."""
         emotions = self.read_sticker_emotions(stickers, vectors)
         for row, sticker in enumerate(stickers):
             given = self._given_emotion(sticker.emotion)

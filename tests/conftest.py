@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +29,13 @@ SLOW_FIXTURES = {"server_url", "warm_engine", "trained_engine", "jobs_app"}
 
 def pytest_collection_modifyitems(items) -> None:
     """A test that needs a served app, the fully warmed session engine or a training engine
-    of its own is ``slow`` (tens of seconds), whether or not it says so itself."""
+    of its own is ``slow`` (tens of seconds), whether or not it says so itself. Files with
+    more slow tests run first, so the two workers do not end with one long file left."""
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: a file's tests keep their order
 
 
 def write_pack(folder: Path, name: str, labels: list[str]) -> Path:
@@ -65,25 +68,53 @@ def data_dir(tmp_path_factory) -> Path:
     others on the same cores."""
     own = tmp_path_factory.mktemp("memeui-data")
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        fresh_data_dir(warmed_once(tmp_path_factory.getbasetemp().parent / "memeui-warm"), own)
+        fresh_data_dir(warmed_once(tmp_path_factory.getbasetemp().parent / SHARED_WARM), own)
     return own
 
 
-WARM_UP = "import sys, pathlib, engine; engine.Engine(engine.Settings.from_env({}, " \
-          "data_dir=pathlib.Path(sys.argv[1]))).warm_up().join()"
+SHARED_WARM = "memeui-warm"  # beside the workers' own temporary folders
+WARM_ONCE = """
+import fcntl, pathlib, sys
+folder = pathlib.Path(sys.argv[1])
+with open(folder.with_suffix(".lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # whoever comes second waits here, leaving the cores to it
+    if not (folder / "warmed").is_file():
+        import engine
+        engine.Engine(engine.Settings.from_env({}, data_dir=folder)).warm_up().join()
+        (folder / "warmed").touch()
+"""
+
+
+def warm_once(folder: Path, **popen) -> subprocess.Popen:
+    """An engine in its own process warming ``folder`` fully, unless it is warm already."""
+    return subprocess.Popen([sys.executable, "-c", WARM_ONCE, str(folder)], cwd=ROOT,
+                            env=memeui_env(folder), **popen)
 
 
 def warmed_once(folder: Path) -> Path:
-    """``folder`` fully warmed by an engine in its own process, once for all workers."""
-    with open(folder.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait here, leaving the cores to it
-        if not (folder / "warmed").is_file():
-            done = subprocess.run([sys.executable, "-c", WARM_UP, str(folder)], cwd=ROOT,
-                                  env=memeui_env(folder), timeout=900, capture_output=True, text=True)
-            if done.returncode:
-                pytest.fail(f"the shared warm-up failed:\n{done.stderr[-4000:]}")
-            (folder / "warmed").touch()
+    """``folder`` fully warmed, once for all workers (the first to ask, or the early start)."""
+    process = warm_once(folder, stderr=subprocess.PIPE, text=True)
+    _, stderr = process.communicate(timeout=900)
+    if process.returncode:
+        pytest.fail(f"the shared warm-up failed:\n{stderr[-4000:]}")
     return folder
+
+
+def pytest_sessionstart(session) -> None:
+    """Under pytest-xdist the controller starts the shared warm-up at once, while the
+    workers start and collect, instead of the first worker's first test starting it."""
+    config = session.config
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        base = config._tmp_path_factory.getbasetemp()
+        config._memeui_warming = warm_once(base / SHARED_WARM, stdout=subprocess.DEVNULL,
+                                           stderr=open(base / f"{SHARED_WARM}.log", "w"))
+
+
+def pytest_unconfigure(config) -> None:
+    warming = getattr(config, "_memeui_warming", None)
+    if warming is not None and warming.poll() is None:
+        warming.terminate()  # the session ended (or was stopped) before it finished
+        warming.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

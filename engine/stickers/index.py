@@ -189,11 +189,10 @@ def _features(stickers, encode, estimate_emotions, encode_images, previous, read
                         lambda row: previous.images[row])
     same_reading = same_text if previous is not None and previous.reader == reader else {}
     unread = [row for row, s in enumerate(stickers) if s.id not in same_reading]
-    labels, read = estimate_emotions([stickers[row] for row in unread], vectors[unread],
-                                     images[unread] if images is not None else None)
+    labels, read = estimate_emotions([stickers[row] for row in unread], vectors[unread])
     if same_reading and previous.emotion_labels != labels:  # the label scheme changed
         same_reading, unread = {}, list(range(len(stickers)))
-        labels, read = estimate_emotions(list(stickers), vectors, images)
+        labels, read = estimate_emotions(list(stickers), vectors)
     emotions = merged([stickers[row] for row in unread], read, same_reading,
                       lambda row: previous.emotions[row])
     return vectors, labels, emotions, images

@@ -154,7 +154,7 @@ def test_appending_stickers_grows_the_previous_index_instead_of_rebuilding(tmp_p
     stickers = [Sticker(id=f"s{i}", pack="p", path=tmp_path / f"{i}.png", label=f"{i}")
                 for i in range(600)]
     encode = lambda texts: table[[int(t) for t in texts]]  # noqa: E731
-    emotions = lambda stickers, vectors, images=None: (["joy"], np.ones((len(stickers), 1), np.float32))  # noqa: E731
+    emotions = lambda stickers, vectors: (["joy"], np.ones((len(stickers), 1), np.float32))  # noqa: E731
     first = versions.open_or_build(tmp_path, "v1", stickers[:500], encode, emotions)
     second = versions.open_or_build(tmp_path, "v2", stickers, encode, emotions, previous=first)
     manifest = json.loads((tmp_path / "v2" / "manifest.json").read_text())
@@ -194,9 +194,9 @@ def test_a_new_version_reuses_what_did_not_change(tmp_path):
         return np.ones((len(stickers), 4), np.float32)
 
     def reader(name):
-        def read(stickers, vectors, images=None):
+        def read(stickers, vectors):
             seen["read"] += [(name, s.id) for s in stickers]
-            assert images is not None and len(images) == len(stickers)
+            assert len(vectors) == len(stickers)
             return ["joy", "anger"], np.tile([[0.9, 0.1]], (len(stickers), 1)).astype(np.float32)
         return read
 
