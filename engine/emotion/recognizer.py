@@ -49,7 +49,7 @@ class Recognition:
 
 
 class Recognizer(torch.nn.Module):
-    def __init__(self, encoder_path: str, tuned_layers: int = 0) -> None:
+    def __init__(self, encoder_path: str, tuned_layers: int = 0, seed: int = 0) -> None:
         super().__init__()
         self.encoder_path = encoder_path
         with MODEL_LOADING:
@@ -58,8 +58,10 @@ class Recognizer(torch.nn.Module):
             self.tokenizer = AutoTokenizer.from_pretrained(encoder_path)
             self.encoder = AutoModel.from_pretrained(encoder_path)
         dim = self.encoder.config.hidden_size
-        self.emotion_head = torch.nn.Linear(dim, len(EKMAN7))
-        self.sentiment_head = torch.nn.Linear(dim, len(SENTIMENT3))
+        with torch.random.fork_rng():  # the heads start alike in every run: a fit repeats
+            torch.manual_seed(seed)
+            self.emotion_head = torch.nn.Linear(dim, len(EKMAN7))
+            self.sentiment_head = torch.nn.Linear(dim, len(SENTIMENT3))
         self.tuned_layers = tuned_layers
         self._freeze()
 
@@ -154,8 +156,9 @@ class Labelled:
 
 def fit_recognizer(model: Recognizer, data: Labelled, epochs: int = 2, batch_size: int = 32,
                    lr: float = 5e-5, head_lr: float = 2e-3, balanced: bool = False, seed: int = 0,
-                   max_seconds: float = 600, progress=log.info) -> dict:
-    """Fine-tune (soft-label cross-entropy on both heads); returns what it did."""
+                   max_seconds: float | None = 600, progress=log.info) -> dict:
+    """Fine-tune (soft-label cross-entropy on both heads), stopping at ``max_seconds`` (None:
+    never); returns what it did."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     heads = [*model.emotion_head.parameters(), *model.sentiment_head.parameters()]
@@ -184,7 +187,7 @@ def fit_recognizer(model: Recognizer, data: Labelled, epochs: int = 2, batch_siz
             if step % 50 == 0:
                 progress(f"recognizer epoch {epoch + 1}/{epochs}, step {step}/{steps}, "
                          f"loss {loss.item():.3f}")
-            if time.perf_counter() - started > max_seconds:
+            if max_seconds is not None and time.perf_counter() - started > max_seconds:
                 log.warning("recognizer fit stopped at its time budget (%ss)", max_seconds)
                 model.eval()
                 return {"epochs": epoch + 1, "steps": step, "stopped_early": True}

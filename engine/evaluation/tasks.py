@@ -304,17 +304,18 @@ class EmotionEvaluation:
                 "emotion_macro_f1": emotions["macro_f1"], "n": int(len(gold_sentiment)),
                 "split": split, "model": "fitted" if fit else "live", **info}
 
-    def erc(self, data: Path, split: str, fit: bool = False) -> dict:
-        """Recognize every utterance's emotion, read with the turn before it."""
+    def erc(self, data: Path, split: str, fit: bool = False, seed: int = 0) -> dict:
+        """Recognize every utterance's emotion, read with the turn before it (fitted: by the
+        recognizer ``seed`` gives; a fit on another seed says how far the figure is chance)."""
         from engine.emotion.conversation import ConversationEmotion
         from engine.emotion.recipes import fit_recognizer_on, gold_targets
 
         info, reader = {}, self.engine.emotion.get()
         if fit:
             train, digest = read_meld_split(data, "train")
-            folder = self.models / f"recognizer-{digest}"
+            folder = self.models / f"recognizer-{digest}-seed{seed}"
             if not (folder / "recognizer.pt").is_file():
-                fit_recognizer_on(train, folder, progress=self.progress)
+                fit_recognizer_on(train, folder, seed=seed, progress=self.progress)
             info = {"model": str(folder), **json.loads((folder / "fit.json").read_text())}
             reader = ConversationEmotion.load(self.engine.emotion.get().encoder,
                                               self.engine.settings.prerecognizer, str(folder))

@@ -23,6 +23,8 @@ def add_commands(commands) -> None:
                           "replies: a MOD JSON file whose held-out dialogues are measured too)")
     evaluate.add_argument("--split", help="default: val (emoji), dev (MELD)")
     evaluate.add_argument("--fit", action="store_true", help="train on DATA's train split first")
+    evaluate.add_argument("--seed", type=int, default=0, help="erc --fit: the fit's seed "
+                          "(the heads' start, the batch order; default 0)")
     evaluate.add_argument("--candidates", choices=["classes", "library"], default="classes",
                           help="emoji: rank the 20 emoji stickers (TweetEval's task) or every "
                                "sticker of the library")
@@ -76,8 +78,10 @@ def run_eval(args) -> int:
                                                  candidates=args.candidates)
         else:
             evaluation = EmotionEvaluation(engine)
-            run = evaluation.premeld if args.task == "premeld" else evaluation.erc
-            result = run(args.data, args.split or "dev", fit=args.fit)
+            if args.task == "premeld":
+                result = evaluation.premeld(args.data, args.split or "dev", fit=args.fit)
+            else:
+                result = evaluation.erc(args.data, args.split or "dev", fit=args.fit, seed=args.seed)
     print_json(result)
     return 0
 

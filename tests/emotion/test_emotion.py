@@ -274,6 +274,22 @@ def test_cli_emotion_prints_the_forecast(data_dir, engine):
     assert bad.returncode == 2 and "unknown label scheme" in bad.stderr
 
 
+def test_a_recognizer_fit_repeats_with_its_seed(meld_dir, tmp_path):
+    """The same data and seed give the same recognizer, so an ERC figure belongs to the code
+    and not to the run (the heads once started from whatever the process had drawn before)."""
+    from engine.emotion.recipes import fit_recognizer_on
+
+    train = read_meld(meld_dir / "train_sent_emo.csv")[:4]
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        torch.rand(7)  # other work in the process between fits
+        fit_recognizer_on(train, tmp_path / name, tuned_layers=1, epochs=1, seed=seed)
+    a, b, c = (torch.load(tmp_path / name / "recognizer.pt", weights_only=True)["state"]
+               for name in "abc")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3) for k in a)
+    assert not torch.allclose(a["emotion_head.weight"].float(), c["emotion_head.weight"].float(), atol=1e-3)
+    assert json.loads((tmp_path / "c" / "fit.json").read_text())["seed"] == 1
+
+
 def test_eval_premeld_and_erc_live_and_fitted(meld_dir, data_dir, engine):
     def run(task, *extra):
         done = memeui_main(data_dir, "eval", task, "--data", meld_dir, "--json", *extra)
