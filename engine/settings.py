@@ -7,6 +7,21 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from engine.paths import DEFAULT_PACK, DEFAULT_PRERECOGNIZER, STICKER_EMOTIONS
 
+# What torch, BLAS and OpenMP read for their thread counts, once, when they load
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_environment(threads: int | str) -> dict[str, str]:
+    """The environment that puts a process started with it on ``threads`` threads."""
+    return dict.fromkeys(THREAD_VARIABLES, str(threads))
+
+
+def default_threads(threads: int | str) -> None:
+    """``threads`` threads in this process unless its environment says otherwise; only
+    before numpy or torch is imported."""
+    for variable, value in thread_environment(threads).items():
+        os.environ.setdefault(variable, value)
+
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,16 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # before numpy or torch loads: they read these once
+from engine.settings import default_threads, thread_environment
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before numpy or torch loads
     # Two workers on two cores: one thread each, or their torch, BLAS and OpenMP threads spin
     # against each other (the suite on 2 cores: 657 s and 1,083 s of CPU with them, 552 s and 837 s
     # without; the shared warm-up, which the workers wait for, keeps every core)
-    for variable in THREAD_VARIABLES:
-        os.environ.setdefault(variable, "1")
+    default_threads(1)
 
 import pytest  # noqa: E402 - the thread settings come first
-from PIL import Image
+from PIL import Image  # noqa: E402
 
 from bench.chat import free_port, start_server  # noqa: F401 - free_port: for tests
 from bench.labels import fresh_data_dir
@@ -96,9 +96,9 @@ with open(folder.with_suffix(".lock"), "w") as lock:
 def warm_once(folder: Path, **popen) -> subprocess.Popen:
     """An engine in its own process warming ``folder`` fully, unless it is warm already, on
     every core: the workers wait for it."""
-    every_core = {variable: str(os.cpu_count() or 1) for variable in THREAD_VARIABLES}
     return subprocess.Popen([sys.executable, "-c", WARM_ONCE, str(folder)], cwd=ROOT,
-                            env={**memeui_env(folder), **every_core}, **popen)
+                            env={**memeui_env(folder), **thread_environment(os.cpu_count() or 1)},
+                            **popen)
 
 
 def warmed_once(folder: Path) -> Path:
@@ -116,8 +116,9 @@ def pytest_sessionstart(session) -> None:
     config = session.config
     if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
         base = config._tmp_path_factory.getbasetemp()
-        config._memeui_warming = warm_once(base / SHARED_WARM, stdout=subprocess.DEVNULL,
-                                           stderr=open(base / f"{SHARED_WARM}.log", "w"))
+        with open(base / f"{SHARED_WARM}.log", "w") as log:  # the child keeps its own copy
+            config._memeui_warming = warm_once(base / SHARED_WARM, stdout=subprocess.DEVNULL,
+                                               stderr=log)
 
 
 def pytest_unconfigure(config) -> None:

@@ -305,8 +305,9 @@ class EmotionEvaluation:
                 "split": split, "model": "fitted" if fit else "live", **info}
 
     def erc(self, data: Path, split: str, fit: bool = False, seed: int = 0) -> dict:
-        """Recognize every utterance's emotion, read with the turn before it (fitted: by the
-        recognizer ``seed`` gives; a fit on another seed says how far the figure is chance)."""
+        """Recognize every utterance's emotion, read with the turn before it. With ``fit``, by
+        a recognizer fitted from ``seed``: fits from other seeds show how much of the figure
+        is chance."""
         from engine.emotion.conversation import ConversationEmotion
         from engine.emotion.recipes import fit_recognizer_on, gold_targets
 

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from engine.settings import thread_environment
+
 log = logging.getLogger(__name__)
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 RECIPES = {"sticker-emotion": "engine.stickers.emotion_head:fit",  # recipe → "module:function"
@@ -203,12 +205,10 @@ class JobRunner:
         for stale in ("progress.jsonl", "result.json"):
             (folder / stale).unlink(missing_ok=True)
         (folder / "args.json").write_text(json.dumps(job.args))
-        threads = {v: str(self.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                   "MKL_NUM_THREADS")}
         with (folder / "log.txt").open("ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-c", WORKER, RECIPES[job.recipe], str(folder)],
-                env={**os.environ, **threads}, stdout=log_file, stderr=subprocess.STDOUT,
+                env={**os.environ, **thread_environment(self.threads)}, stdout=log_file, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
         job.state, job.started, job.message = "running", time.time(), "starting"
         self._processes[job.id], self._offsets[job.id] = process, 0

@@ -119,6 +119,6 @@ def serving_threads() -> None:
     chat requests are small and run side by side, and a small operation spread over all
     cores costs more in thread wake-ups and spinning than it saves. Batch commands keep every
     core. Environment variables, because the libraries read them once, when first imported."""
-    threads = os.environ.get("MEMEUI_THREADS", "1")
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, threads)
+    from engine.settings import default_threads
+
+    default_threads(os.environ.get("MEMEUI_THREADS", "1"))

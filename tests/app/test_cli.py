@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from conftest import MEMEUI, ROOT, free_port, memeui_env, memeui_main, run_memeui
+from engine.settings import THREAD_VARIABLES
 
 
 @pytest.mark.slow
@@ -100,7 +101,7 @@ def test_serve_limits_each_operation_to_one_thread_before_the_libraries_load(tmp
         "main(['serve'])\n"
     )
     env = {k: v for k, v in memeui_env(tmp_path).items()
-           if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MEMEUI_THREADS")}
+           if k not in (*THREAD_VARIABLES, "MEMEUI_THREADS")}
     done = subprocess.run([str(MEMEUI.parent / "python"), "-c", probe], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
