@@ -1,9 +1,10 @@
-"""The label store: one DuckDB file of items, annotators and append-only label events.
+"""The label store: items, annotators and append-only label events, in a DuckDB file (the
+default) or on Postgres (several app processes; ``annotations/databases.py``).
 
 Nothing here is updated in place or deleted: a label, a skip and an undo are each an event, and
-the current label of an item is a view over the events. One read-write connection per process
-(DuckDB lets one process hold the file), a cursor per thread; a call that writes returns once
-its event is committed. Training reads Parquet snapshots, never the live file.
+the current label of an item is a view over the events. One SQL serves both databases; a call
+that writes returns once its event is committed. Training reads Parquet snapshots, never the
+live store.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
+from annotations.databases import StoreLocked, StoreUnavailable, open_database
+
+__all__ = ["StoreLocked", "StoreUnavailable"]  # raised here, owned by the databases
 
 TASKS = ("sticker_emotion", "utterance_emotion", "best_sticker", "sticker_text")
 EMOTION_TASKS = ("sticker_emotion", "utterance_emotion")
@@ -33,20 +36,21 @@ NO_STICKER = "no_sticker"  # best sticker: no sticker should be sent here (MOD's
 TEXT_FIELDS = ("label", "tags", "ocr")  # what a sticker_text correction may change
 MAX_LABEL_CHARS = 4000
 
-# Numbered migrations, applied in order at open; a file records the last one it has.
+# Numbered migrations, applied in order at open; a store records the last one it has. The same
+# SQL runs on DuckDB and Postgres (DOUBLE PRECISION and a named subquery for Postgres).
 MIGRATIONS = (
     # 1: items, annotators and label events
     """
-    CREATE TABLE annotators (name VARCHAR PRIMARY KEY, role VARCHAR NOT NULL, created DOUBLE);
+    CREATE TABLE annotators (name VARCHAR PRIMARY KEY, role VARCHAR NOT NULL, created DOUBLE PRECISION);
     CREATE TABLE items (
         id VARCHAR, task VARCHAR, grp VARCHAR, position BIGINT, payload VARCHAR,
-        suggestion VARCHAR, confidence DOUBLE, model_version VARCHAR, PRIMARY KEY (task, id));
+        suggestion VARCHAR, confidence DOUBLE PRECISION, model_version VARCHAR, PRIMARY KEY (task, id));
     CREATE SEQUENCE event_ids START 1;
     CREATE TABLE label_events (
-        id BIGINT PRIMARY KEY DEFAULT nextval('event_ids'), time DOUBLE NOT NULL,
+        id BIGINT PRIMARY KEY DEFAULT nextval('event_ids'), time DOUBLE PRECISION NOT NULL,
         annotator VARCHAR NOT NULL, task VARCHAR NOT NULL, item VARCHAR NOT NULL,
         kind VARCHAR NOT NULL, label VARCHAR, undoes BIGINT, suggestion VARCHAR,
-        confidence DOUBLE, model_version VARCHAR, source VARCHAR NOT NULL, session VARCHAR);
+        confidence DOUBLE PRECISION, model_version VARCHAR, source VARCHAR NOT NULL, session VARCHAR);
     """,
     # 2: what a best-sticker answer was chosen from, and the training requests labels trigger
     """
@@ -54,7 +58,7 @@ MIGRATIONS = (
     CREATE SEQUENCE request_ids START 1;
     CREATE TABLE training_requests (
         id BIGINT PRIMARY KEY DEFAULT nextval('request_ids'), task VARCHAR NOT NULL,
-        time DOUBLE NOT NULL, requested_by VARCHAR NOT NULL, reason VARCHAR NOT NULL,
+        time DOUBLE PRECISION NOT NULL, requested_by VARCHAR NOT NULL, reason VARCHAR NOT NULL,
         labels BIGINT NOT NULL, status VARCHAR NOT NULL DEFAULT 'pending');
     """,
     # 3: the views every reader shares
@@ -67,7 +71,7 @@ MIGRATIONS = (
         SELECT id, time, annotator, task, item, label, suggestion, confidence, model_version,
                source, session, shown
         FROM (SELECT *, row_number() OVER (PARTITION BY task, item, annotator ORDER BY id DESC) AS n
-              FROM live_events WHERE kind = 'label') WHERE n = 1;
+              FROM live_events WHERE kind = 'label') AS latest WHERE n = 1;
     """,
     # 4: the job that serves a training request
     """
@@ -83,10 +87,6 @@ MIGRATIONS = (
     ALTER TABLE items ADD COLUMN retired BOOLEAN DEFAULT false;
     """,
 )
-
-
-class StoreLocked(RuntimeError):
-    """Another process holds the DuckDB file (DuckDB allows one writer process)."""
 
 
 class LabelError(ValueError):
@@ -124,40 +124,33 @@ class Event:
 
 
 class LabelStore:
-    """The store over ``path``; safe to share between threads."""
+    """The store at ``location`` (a DuckDB file's path or a ``postgresql://`` URL); safe to
+    share between threads."""
 
-    def __init__(self, path: Path, emotion_labels: tuple[str, ...] = ()) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, location: Path | str, emotion_labels: tuple[str, ...] = ()) -> None:
+        self._db = open_database(location)
+        self.location = self._db.name  # what messages call it (a URL without its password)
+        self.path = getattr(self._db, "path", None)  # the DuckDB file; None on Postgres
         self.emotion_labels = tuple(emotion_labels)
-        try:
-            self._connection = duckdb.connect(str(self.path))
-        except duckdb.IOException as error:
-            if "lock" in str(error).lower():
-                raise StoreLocked(
-                    f"{self.path} is held by another process (a running `memeui serve`?): "
-                    "stop it, or pass --server URL to go through it") from None
-            raise
-        self._local = threading.local()
-        self._writing = threading.Lock()  # one upsert at a time in this process: DuckDB would
-        # refuse concurrent upserts of one row (a new annotator's first labels, one item)
         self._keys = [threading.Lock() for _ in range(KEY_STRIPES)]  # a key's retries in turn
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
-        self._connection.close()
-
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            cursor = self._local.cursor = self._connection.cursor()
-        return cursor
+        self._db.close()
 
     def _sql(self, query: str, params: list | tuple = ()) -> list[tuple]:
-        return self._cursor().execute(query, list(params)).fetchall()
+        return self._db.query(query, params)[1]
+
+    def _dicts(self, query: str, params: list | tuple = ()) -> list[dict]:
+        names, rows = self._db.query(query, params)
+        return [dict(zip(names, row)) for row in rows]
 
     def _write(self, query: str, params: list | tuple = ()) -> list[tuple]:
-        with self._writing:
+        with self._db.writing():
             return self._sql(query, params)
 
     # ------------------------------------------------------------ schema
@@ -167,20 +160,18 @@ class LabelStore:
         return self._sql("SELECT max(version) FROM schema_migrations")[0][0] or 0
 
     def _migrate(self) -> None:
-        cursor = self._cursor()
-        cursor.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                       "(version INTEGER PRIMARY KEY, applied DOUBLE)")
+        """Each migration in its own transaction; processes opening one Postgres store at once
+        take turns (``exclusive``), so each migration runs once."""
         for version, script in enumerate(MIGRATIONS, start=1):
-            if version <= self.schema_version:
-                continue
-            cursor.execute("BEGIN TRANSACTION")
-            try:
-                cursor.execute(script)
-                cursor.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, time.time()])
-                cursor.execute("COMMIT")
-            except Exception:
-                cursor.execute("ROLLBACK")
-                raise
+            with self._db.transaction(exclusive=True) as transaction:
+                transaction.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                                    "(version INTEGER PRIMARY KEY, applied DOUBLE PRECISION)")
+                if transaction.execute("SELECT coalesce(max(version), 0) FROM schema_migrations"
+                                       )[0][0] >= version:
+                    continue
+                transaction.execute(script)
+                transaction.execute("INSERT INTO schema_migrations VALUES (?, ?)",
+                                    [version, time.time()])
 
     # ------------------------------------------------------------ annotators and items
 
@@ -201,30 +192,26 @@ class LabelStore:
                  i.model_version) for i in items]
         if not rows:
             return
-        with self._writing:
-            cursor = self._cursor()
-            cursor.execute("BEGIN TRANSACTION")
-            cursor.executemany(
+        with self._db.writing(), self._db.transaction() as transaction:
+            transaction.executemany(
                 "INSERT INTO items (id, task, grp, position, payload, suggestion, confidence, "
                 "model_version, retired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, false) "
                 "ON CONFLICT (task, id) DO UPDATE SET "
                 "grp = excluded.grp, position = excluded.position, payload = excluded.payload, "
                 "suggestion = excluded.suggestion, confidence = excluded.confidence, "
                 "model_version = excluded.model_version, retired = false", rows)
-            cursor.execute("COMMIT")
 
     def retire_stickers(self, keep: set[str]) -> int:
         """Sticker items not in ``keep`` (the live library) are retired: their labels stay on
         record, but they are no longer served, counted or labelled. Returns how many."""
-        with self._writing:
-            cursor = self._cursor()
-            live = [row[0] for row in cursor.execute(
-                "SELECT DISTINCT id FROM items WHERE task IN ? AND NOT retired",
-                [list(STICKER_TASKS)]).fetchall()]
+        with self._db.writing(), self._db.transaction() as transaction:
+            live = [row[0] for row in transaction.execute(
+                "SELECT DISTINCT id FROM items WHERE task = ANY(?) AND NOT retired",
+                [list(STICKER_TASKS)])]
             gone = [sticker for sticker in live if sticker not in keep]
             if gone:
-                cursor.execute("UPDATE items SET retired = true WHERE task IN ? AND id IN ?",
-                               [list(STICKER_TASKS), gone])
+                transaction.execute("UPDATE items SET retired = true WHERE task = ANY(?) AND id = ANY(?)",
+                                    [list(STICKER_TASKS), gone])
         return len(gone)
 
     def item(self, task: str, item_id: str) -> Item | None:
@@ -296,14 +283,12 @@ class LabelStore:
             return None
         if not isinstance(key, str) or len(key) > 200:
             raise LabelError("an idempotency key is a string of at most 200 characters")
-        cursor = self._cursor().execute(
+        rows = self._dicts(
             "SELECT id, task, item, annotator, kind, label FROM label_events WHERE request_key = ?",
             [key])
-        names = [d[0] for d in cursor.description]
-        rows = cursor.fetchall()
         if not rows:
             return None
-        written = dict(zip(names, rows[0]))
+        written = rows[0]
         differ = [name for name, value in expected.items() if written[name] != value]
         if differ:
             raise LabelError(f"the idempotency key {key!r} was used for another request "
@@ -320,20 +305,26 @@ class LabelStore:
         content = {"task": task, "annotator": annotator, "kind": kind}
         if kind != "undo":
             content |= {"item": item, "label": label}
-        # a retry racing its first try waits for it and finds it written (never a conflict);
-        # events without a key, or with other keys, append side by side
+        # a retry racing its first try in this process waits for it and finds it written; one
+        # racing it from another process (Postgres) meets the key's unique index and finds it
+        # too; events without a key, or with other keys, append side by side
         with self._keys[hash(key) % KEY_STRIPES] if key else contextlib.nullcontext():
             written = self._keyed(key, **content)
             if written is not None:
                 return written
-            return self._sql(
-                "INSERT INTO label_events (time, annotator, task, item, kind, label, undoes, "
-                "suggestion, confidence, model_version, source, session, shown, request_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [time.time(), annotator, task, item, kind, label, undoes, suggestion, confidence,
-                 model_version, source, session, json.dumps(shown) if shown is not None else None,
-                 key or None],
-            )[0][0]
+            try:
+                return self._sql(
+                    "INSERT INTO label_events (time, annotator, task, item, kind, label, undoes, "
+                    "suggestion, confidence, model_version, source, session, shown, request_key) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    [time.time(), annotator, task, item, kind, label, undoes, suggestion,
+                     confidence, model_version, source, session,
+                     json.dumps(shown) if shown is not None else None, key or None],
+                )[0][0]
+            except Exception as error:
+                if key and self._db.is_duplicate(error):
+                    return self._keyed(key, **content)
+                raise
 
     def check_label(self, task: str, item: str, label: str) -> str:
         """The label as stored, or a LabelError that says what the task accepts."""
@@ -350,7 +341,7 @@ class LabelStore:
             return label.lower()
         if task == "best_sticker":
             if label not in (NONE_FITS, NO_STICKER) and not self._sql(
-                    "SELECT 1 FROM items WHERE id = ? AND task IN ? AND NOT retired",
+                    "SELECT 1 FROM items WHERE id = ? AND task = ANY(?) AND NOT retired",
                     [label, list(STICKER_TASKS)]):
                 raise LabelError(f"{label!r} is no sticker of the library; answer a sticker id, "
                                  f"{NONE_FITS!r} or {NO_STICKER!r}")
@@ -381,10 +372,8 @@ class LabelStore:
                  "LEFT JOIN items i ON i.task = c.task AND i.id = c.item")
         if task:
             _check_task(task)
-        cursor = self._cursor().execute(
-            query + (" WHERE c.task = ?" if task else "") + " ORDER BY c.id", [task] if task else [])
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return self._dicts(query + (" WHERE c.task = ?" if task else "") + " ORDER BY c.id",
+                           [task] if task else [])
 
     def consensus(self, task: str) -> dict[str, str]:
         """Item → the label most annotators gave it ("unsure" left out; ties go to the label
@@ -392,7 +381,8 @@ class LabelStore:
         rows = self._sql(
             "SELECT item, label FROM (SELECT item, label, count(*) AS n, min(id) AS first, "
             "row_number() OVER (PARTITION BY item ORDER BY count(*) DESC, min(id)) AS r "
-            "FROM current_labels WHERE task = ? AND label != ? GROUP BY item, label) WHERE r = 1",
+            "FROM current_labels WHERE task = ? AND label != ? GROUP BY item, label) AS ranked "
+            "WHERE r = 1",
             [_check_task(task), UNSURE])
         return dict(rows)
 
@@ -411,7 +401,7 @@ class LabelStore:
             order = "uncertain" if answered % 2 == 0 else "random"
         ordering = {"uncertain": "i.confidence ASC NULLS FIRST, i.position, i.id",
                     "library": "i.position, i.id",
-                    "random": "hash(i.id || ?), i.id"}[order]
+                    "random": "md5(i.id || ?), i.id"}[order]
         query = (
             f"SELECT {ITEM_COLUMNS_OF_I} FROM items i "
             "LEFT JOIN (SELECT item, count(*) AS n FROM current_labels WHERE task = ? "
@@ -435,9 +425,10 @@ class LabelStore:
             [_check_task(task)] + ([group] if group else [])
         total = self._sql(f"SELECT count(*) FROM items i WHERE {where}", params)[0][0]
         counts = dict(self._sql(
-            "SELECT kind, count(*) FROM (SELECT e.item, arg_max(e.kind, e.id) AS kind "
+            "SELECT kind, count(*) FROM (SELECT e.kind, row_number() OVER "
+            "(PARTITION BY e.item ORDER BY e.id DESC) AS n "
             "FROM live_events e JOIN items i ON i.task = e.task AND i.id = e.item "
-            f"WHERE e.annotator = ? AND {where} GROUP BY e.item) GROUP BY kind",
+            f"WHERE e.annotator = ? AND {where}) AS latest WHERE n = 1 GROUP BY kind",
             [annotator] + params))
         return {"labelled": counts.get("label", 0), "skipped": counts.get("skip", 0),
                 "total": total}
@@ -500,9 +491,7 @@ class LabelStore:
             query, params = query + " AND task = ?", params + [task]
         if status:
             query, params = query + " AND status = ?", params + [status]
-        cursor = self._cursor().execute(query + " ORDER BY id", params)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return self._dicts(query + " ORDER BY id", params)
 
     # ------------------------------------------------------------ snapshots
 
@@ -511,10 +500,9 @@ class LabelStore:
         ``restore`` rebuilds the store from it, event ids and all."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        cursor = self._cursor()
-        for table in BACKUP_TABLES:
-            out = str(folder / f"{table}.parquet").replace("'", "''")
-            cursor.execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO '{out}' (FORMAT parquet)")
+        for table, order in BACKUP_TABLES.items():
+            self._db.export_parquet(f"SELECT * FROM {table} ORDER BY {order}",
+                                    folder / f"{table}.parquet")
         return folder
 
     @property
@@ -527,31 +515,21 @@ class LabelStore:
         id sequences continue after the restored ids. Returns rows per table."""
         if not self.empty:
             raise LabelError("the label store is not empty: a backup is restored only into a new one")
-        counts, cursor = {}, self._cursor()
-        cursor.execute("BEGIN TRANSACTION")
-        try:
+        counts = {}
+        with self._db.transaction() as transaction:
             for table in BACKUP_TABLES:
                 path = Path(folder) / f"{table}.parquet"
-                if not path.is_file():
-                    continue
-                source = str(path).replace("'", "''")
-                columns = [row[0] for row in cursor.execute(
-                    f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
-                names = ", ".join(columns)
-                cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM read_parquet('{source}')")
-                counts[table] = cursor.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            cursor.execute("COMMIT")
-        except Exception:
-            cursor.execute("ROLLBACK")
-            raise
+                if path.is_file():
+                    self._db.load_parquet(transaction, table, path)
+                    counts[table] = transaction.execute(f"SELECT count(*) FROM {table}")[0][0]
         for table, sequence in SEQUENCES.items():  # the next id comes after the restored ones
             top = self._sql(f"SELECT coalesce(max(id), 0) FROM {table}")[0][0]
             if top:
-                self._sql(f"SELECT max(nextval('{sequence}')) FROM range({int(top)})")
+                self._db.continue_sequence(sequence, top)
         return counts
 
     def snapshot(self, folder: Path) -> Path:
-        """Parquet copies of the events, current labels and items (``COPY … TO``), in a new
+        """Parquet copies of the events, current labels and items, in a new
         folder named by their content: what a training job reads instead of the live file."""
         folder = Path(folder)
         last = self._sql("SELECT coalesce(max(id), 0), count(*) FROM label_events")[0]
@@ -562,10 +540,8 @@ class LabelStore:
             return target
         partial = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}"
         partial.mkdir(parents=True, exist_ok=True)
-        cursor = self._cursor()
         for table in ("label_events", "current_labels", "items"):
-            out = str(partial / f"{table}.parquet").replace("'", "''")
-            cursor.execute(f"COPY (SELECT * FROM {table}) TO '{out}' (FORMAT parquet)")
+            self._db.export_parquet(f"SELECT * FROM {table}", partial / f"{table}.parquet")
         (partial / SNAPSHOT_ANSWERS).write_text(json.dumps(
             {"unsure": UNSURE, "none_fits": NONE_FITS, "no_sticker": NO_STICKER}), encoding="utf-8")
         try:
@@ -579,7 +555,8 @@ class LabelStore:
         return target
 
 
-BACKUP_TABLES = ("annotators", "items", "label_events", "training_requests")
+BACKUP_TABLES = {"annotators": "name", "items": "task, id", "label_events": "id",
+                 "training_requests": "id"}  # each table and the order its backup is written in
 SNAPSHOT_ANSWERS = "answers.json"  # what a snapshot's reader calls the answers that are not labels
 SEQUENCES = {"label_events": "event_ids", "training_requests": "request_ids"}
 

@@ -64,6 +64,10 @@ class Lazy(Generic[T]):
                     log.info("loaded %s in %.1fs", self.name, time.perf_counter() - started)
         return self._value
 
+    def current(self) -> T | None:
+        """The value if it was built already (None: nobody asked for it yet)."""
+        return self._value
+
     def replace(self, value: T) -> None:
         """Swap in a new value at once; callers holding the old one finish with it."""
         with self._lock:
@@ -104,6 +108,8 @@ class Engine:
         self.ocr = StickerOCR()
         self.lexicon = NadeEmotion()
         self.usage_counts = read_usage()
+        self.serving = {role: getattr(self.registry.live(role), "id", None)  # version ids
+                        for role in SERVED_ROLES}  # of the models this engine serves
         self.selector = self._load_selector(self._model_folder("selector"))
         self._library_lock = threading.Lock()  # one pack change at a time
         self.sticker_overrides: dict[str, dict] = {}  # people's corrections: id → fields
@@ -190,7 +196,8 @@ class Engine:
         return thread
 
     def _build_live(self, previous: LiveVersion | None) -> LiveVersion:
-        library = StickerLibrary.load(self.pack_dirs(), self.sticker_overrides)
+        self.live_pack_dirs = self.pack_dirs()  # what catch_up compares the disk with
+        library = StickerLibrary.load(self.live_pack_dirs, self.sticker_overrides)
         encoder, tower = self.encoder.get(), self.image_tower.get()
         chinese = encoder_facts(encoder.name).multilingual
         index = index_versions.open_or_build(
@@ -390,6 +397,23 @@ class Engine:
         self._serve(role, version)
         self.registry.promote(role, version_id, note)  # on record once it answers requests
 
+    def catch_up(self) -> list[str]:
+        """Serve what the shared storage says is live, when another process changed it (a
+        promotion or rollback in the registry, a pack added or removed): what a replica of
+        the cluster runs every few seconds. Returns what changed."""
+        changed = []
+        for role in SERVED_ROLES:
+            live = self.registry.live(role)
+            if (live.id if live else None) != self.serving.get(role):
+                self._serve(role, live)
+                changed.append(role)
+        if self.live.current() is not None and self.pack_dirs() != self.live_pack_dirs:
+            with self._library_lock:
+                live = self.live.get()
+                self._switch_to(self._build_live(previous=live), live)
+            changed.append("packs")
+        return changed
+
     def rollback(self, role: str, version_id: str | None = None) -> None:
         self.registry.rollback(role, version_id)
         self._serve(role, self.registry.live(role))
@@ -402,6 +426,7 @@ class Engine:
             raise ValueError(f"{role} versions are not served by this engine; served: "
                              f"{', '.join(SERVED_ROLES)}")
         folder = self.registry.folder(version) if version else None
+        self.serving[role] = version.id if version else None
         if role == "selector":
             self.selector = self._load_selector(folder)
             return
@@ -436,18 +461,24 @@ class Engine:
         name = check_pack_name(name or Path(source).stem)
         with self._library_lock:
             live = self.live.get()
-            if name in live.library.packs:
-                raise IngestError(f"a pack named {name!r} exists already: remove it or pick "
-                                  "another name")
-            self.user_packs_dir.mkdir(parents=True, exist_ok=True)
-            for stale in self.user_packs_dir.glob(".*"):  # left by a kill mid-ingest
-                if time.time() - stale.stat().st_mtime > STALE_STAGING_S:
-                    shutil.rmtree(stale, ignore_errors=True)
-            report = build_pack(Path(source), self.user_packs_dir / name, name, limits,
-                                ocr=self.ocr if ocr else None,
-                                known_ids=set(live.library.by_id), progress=progress)
+            report = self._ingest(source, name, live.library.packs, set(live.library.by_id),
+                                  ocr, limits, progress)
             self._switch_to(self._build_live(previous=live), live)
         return report
+
+    def _ingest(self, source: Path, name: str, packs: list[str], known_ids: set[str], ocr: bool,
+                limits: Limits, progress) -> IngestReport:
+        """Write pack ``name`` into the added packs' folder (``packs``, ``known_ids``: the
+        library's now)."""
+        if name in packs:
+            raise IngestError(f"a pack named {name!r} exists already: remove it or pick "
+                              "another name")
+        self.user_packs_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.user_packs_dir.glob(".*"):  # left by a kill mid-ingest
+            if time.time() - stale.stat().st_mtime > STALE_STAGING_S:
+                shutil.rmtree(stale, ignore_errors=True)
+        return build_pack(Path(source), self.user_packs_dir / name, name, limits,
+                          ocr=self.ocr if ocr else None, known_ids=known_ids, progress=progress)
 
     def remove_pack(self, name: str) -> None:
         with self._library_lock:
@@ -465,6 +496,10 @@ class Engine:
         """Go live with ``new``; old versions beyond a few spares leave the disk."""
         self.live.replace(new)
         index_versions.prune(self.settings.data_dir / INDEX_DIR, keep={new.index.key, old.index.key})
+
+    def library(self) -> StickerLibrary:
+        """The stickers being served (the live index version's)."""
+        return self.live.get().library
 
     def added_pack_names(self) -> list[str]:
         """Packs people added (removable), read from disk without loading any model."""
@@ -593,7 +628,7 @@ class Engine:
 
         step, text = time.perf_counter(), ""
         try:
-            for piece in self.reply_backend.get().stream(dialogue, mood):
+            for piece in self.reply_pieces(dialogue, mood):
                 timings.setdefault("first_text", ms_since(started))
                 text += piece
                 yield text
@@ -625,6 +660,11 @@ class Engine:
             timings_ms=timings,
             source=source,
         )
+
+    def reply_pieces(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
+        """The reply backend's text as it writes it (the cluster's engine streams it from the
+        Reply deployment instead)."""
+        return self.reply_backend.get().stream(dialogue, mood)
 
     def checked_reply(self, dialogue: Dialogue, mood: np.ndarray, text: str,
                       timings: dict[str, float]) -> tuple[str, str]:

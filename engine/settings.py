@@ -51,6 +51,9 @@ class Settings:
     sticker_threshold: float = -1.0  # below this score no sticker is sent; < 0: the calibrated one
     ocr: bool = True  # read text in added stickers (MEMEUI_OCR=0 for faster imports)
     offline: bool = True  # no model downloads; set MEMEUI_OFFLINE=0 to allow Hub ids
+    engine: str = "local"  # local (models in this process) | ray (the Serve application at RAY_ADDRESS: `memeui cluster up`)
+    cluster_config: str = ""  # the cluster's settings file (engine/cluster/cluster.toml unless set)
+    store: str = ""  # the label store: "" (data_dir/labels.duckdb) | postgresql://USER@HOST/DB (several app processes)
     label_scheme: str = "ekman7"  # ekman7 | sentiment3 | plutchik8 | iemocap | emorynlp
     prerecognizer: Path = DEFAULT_PRERECOGNIZER  # a folder from `memeui eval premeld --fit`
     label_overlap: int = 1  # annotators who should label each item (the studio serves items short of it)

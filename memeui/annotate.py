@@ -20,7 +20,8 @@ import pandas as pd
 from annotations.agreement import agreement
 from annotations.exchange import FORMATS, export_labels
 from annotations.exchange import import_rows as exchange_rows
-from annotations.store import DEFAULT_ORDER, NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, LabelError, check_name
+from annotations.store import (DEFAULT_ORDER, NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, LabelError,
+                               StoreUnavailable, check_name)
 from engine import Engine
 from memeui.access import Access, Identity
 from memeui.studio import Studio, dialogues_from_rows, sticker_listing
@@ -117,7 +118,7 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
         identity = who(request, name)
         try:
             view = studio.next_item(task, identity.name, order, None if pack == ALL_PACKS else pack)
-        except LabelError as error:
+        except (LabelError, StoreUnavailable) as error:
             raise gr.Error(str(error), duration=5) from None
         return (view, *show(view, note))
 
@@ -133,7 +134,7 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
         try:
             studio.label(task, current["id"], label, identity, session=_session(request),
                          shown=shown)
-        except LabelError as error:
+        except (LabelError, StoreUnavailable) as error:
             raise gr.Error(str(error), duration=5) from None
         return load(task, order, pack, name, request)
 
@@ -450,10 +451,11 @@ def add_label_api(studio: Studio, access: Access) -> None:
 
 def refused(call):
     """Run ``call``; a refusal (LabelError, or any ValueError the engine raises for bad input)
-    reaches the caller as a clear message, not a server error."""
+    or a label store that does not answer reaches the caller as a clear message, not a server
+    error."""
     try:
         return call()
-    except ValueError as error:
+    except (ValueError, StoreUnavailable) as error:
         raise gr.Error(str(error)) from None
 
 

@@ -158,7 +158,7 @@ def build_chat_tab(engine: Engine, record: Callable[..., None]) -> tuple[gr.Drop
         yield from run_turn([*history, user], replies or {}, restore=message)
 
     def send_sticker(sticker_id: str | None, history: list[dict], replies: dict):
-        sticker = engine.live.get().library.by_id.get(sticker_id or "")
+        sticker = engine.library().by_id.get(sticker_id or "")
         if sticker is None:
             raise gr.Error("Pick a sticker to send first.", duration=5)
         yield from run_turn([*history, _picture_message(sticker.path, sticker.text())], replies)
@@ -268,7 +268,7 @@ def build_chat_tab(engine: Engine, record: Callable[..., None]) -> tuple[gr.Drop
                 api_name="clear_chat", queue=False)
 
     def picker_choices() -> gr.Dropdown:
-        library = engine.live.get().library
+        library = engine.library()
         return gr.Dropdown(choices=[(f"{s.emoji} {s.label}".strip(), s.id) for s in library.stickers])
 
     return picker, picker_choices

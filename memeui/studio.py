@@ -62,9 +62,9 @@ class Studio:
         if self._engine is None:
             with self._engine_lock:
                 if self._engine is None:
-                    from engine import Engine
+                    from engine.cluster import shared_engine
 
-                    self._engine = Engine.shared(self.settings)
+                    self._engine = shared_engine(self.settings)
                     self._engine.sticker_overrides = self.corrections()
         return self._engine
 
@@ -294,5 +294,7 @@ def _csv_header(path: Path) -> set[str]:
 
 
 def open_store(settings: Settings) -> LabelStore:
-    """The data dir's label store, with the deployment's labels; no model loads."""
-    return LabelStore(settings.data_dir / LABELS_FILE, scheme(settings.label_scheme).labels)
+    """The deployment's label store (``MEMEUI_STORE``, else the data dir's DuckDB file), with
+    the deployment's labels; no model loads."""
+    return LabelStore(settings.store or settings.data_dir / LABELS_FILE,
+                      scheme(settings.label_scheme).labels)

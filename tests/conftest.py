@@ -145,6 +145,29 @@ def warm_engine(engine) -> Engine:
     return engine
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Debian's Postgres on a loopback port of this session (as the postgres user when the
+    session runs as root: pg_ctl refuses root), stopped and removed at the end."""
+    from annotations.local_postgres import LocalPostgres
+
+    server = LocalPostgres().start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store_location(request, tmp_path):
+    """``new(name)`` → a new, empty label store location on the test's backend: a DuckDB file,
+    or a database of the session's Postgres server."""
+    if request.param == "duckdb":
+        return lambda name="labels": tmp_path / f"{name}.duckdb"
+    server = request.getfixturevalue("postgres_server")
+    names = iter(range(1_000_000))
+    prefix = hashlib.sha256(str(tmp_path).encode()).hexdigest()[:10]
+    return lambda name="labels": server.create_database(f"{name}_{prefix}_{next(names)}")
+
+
 def memeui_env(data_dir: Path) -> dict[str, str]:
     return {**os.environ, "MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING"}
 

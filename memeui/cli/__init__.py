@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from memeui.cli import app, evaluation, labels, library, training
+from memeui.cli import app, cluster, evaluation, labels, library, training
 
 __all__ = ["build_parser", "main"]
 
@@ -25,10 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memeui: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        from annotations.store import StoreLocked
+        from annotations.store import StoreLocked, StoreUnavailable
         from engine.chat.backends import ReplyError  # imported late: see serving_threads
 
-        if not isinstance(error, (ReplyError, StoreLocked)):
+        if not isinstance(error, (ReplyError, StoreLocked, StoreUnavailable)):
             raise
         print(f"memeui: {error}", file=sys.stderr)  # no reply: say why
         return 2
@@ -37,6 +37,6 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memeui", description="Chat with a meme bot, find stickers.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for group in (app, library, labels, training, evaluation):
+    for group in (app, library, labels, training, evaluation, cluster):
         group.add_commands(commands)
     return parser

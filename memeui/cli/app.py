@@ -17,6 +17,9 @@ def add_commands(commands) -> None:
     serve = commands.add_parser("serve", help="start the web app")
     serve.add_argument("--host", default=os.environ.get("MEMEUI_HOST", DEFAULT_HOST))
     serve.add_argument("--port", type=int, default=int(os.environ.get("MEMEUI_PORT", DEFAULT_PORT)))
+    serve.add_argument("--engine", choices=["local", "ray"], help="local: the models in this "
+                       "process; ray: the Serve application at RAY_ADDRESS (`memeui cluster up`); "
+                       "default MEMEUI_ENGINE or local")
     serve.set_defaults(run=run_serve)
 
     search = commands.add_parser("search", help="rank stickers for a text query")
@@ -61,7 +64,7 @@ def run_serve(args) -> int:
     sync = state_sync(Settings.from_env())
     if sync is not None:
         sync.restore()  # before the engine reads the registry and the packs
-    engine = make_engine()
+    engine = make_engine(engine=args.engine)
     studio = open_studio(engine)
     trainer = Trainer(studio)
     demo = build_app(engine, studio, trainer=trainer)

@@ -48,9 +48,10 @@ def open_studio_here():
 
 def make_engine(**overrides):
     """The engine on the environment's settings, with ``overrides`` that are not None."""
-    from engine import Engine, Settings
+    from engine import Settings
+    from engine.cluster import shared_engine
 
-    return Engine.shared(Settings.from_env(**{k: v for k, v in overrides.items() if v is not None}))
+    return shared_engine(Settings.from_env(**{k: v for k, v in overrides.items() if v is not None}))
 
 
 @contextlib.contextmanager

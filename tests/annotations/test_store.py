@@ -1,5 +1,6 @@
 """The label store: append-only events, undo, queues, migrations, concurrency, snapshots,
-agreement against textbook examples, export/import, chat feedback, users."""
+agreement against textbook examples, export/import, chat feedback, users. Every test that takes
+``store`` or ``store_location`` runs on both backends: a DuckDB file and Postgres."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import duckdb
 import pytest
 
 from annotations.agreement import agreement
+from annotations.databases import open_database
 from annotations.exchange import export_labels, import_labels
 from annotations.feedback import Feedback, import_feedback_file, record_feedback
 from annotations.store import MIGRATIONS, Item, LabelError, LabelStore, StoreLocked
@@ -27,8 +29,8 @@ def stickers(n: int, confidences=None) -> list[Item]:
 
 
 @pytest.fixture
-def store(tmp_path) -> LabelStore:
-    store = LabelStore(tmp_path / "labels.duckdb", EKMAN)
+def store(store_location) -> LabelStore:
+    store = LabelStore(store_location(), EKMAN)
     store.put_items(stickers(6, [0.9, 0.2, 0.5, 0.1, 0.8, 0.3]))
     yield store
     store.close()
@@ -96,15 +98,16 @@ def test_the_mixed_order_serves_the_most_uncertain_and_a_random_item_in_turn(sto
     assert sorted(served) == [f"s{i}" for i in range(6)]
 
 
-def test_migrations_bring_an_older_file_up_to_date_and_keep_its_events(tmp_path):
-    path = tmp_path / "old.duckdb"
-    old = duckdb.connect(str(path))
-    old.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied DOUBLE)")
-    old.execute(MIGRATIONS[0])
-    old.execute("INSERT INTO schema_migrations VALUES (1, 0)")
-    old.execute("INSERT INTO items VALUES ('s1', 'sticker_emotion', 'pack', 0, '{}', NULL, NULL, '')")
-    old.execute("INSERT INTO label_events (time, annotator, task, item, kind, label, source) "
-                "VALUES (1.0, 'ann', 'sticker_emotion', 's1', 'label', 'joy', 'studio')")
+def test_migrations_bring_an_older_store_up_to_date_and_keep_its_events(store_location):
+    path = store_location("old")
+    old = open_database(path)
+    with old.transaction() as write:
+        write.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION)")
+        write.execute(MIGRATIONS[0])
+        write.execute("INSERT INTO schema_migrations VALUES (1, 0)")
+        write.execute("INSERT INTO items VALUES ('s1', 'sticker_emotion', 'pack', 0, '{}', NULL, NULL, '')")
+        write.execute("INSERT INTO label_events (time, annotator, task, item, kind, label, source) "
+                      "VALUES (1.0, 'ann', 'sticker_emotion', 's1', 'label', 'joy', 'studio')")
     old.close()
     store = LabelStore(path, EKMAN)
     assert store.schema_version == len(MIGRATIONS)
@@ -115,8 +118,9 @@ def test_migrations_bring_an_older_file_up_to_date_and_keep_its_events(tmp_path)
     assert LabelStore(path, EKMAN).schema_version == len(MIGRATIONS)  # applied once
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
-    store = LabelStore(tmp_path / "labels.duckdb", EKMAN)
+def test_concurrent_writers_lose_nothing(store_location):
+    where = store_location()
+    store = LabelStore(where, EKMAN)
     store.put_items(stickers(50))
     acknowledged, errors = [], []
 
@@ -135,7 +139,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         thread.join()
     assert errors == []
     store.close()
-    reopened = LabelStore(tmp_path / "labels.duckdb", EKMAN)
+    reopened = LabelStore(where, EKMAN)
     assert sorted(e.id for e in reopened.events()) == sorted(acknowledged)
     assert len(reopened.current_labels()) == 12 * 50
 
@@ -178,10 +182,10 @@ def race(n: int, call) -> tuple[list, list]:
     return results, errors
 
 
-def test_a_new_annotators_concurrent_first_labels_and_racing_retries_lose_nothing(tmp_path):
+def test_a_new_annotators_concurrent_first_labels_and_racing_retries_lose_nothing(store_location):
     """The tester's finding: 16 concurrent first labels of a new name lost 5 of 80 (a conflict
     on the annotator row), and racing retries of one key lost 1 of 96."""
-    store = LabelStore(tmp_path / "labels.duckdb", EKMAN)
+    store = LabelStore(store_location(), EKMAN)
     store.put_items(stickers(80))
     for round_ in range(5):
         name = f"new-{round_}"
@@ -245,7 +249,8 @@ def test_skips_are_counted_apart_from_labels(store):
     assert store.progress("sticker_emotion", "ann") == {"labelled": 2, "skipped": 1, "total": 6}
 
 
-def test_a_second_process_is_told_the_file_is_held(store):
+def test_a_second_process_is_told_the_file_is_held(tmp_path):
+    store = LabelStore(tmp_path / "labels.duckdb", EKMAN)
     code = ("from annotations.store import LabelStore, StoreLocked\n"
             f"try:\n    LabelStore({str(store.path)!r})\nexcept StoreLocked as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -276,10 +281,10 @@ def test_training_is_requested_after_every_n_labels(store):
 
 # ---------------------------------------------------------------- agreement, textbook examples
 
-def rated(tmp_path, table: dict[str, list]) -> LabelStore:
+def rated(store_location, table: dict[str, list]) -> LabelStore:
     """A store where annotator → labels per item (None: not rated) come from ``table``."""
     labels = sorted({label for row in table.values() for label in row if label is not None})
-    store = LabelStore(tmp_path / "agreement.duckdb", tuple(labels))
+    store = LabelStore(store_location("agreement"), tuple(labels))
     n_items = len(next(iter(table.values())))
     store.put_items([Item(f"u{i}", "utterance_emotion") for i in range(n_items)])
     for annotator, row in table.items():
@@ -289,7 +294,7 @@ def rated(tmp_path, table: dict[str, list]) -> LabelStore:
     return store
 
 
-def test_fleiss_kappa_of_fleiss_1971_worked_example(tmp_path):
+def test_fleiss_kappa_of_fleiss_1971_worked_example(store_location):
     """Wikipedia's worked example: 10 subjects, 14 raters, 5 categories → κ = 0.210."""
     counts = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
               [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
@@ -299,21 +304,21 @@ def test_fleiss_kappa_of_fleiss_1971_worked_example(tmp_path):
         labels = [name for name, n in zip(names, row) for _ in range(n)]
         for r, label in enumerate(labels):
             table[f"rater{r}"].append(label)
-    result = agreement(rated(tmp_path, table), "utterance_emotion")
+    result = agreement(rated(store_location, table), "utterance_emotion")
     assert result["fleiss_kappa"] == pytest.approx(0.210, abs=0.001)
     assert result["n_items"] == 10 and result["n_annotators"] == 14
 
 
-def test_cohen_kappa_of_the_textbook_two_rater_example(tmp_path):
+def test_cohen_kappa_of_the_textbook_two_rater_example(store_location):
     """50 items: both yes 20, A yes B no 5, A no B yes 10, both no 15 → κ = 0.4."""
     a = ["joy"] * 25 + ["sadness"] * 25
     b = ["joy"] * 20 + ["sadness"] * 5 + ["joy"] * 10 + ["sadness"] * 15
-    result = agreement(rated(tmp_path, {"a": a, "b": b}), "utterance_emotion")
+    result = agreement(rated(store_location, {"a": a, "b": b}), "utterance_emotion")
     assert result["cohen_kappa"]["a|b"] == {"kappa": pytest.approx(0.4), "n_items": 50}
     assert result["annotators"]["a"]["agreement_with_majority"] == pytest.approx(35 / 50)
 
 
-def test_krippendorff_alpha_of_krippendorffs_nominal_example(tmp_path):
+def test_krippendorff_alpha_of_krippendorffs_nominal_example(store_location):
     """Krippendorff (2011), 4 observers, 12 units, missing values: nominal α = 0.743."""
     data = {"A": [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
             "B": [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
@@ -321,7 +326,7 @@ def test_krippendorff_alpha_of_krippendorffs_nominal_example(tmp_path):
             "D": [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None]}
     names = {1: "anger", 2: "disgust", 3: "fear", 4: "joy", 5: "sadness"}
     table = {k: [names.get(v) for v in row] for k, row in data.items()}
-    result = agreement(rated(tmp_path, table), "utterance_emotion")
+    result = agreement(rated(store_location, table), "utterance_emotion")
     assert result["krippendorff_alpha"] == pytest.approx(0.743, abs=0.001)
 
 
@@ -337,14 +342,15 @@ def test_agreement_leaves_unsure_out_and_compares_with_the_model(store):
 # ---------------------------------------------------------------- export, import, feedback, users
 
 @pytest.mark.parametrize("format", ["parquet", "jsonl", "csv"])
-def test_export_then_import_into_an_empty_store_restores_the_current_labels(store, tmp_path, format):
+def test_export_then_import_into_an_empty_store_restores_the_current_labels(store, store_location,
+                                                                            tmp_path, format):
     store.label("sticker_emotion", "s0", "joy", "ann")
     store.label("sticker_emotion", "s0", "anger", "bob")
     store.label("sticker_emotion", "s1", "fear", "ann")
     store.undo("sticker_emotion", "ann")  # s1's label is gone
     out = tmp_path / f"labels.{format}"
     assert export_labels(store, out) == 2
-    fresh = LabelStore(tmp_path / "fresh.duckdb", EKMAN)
+    fresh = LabelStore(store_location("fresh"), EKMAN)
     assert import_labels(fresh, out) == {"imported": 2, "new_items": 1}
     current = lambda s: sorted((r["item"], r["annotator"], r["label"])  # noqa: E731
                                for r in s.current_labels())

@@ -1,0 +1,189 @@
+"""The engine on Ray Serve: one local Ray head and the application for the module (`memeui
+cluster up`, as a user starts it), over a data dir of its own. The cluster answers as one
+process does; its status, its Serve config, a promotion reaching the replicas, and a replica
+killed mid-use (replaced, the calls it lost told "busy")."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.labels import fresh_data_dir
+from engine import Dialogue, Engine, Settings
+from engine.cluster.client import ClusterBusy, ClusterEngine
+from engine.paths import DEFAULT_PRERECOGNIZER
+from engine.training.registry import Registry
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+MEMEUI = Path(sys.executable).parent / "memeui"
+QUERIES = ("I failed my exam", "we won the final!!", "a: hi\nb: my bike was stolen, I'm furious")
+DEPLOYMENTS = {"Encoder", "Stickers", "Emotion", "Reply", "ChatTurn"}
+
+
+def memeui(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(MEMEUI), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cluster_env(warm_engine, tmp_path_factory):
+    """`memeui cluster up` on a data dir of its own (the session's index and caches hard-linked
+    in), the retrieval reply backend; yields the environment an app process is started with."""
+    data = fresh_data_dir(warm_engine.settings.data_dir, tmp_path_factory.mktemp("cluster-data"))
+    env = {**os.environ, "MEMEUI_DATA_DIR": str(data), "MEMEUI_REPLY_BACKEND": "retrieval",
+           "MEMEUI_LOG_LEVEL": "WARNING", "RAY_AUTH_MODE": "token"}
+    from annotations.local_postgres import free_port
+
+    up = memeui(env, "cluster", "up", "--cpus", "2", "--port", str(free_port()))
+    if up.returncode != 0:
+        memeui(env, "cluster", "down", timeout=120)
+        pytest.fail(f"memeui cluster up failed:\n{up.stderr[-4000:]}")
+    env["RAY_ADDRESS"] = json.loads(up.stdout)["ray_address"]
+    os.environ["RAY_ADDRESS"], os.environ["RAY_AUTH_MODE"] = env["RAY_ADDRESS"], "token"
+    yield env
+    import ray
+
+    ray.shutdown()
+    os.environ.pop("RAY_ADDRESS", None)
+    memeui(env, "cluster", "down", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def settings(cluster_env) -> Settings:
+    return Settings.from_env({}, data_dir=Path(cluster_env["MEMEUI_DATA_DIR"]), reply_backend="retrieval")
+
+
+@pytest.fixture(scope="module")
+def through_cluster(settings) -> ClusterEngine:
+    engine = ClusterEngine(replace(settings, engine="ray"))
+    deadline = time.monotonic() + 180
+    while True:  # the replicas load their models after they report healthy
+        try:
+            engine.search("hello", 1)
+            return engine
+        except ClusterBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def in_process(settings) -> Engine:
+    return Engine(settings)
+
+
+def test_the_cluster_answers_as_one_process_does(through_cluster, in_process):
+    for query in QUERIES:
+        here, there = in_process.search(query, 5), through_cluster.search(query, 5)
+        assert [r.id for r in there] == [r.id for r in here], query
+        assert [r.score for r in there] == pytest.approx([r.score for r in here], abs=1e-4)
+        assert [r.emotion for r in there] == [r.emotion for r in here]
+    dialogue = Dialogue.from_transcript(QUERIES[2])
+    here, there = in_process.read_emotion(dialogue), through_cluster.read_emotion(dialogue)
+    assert there.next_speaker == here.next_speaker
+    assert list(there.forecast.values()) == pytest.approx(list(here.forecast.values()), abs=1e-4)
+    here, there = in_process.chat(dialogue), through_cluster.chat(dialogue)
+    assert (there.text, there.source) == (here.text, "retrieval")
+    assert getattr(there.sticker, "id", None) == getattr(here.sticker, "id", None)
+    assert [a.id for a in there.alternatives] == [a.id for a in here.alternatives]
+    assert there.mood == pytest.approx(here.mood, abs=1e-4)
+
+
+def test_a_chat_turn_streams_through_the_cluster(through_cluster):
+    steps = list(through_cluster.chat_stream(Dialogue.from_transcript("user: I got the job!!")))
+    assert all(isinstance(step, str) for step in steps[:-1]) and steps[-1].text
+    assert steps[-1].timings_ms["total"] > 0
+
+
+def test_bad_input_is_refused_by_the_replica_as_it_is_in_process(through_cluster):
+    with pytest.raises(ValueError, match="unknown emotion 'ecstatic'"):
+        through_cluster.search("hello", 3, emotion="ecstatic")
+    with pytest.raises(ValueError, match="empty"):
+        through_cluster.search("   ", 3)
+
+
+def test_cluster_status_shows_every_deployment_and_its_replicas(cluster_env, through_cluster):
+    status = memeui(cluster_env, "cluster", "status", timeout=120)
+    assert status.returncode == 0, status.stderr[-2000:]
+    state = json.loads(status.stdout)
+    assert state["status"] == "RUNNING" and set(state["deployments"]) == DEPLOYMENTS
+    for deployment in state["deployments"].values():
+        assert deployment["status"] == "HEALTHY" and deployment["replicas"].get("RUNNING", 0) >= 1
+
+
+def test_a_promotion_reaches_the_replicas_without_a_restart(settings, through_cluster):
+    registry = Registry(settings.data_dir / "registry")
+    version = registry.add("prerecognizer", DEFAULT_PRERECOGNIZER, parent=None, snapshot="test",
+                           metrics={}, trigger="test")
+    before = through_cluster.search(QUERIES[0], 3)
+    registry.promote("prerecognizer", version.id, "as `memeui models promote` does")
+    deadline = time.monotonic() + 60
+    served = {}
+    while time.monotonic() < deadline:
+        served = {name: through_cluster.versions(name)["prerecognizer"] for name in ("Stickers", "Emotion")}
+        if set(served.values()) == {version.id}:
+            break
+        time.sleep(0.5)
+    assert set(served.values()) == {version.id}, served
+    assert [r.id for r in through_cluster.search(QUERIES[0], 3)] == [r.id for r in before]  # same weights
+
+
+def test_a_killed_replica_is_replaced_and_its_lost_calls_are_told_busy(through_cluster):
+    pid = through_cluster.versions("Stickers")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    killed, answered, busy = time.monotonic(), None, []
+    while time.monotonic() - killed < 60:
+        try:
+            through_cluster.search(QUERIES[1], 3)
+            if through_cluster.versions("Stickers")["pid"] != pid:
+                answered = time.monotonic() - killed
+                break
+        except ClusterBusy as error:
+            busy.append(str(error))
+        time.sleep(0.2)
+    assert answered is not None and answered <= 30, busy[-3:]
+    assert all("Stickers" in message and "try again" in message for message in busy)
+
+
+def test_serve_build_writes_the_settings_files_sizes(tmp_path):
+    config = tmp_path / "cluster.toml"
+    source = (ROOT / "engine/cluster/cluster.toml").read_text()
+    config.write_text(source.replace("num_gpus = 0          # fractional", "num_gpus = 0.25      # fractional")
+                      .replace("autoscaling = { min_replicas = 1, max_replicas = 2, target_ongoing_requests = 8 }",
+                               "autoscaling = { min_replicas = 2, max_replicas = 6, target_ongoing_requests = 4 }", 1))
+    out = tmp_path / "serve.yaml"
+    built = memeui({**os.environ, "MEMEUI_DATA_DIR": str(tmp_path / "data")}, "cluster", "build",
+                   "--config", str(config), "-o", str(out), timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    import yaml
+
+    application = yaml.safe_load(out.read_text())["applications"][0]
+    assert application["import_path"] == "engine.cluster.app:app"
+    deployments = {d["name"]: d for d in application["deployments"]}
+    assert set(deployments) == DEPLOYMENTS
+    assert deployments["Encoder"]["ray_actor_options"]["num_gpus"] == 0.25
+    assert deployments["Stickers"]["autoscaling_config"]["max_replicas"] == 6
+    env = deployments["Stickers"]["ray_actor_options"]["runtime_env"]["env_vars"]
+    assert env["MEMEUI_DATA_DIR"] == str(tmp_path / "data") and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_a_wrong_setting_in_the_cluster_file_is_named(tmp_path):
+    from engine.cluster.config import ClusterConfig
+
+    (tmp_path / "c.toml").write_text("[deployments.Stickers]\nnum_replica = 2\n")
+    with pytest.raises(ValueError, match=r"\[deployments.Stickers\]: unknown setting 'num_replica'"):
+        ClusterConfig.load(tmp_path / "c.toml")
+    (tmp_path / "c.toml").write_text("[deployments.Ranker]\n")
+    with pytest.raises(ValueError, match="unknown deployment 'Ranker'"):
+        ClusterConfig.load(tmp_path / "c.toml")
+    assert np.isfinite(ClusterConfig.load().refresh_s)
