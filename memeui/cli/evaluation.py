@@ -40,7 +40,7 @@ def add_commands(commands) -> None:
 
     bench = commands.add_parser("bench", help="benchmarks; they print JSON")
     bench.add_argument("name", choices=["search", "emotion", "chat", "labels", "finetune", "load",
-                                        "active", "soak"])
+                                        "active", "soak", "cluster"])
     bench.add_argument("--kills", type=int, default=5, help="load: times the server is killed")
     bench.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bench.add_argument("--queries", type=int, default=200)
@@ -49,7 +49,11 @@ def add_commands(commands) -> None:
                        help="size of the synthetic knn benchmark (default 1M)")
     bench.add_argument("--ingest-stickers", type=int, default=200)
     bench.add_argument("--figure", type=Path, help="active: also draw the curves as a PNG")
-    bench.add_argument("--seconds", type=float, default=600, help="soak: how long (default 600)")
+    bench.add_argument("--seconds", type=float, help="soak, cluster: how long (default 600, 30)")
+    bench.add_argument("--address", help="cluster: a running cluster with the application "
+                       "(its data dir in MEMEUI_DATA_DIR) instead of a head of its own")
+    bench.add_argument("--annotators", type=int, default=16, help="cluster: annotators")
+    bench.add_argument("--chatters", type=int, default=8, help="cluster: chat clients")
     bench.set_defaults(run=run_bench)
 
 
@@ -96,7 +100,11 @@ def run_bench(args) -> int:
         elif args.name == "soak":
             from bench.soak import run as bench_soak
 
-            result = bench_soak(seconds=args.seconds)
+            result = bench_soak(seconds=args.seconds or 600)
+        elif args.name == "cluster":
+            from bench.cluster import run as bench_cluster
+
+            result = bench_cluster(args.annotators, args.chatters, args.seconds or 30, args.address)
         elif args.name == "load":
             from bench.load import run as bench_load
 

@@ -53,6 +53,7 @@ def cluster_env(warm_engine, tmp_path_factory):
     yield env
     import ray
 
+    os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"  # Serve's client threads, ending, start no new Ray
     ray.shutdown()
     os.environ.pop("RAY_ADDRESS", None)
     memeui(env, "cluster", "down", timeout=120)
@@ -187,3 +188,125 @@ def test_a_wrong_setting_in_the_cluster_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="unknown deployment 'Ranker'"):
         ClusterConfig.load(tmp_path / "c.toml")
     assert np.isfinite(ClusterConfig.load().refresh_s)
+
+
+# ---------------------------------------------------------------- app processes behind a balancer
+
+NGINX = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+{upstream}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://memeui;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_buffering off;
+            proxy_read_timeout 300s;
+            proxy_next_upstream error timeout non_idempotent;
+            add_header X-Memeui-Upstream $upstream_addr always;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_upstream(ports: list[int]) -> str:
+    """The README's sticky upstream: one client address, one app process (Gradio keeps a
+    session's state in the process that opened it)."""
+    servers = "".join(f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=30s;\n" for port in ports)
+    return f"    upstream memeui {{\n        hash $remote_addr consistent;\n{servers}    }}"
+
+
+def label_from(address: str, port: int, key: str, sticker: str, annotator: str) -> tuple[int, str]:
+    """``/label`` from the client address ``address``: (event id, the app process that answered)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60, source_address=(address, 0))
+    body = json.dumps({"data": ["sticker_emotion", sticker, "joy", annotator, key]})
+    connection.request("POST", "/gradio_api/run/label", body, {"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    payload = answer.read()
+    assert answer.status == 200, payload[:300]
+    return json.loads(payload)["data"][0]["event"], answer.getheader("X-Memeui-Upstream")
+
+
+def test_two_app_processes_behind_a_sticky_balancer(cluster_env, through_cluster, postgres_server,
+                                                    tmp_path):
+    """Two `memeui serve --engine ray` on one Postgres store behind nginx (the README's
+    setting): each client address stays with one process, both serve, a Gradio session works
+    through it, and when one process dies its clients' next calls go to the other, with no
+    acknowledged label lost or written twice."""
+    from annotations.local_postgres import free_port
+    from annotations.store import LabelStore
+    from bench.chat import start_server
+
+    nginx = Path("/usr/sbin/nginx")
+    assert nginx.is_file(), "nginx is not installed: `make test` installs it (the cluster-deps target)"
+    env = {**cluster_env, "MEMEUI_ENGINE": "ray", "MEMEUI_STORE": postgres_server.create_database("balanced"),
+           "MEMEUI_TRAIN_EVERY": "0", "MEMEUI_LABELS_PER_MINUTE": "0"}
+    apps = [start_server(env, cwd=ROOT, timeout=300) for _ in range(2)]
+    port = free_port()
+    ports = [int(url.rstrip("/").rsplit(":", 1)[1]) for _, url in apps]
+    (tmp_path / "nginx.conf").write_text(NGINX.format(dir=tmp_path, port=port, upstream=nginx_upstream(ports)))
+    balancer = subprocess.Popen([str(nginx), "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_port(port)
+        stickers = [s["id"] for s in through_cluster.sticker_readings()][:16]
+        clients = [f"127.0.0.{n}" for n in range(2, 18)]
+        acked, served_by = {}, {}
+        for round_ in range(3):
+            for n, address in enumerate(clients):
+                key = f"{address}:{round_}"
+                acked[key], upstream = label_from(address, port, key, stickers[n], f"ann-{n}")
+                served_by.setdefault(address, set()).add(upstream)
+        assert all(len(upstreams) == 1 for upstreams in served_by.values()), served_by  # sticky
+        assert len({next(iter(u)) for u in served_by.values()}) == 2  # both processes serve
+
+        from gradio_client import Client
+
+        reply = Client(f"http://127.0.0.1:{port}/", verbose=False).predict("I got the job!!", [],
+                                                                           api_name="/chat")
+        assert reply["text"]  # a session through the balancer (Gradio's queue, streamed)
+
+        dead = apps[1][0]
+        dead.send_signal(signal.SIGKILL)
+        dead.wait(timeout=30)
+        for n, address in enumerate(clients):
+            key = f"{address}:after"
+            acked[key], upstream = label_from(address, port, key, stickers[n], f"ann-{n}")
+            assert upstream.split(", ")[-1] == f"127.0.0.1:{ports[0]}"  # the live one answered
+        store = LabelStore(env["MEMEUI_STORE"])
+        keys = [row[0] for row in store._sql("SELECT request_key FROM label_events")]
+        assert sorted(keys) == sorted(acked)  # every acknowledged label, once
+        store.close()
+    finally:
+        balancer.terminate()
+        balancer.wait(timeout=30)
+        for process, _ in apps:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _wait_for_port(port: int, timeout_s: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on {port}")
