@@ -117,15 +117,16 @@ def recover(engine, old_pid: int, timeout_s: float = 120) -> float:
 
 
 def run(annotators: int = 16, chatters: int = 8, seconds: float = 30.0,
-        address: str | None = None) -> dict:
-    """``address``: a running cluster with the application deployed (its data dir in
+        address: str | None = None, data_dir: Path | None = None) -> dict:
+    """``address``: a running cluster with the application deployed over ``data_dir`` (else
     MEMEUI_DATA_DIR) instead of a head of our own (the suite's smoke test)."""
     from annotations.store import LabelStore
     from engine.cluster.client import ClusterBusy, ClusterEngine
 
     postgres = LocalPostgres().start()
     own_cluster = address is None
-    data_dir = fresh_data_dir(Settings.from_env().data_dir) if own_cluster else Settings.from_env().data_dir
+    data_dir = fresh_data_dir(Settings.from_env().data_dir) if own_cluster else \
+        Path(data_dir or Settings.from_env().data_dir)
     environ = {"MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING",
                "MEMEUI_REPLY_BACKEND": "retrieval", "MEMEUI_TRAIN_EVERY": "0",
                "MEMEUI_CHAT_PER_MINUTE": "0", "MEMEUI_LABELS_PER_MINUTE": "0",
@@ -167,6 +168,8 @@ def run(annotators: int = 16, chatters: int = 8, seconds: float = 30.0,
         for app in apps:
             if app.process is not None and app.process.poll() is None:
                 app.process.kill()
+        if "ray" in sys.modules:
+            sys.modules["ray"].shutdown()  # before the head goes, or Ray reports it lost
         if own_cluster and address:
             subprocess.run([str(Path(sys.executable).with_name("memeui")), "cluster", "down"],
                            capture_output=True, timeout=180)

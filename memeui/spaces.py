@@ -158,11 +158,18 @@ def front_matter_problems(space: dict, bundle: Path, gradio_version: str) -> lis
     return problems
 
 
-def system_libraries(site_packages: Path) -> dict[str, set[str]]:
+def system_libraries(site_packages: Path, distributions: list | None = None) -> dict[str, set[str]]:
     """Shared libraries the installed wheels link against directly (readelf's NEEDED) that no
-    wheel brings: soname → the top-level packages that need it."""
-    site_packages = Path(site_packages)
-    files = [p for p in site_packages.rglob("*.so*") if p.is_file()]
+    wheel brings: soname → the top-level packages that need it. ``distributions``: only
+    theirs (what a Space's requirements.txt installs), not every wheel of this venv (the
+    cluster extra's are not in a Space)."""
+    site_packages = Path(site_packages).resolve()
+    if distributions is None:
+        files = [p for p in site_packages.rglob("*.so*") if p.is_file()]
+    else:
+        files = [Path(d.locate_file(f)).resolve() for d in distributions for f in d.files or []
+                 if ".so" in f.name and f.parts[0] != ".."]
+        files = [p for p in files if p.is_file() and p.is_relative_to(site_packages)]
     bundled = {p.name for p in files}
     needed: dict[str, set[str]] = {}
     for path in files:
@@ -185,11 +192,13 @@ def debian_package(soname: str) -> str | None:
     return None
 
 
-def missing_system_packages(site_packages: Path, packages: list[str]) -> list[str]:
-    """What a slim Debian image lacks for the installed wheels and ``packages`` (a Space's
-    packages.txt) does not name, one line each; GPU driver libraries are left to GPU images."""
+def missing_system_packages(site_packages: Path, packages: list[str],
+                            distributions: list | None = None) -> list[str]:
+    """What a slim Debian image lacks for the installed wheels (``distributions``' only, if
+    given) and ``packages`` (a Space's packages.txt) does not name, one line each; GPU driver
+    libraries are left to GPU images."""
     missing = []
-    for soname, users in sorted(system_libraries(site_packages).items()):
+    for soname, users in sorted(system_libraries(site_packages, distributions).items()):
         if soname in SLIM_IMAGE_LIBRARIES or soname.startswith("libcuda") or users <= GPU_STACK:
             continue
         package = debian_package(soname)
@@ -208,7 +217,15 @@ def check(out: Path, config_path: Path = CONFIG) -> list[str]:
     bundle = build(out, config_path)
     site_packages = Path(gradio.__file__).resolve().parent.parent
     return (front_matter_problems(space_keys(config), bundle, gradio.__version__)
-            + missing_system_packages(site_packages, list(config.get("packages", []))))
+            + missing_system_packages(site_packages, list(config.get("packages", [])),
+                                      space_distributions(bundle, config)))
+
+
+def space_distributions(bundle: Path, config: dict) -> list:
+    """The installed distributions a Space of ``bundle`` gets: its requirements.txt and the
+    gradio of its sdk_version."""
+    return requirement_closure([*(Path(bundle) / "requirements.txt").read_text("utf-8").splitlines(),
+                                f"gradio=={config['space']['sdk_version']}"])
 
 
 def requirement_closure(wanted: list[str]) -> list:
@@ -283,7 +300,7 @@ def start_check(bundle: Path, timeout: float = 900, install: str = "pip") -> dic
     config = load_config(bundle / "spaces.yaml")
     venv = bundle.parent / f"{bundle.name}-venv"
     wanted = [*(bundle / "requirements.txt").read_text("utf-8").splitlines(),
-              f"gradio=={config['space']['sdk_version']}"]
+              f"gradio=={config['space']['sdk_version']}"]  # space_distributions' lines
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         if install == "link":

@@ -37,7 +37,7 @@ class ClusterBusy(ReplyError, ValueError):
     (ReplyError) is, so every face says it plainly."""
 
 
-PASSED_ON = (ValueError, ReplyError, KeyError, FileNotFoundError)  # a replica's answer to the request itself
+PASSED_ON = (ValueError, ReplyError, FileNotFoundError)  # a replica's answer to the request itself
 
 
 def failure(deployment: str, method: str, error: BaseException, timeout_s: float) -> BaseException:
@@ -80,9 +80,7 @@ class Deployments:
     def call(self, name: str, method: str, *args):
         try:
             return getattr(self.handle(name), method).remote(*args).result(timeout_s=self.timeout_s)
-        except BaseException as error:  # noqa: BLE001 - every failure is told, by deployment
-            if isinstance(error, (KeyboardInterrupt, SystemExit)):
-                raise
+        except Exception as error:  # noqa: BLE001 - every failure is told, by deployment
             raise failure(name, method, error, self.timeout_s) from None
 
     def stream(self, name: str, method: str, *args) -> Iterator:
@@ -115,6 +113,8 @@ class Deployments:
 def connect(address: str | None = None) -> None:
     """Join the Ray cluster at ``address`` (else ``RAY_ADDRESS``, else the local head) once."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # as `ray start` runs the head (Ray 2.60)
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # after a shutdown, Serve's client
+    # threads would join a new Ray session, which kills this process once the head is gone
     import ray
 
     if not ray.is_initialized():

@@ -151,7 +151,7 @@ class Emotion(_Served):
 
 
 @serve.deployment
-class Reply_(_Served):
+class ReplyText(_Served):  # deployed as "Reply"
     def load(self) -> None:
         self.engine.reply_backend.get()
         self.engine.fallback_replies.get()
@@ -184,7 +184,7 @@ def build_app(config: ClusterConfig | None = None, environ: dict[str, str] | Non
     config = config or ClusterConfig.load()
     sized = {name: deployment.options(name=name, **config.options(name, environ))
              for name, deployment in (("Encoder", Encoder), ("Stickers", Stickers),
-                                      ("Emotion", Emotion), ("Reply", Reply_),
+                                      ("Emotion", Emotion), ("Reply", ReplyText),
                                       ("ChatTurn", ChatTurn))}
     encoder = sized["Encoder"].bind(**config.batching("Encoder"))
     stickers = sized["Stickers"].bind(encoder, config.refresh_s)

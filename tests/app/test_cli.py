@@ -93,7 +93,7 @@ def test_serve_limits_each_operation_to_one_thread_before_the_libraries_load(tmp
         "import os, sys\n"
         "import memeui.cli.app as cli\n"
         "from memeui.cli import main\n"
-        "def report():\n"
+        "def report(**overrides):\n"
         "    from threadpoolctl import threadpool_info\n"
         "    print(sorted({pool['num_threads'] for pool in threadpool_info()}))\n"
         "    sys.exit(0)\n"

@@ -107,16 +107,19 @@ def test_system_libraries_the_wheels_need_are_named_in_packages_txt(tmp_path):
     import gradio
     import pytest
 
-    from memeui.spaces import missing_system_packages
+    from memeui.spaces import missing_system_packages, space_distributions
 
     if not (shutil.which("readelf") and shutil.which("dpkg")):
         pytest.skip("needs readelf and dpkg (Debian binutils)")
     site = gradio.__file__.rsplit("/gradio/", 1)[0]
-    packages = list(load_config().get("packages", []))
-    assert missing_system_packages(site, packages) == []
-    assert (build(tmp_path / "space") / "packages.txt").read_text().split() == packages
+    config = load_config()
+    packages = list(config.get("packages", []))
+    bundle = build(tmp_path / "space")
+    space = space_distributions(bundle, config)  # what the Space installs, not the cluster extra
+    assert missing_system_packages(site, packages, space) == []
+    assert (bundle / "packages.txt").read_text().split() == packages
     without = [p for p in packages if p != "libgl1"]
-    missing = missing_system_packages(site, without)
+    missing = missing_system_packages(site, without, space)
     assert len(missing) == 1 and missing[0].startswith("libGL.so.1 (Debian libgl1), needed by")
 
 

@@ -53,8 +53,7 @@ def cluster_env(warm_engine, tmp_path_factory):
     yield env
     import ray
 
-    os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"  # Serve's client threads, ending, start no new Ray
-    ray.shutdown()
+    ray.shutdown()  # connect() turned Ray's auto-connect off: nothing joins Ray again
     os.environ.pop("RAY_ADDRESS", None)
     memeui(env, "cluster", "down", timeout=120)
 
@@ -137,6 +136,28 @@ def test_a_promotion_reaches_the_replicas_without_a_restart(settings, through_cl
         time.sleep(0.5)
     assert set(served.values()) == {version.id}, served
     assert [r.id for r in through_cluster.search(QUERIES[0], 3)] == [r.id for r in before]  # same weights
+
+
+def test_a_pack_added_by_an_app_process_reaches_the_replicas(through_cluster, tmp_path):
+    """The pack is written into the shared data dir by the app process; the Stickers replicas
+    index it within their refresh interval, with no restart, and remove it again."""
+    from conftest import write_pack
+
+    source = write_pack(tmp_path / "source", "volcano", ["zorblax quintessence", "lava flow"])
+    before = through_cluster.versions("Stickers")["index"]
+    through_cluster.add_pack(source, "volcano", ocr=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "volcano" not in {p["name"] for p in through_cluster.list_packs()}:
+        time.sleep(0.5)
+    assert "volcano" in {p["name"] for p in through_cluster.list_packs()}
+    assert through_cluster.versions("Stickers")["index"] != before  # a new index version
+    assert "volcano" in {r["pack"] for r in through_cluster.sticker_readings()}  # served there
+    assert "volcano" in {s.pack for s in through_cluster.library().stickers}  # read here too
+    through_cluster.remove_pack("volcano")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "volcano" in {p["name"] for p in through_cluster.list_packs()}:
+        time.sleep(0.5)
+    assert "volcano" not in {p["name"] for p in through_cluster.list_packs()}
 
 
 def test_a_killed_replica_is_replaced_and_its_lost_calls_are_told_busy(through_cluster):
@@ -310,3 +331,16 @@ def _wait_for_port(port: int, timeout_s: float = 30) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+def test_bench_cluster_at_a_tiny_size(cluster_env, through_cluster):
+    """The benchmark's smoke test, on the module's cluster (its last test: it kills a
+    replica and an app process): its keys, and nothing acknowledged lost or doubled."""
+    from bench.cluster import run
+
+    result = run(annotators=2, chatters=1, seconds=6, address=cluster_env["RAY_ADDRESS"],
+                 data_dir=Path(cluster_env["MEMEUI_DATA_DIR"]))
+    assert result["app_processes"] == 2 and result["labels_acked"] > 0 and result["chat_served"] > 0
+    assert result["lost"] == 0 and result["duplicates"] == 0
+    assert 0 < result["replica_recovery_s"] < 120
+    assert {"cluster", "in_process"} == set(result["search_p50_ms"]) == set(result["chat_turn_p50_ms"])
