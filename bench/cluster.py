@@ -34,7 +34,8 @@ import numpy as np
 
 from annotations.local_postgres import LocalPostgres, free_port
 from bench.chat import messages, start_server
-from bench.labels import EMOTIONS, call, fresh_data_dir
+from bench.labels import call, fresh_data_dir
+from bench.load import Traffic
 from engine import Dialogue, Engine, Settings
 
 GRACE_S = 2.0  # calls that began just before a kill window may still fail after it
@@ -121,7 +122,7 @@ def run(annotators: int = 16, chatters: int = 8, seconds: float = 30.0,
     """``address``: a running cluster with the application deployed over ``data_dir`` (else
     MEMEUI_DATA_DIR) instead of a head of our own (the suite's smoke test)."""
     from annotations.store import LabelStore
-    from engine.cluster.client import ClusterBusy, ClusterEngine
+    from engine.cluster.client import ClusterEngine
 
     postgres = LocalPostgres().start()
     own_cluster = address is None
@@ -151,7 +152,7 @@ def run(annotators: int = 16, chatters: int = 8, seconds: float = 30.0,
         for app in apps:
             app.start()
         stickers = [s["id"] for s in call(apps[0].connect(), "library_stickers")]
-        result = load(apps, through, stickers, texts, annotators, chatters, seconds, ClusterBusy)
+        result = load(apps, through, stickers, texts, annotators, chatters, seconds)
         for app in apps:
             if app.up.is_set():
                 app.kill()  # no shutdown: what was acknowledged must be in the store already
@@ -178,56 +179,20 @@ def run(annotators: int = 16, chatters: int = 8, seconds: float = 30.0,
 
 
 def load(apps: list[AppProcess], through, stickers: list[str], texts: list[str], annotators: int,
-         chatters: int, seconds: float, busy: type[Exception]) -> dict:
-    """The annotators and chat clients for ``seconds``, a replica kill at a third of it and an
-    app-process kill at two thirds."""
-    acked: dict[str, int] = {}
-    chat = {"served": 0, "errors_outside_kills": 0, "errors_during_kills": 0}
-    windows, lock, stop = Windows(), threading.Lock(), threading.Event()
+         chatters: int, seconds: float) -> dict:
+    """The annotators and chat clients (``bench load``'s) for ``seconds``, a replica kill at a
+    third of it and an app-process kill at two thirds."""
+    windows = Windows()
 
     def served_by(worker: int) -> AppProcess:
         """The worker's process while it is up, else the other (what a balancer does)."""
         home = apps[worker % len(apps)]
         return home if home.up.is_set() else next(app for app in apps if app.up.is_set())
 
-    def annotate(worker: int) -> None:
-        number = 0
-        while not stop.is_set():
-            key = f"annotator-{worker}:{number}"
-            sticker = stickers[(worker * 131 + number) % len(stickers)]
-            emotion = EMOTIONS[(worker + number) % len(EMOTIONS)]
-            while True:  # the same label, the same key, until it is acknowledged
-                try:
-                    event = call(served_by(worker).connect(), "label", "sticker_emotion", sticker,
-                                 emotion, f"annotator-{worker}", key)["event"]
-                    break
-                except (OSError, RuntimeError, http.client.HTTPException):
-                    time.sleep(0.2)
-            with lock:
-                acked[key] = event
-            number += 1
-
-    def talk(worker: int) -> None:
-        number = 0
-        while not stop.is_set():
-            began = time.monotonic()
-            try:
-                call(served_by(worker).connect(), "chat", texts[(worker * 13 + number) % len(texts)], [])
-                with lock:
-                    chat["served"] += 1
-            except (OSError, RuntimeError, http.client.HTTPException):
-                kind = "errors_during_kills" if windows.covers(began, time.monotonic()) \
-                    else "errors_outside_kills"
-                with lock:
-                    chat[kind] += 1
-                time.sleep(0.2)
-            number += 1
-
-    workers = [threading.Thread(target=annotate, args=(i,)) for i in range(annotators)] + \
-        [threading.Thread(target=talk, args=(i,)) for i in range(chatters)]
+    traffic = Traffic(lambda worker: served_by(worker).connect(), lambda: time.sleep(0.2),
+                      windows.covers, stickers, texts)
     started = time.monotonic()
-    for worker in workers:
-        worker.start()
+    traffic.start(annotators, chatters)
     time.sleep(seconds / 3)
     window, pid = windows.open(), replica_pid(through)
     os.kill(pid, signal.SIGKILL)
@@ -238,11 +203,10 @@ def load(apps: list[AppProcess], through, stickers: list[str], texts: list[str],
     apps[1].kill()  # its clients go to the other process
     window[1] = time.monotonic()
     time.sleep(seconds / 3)
-    stop.set()
-    for worker in workers:
-        worker.join(timeout=300)
+    traffic.finish()
     elapsed = time.monotonic() - started
-    return {"acked": acked, "labels_per_s": round(len(acked) / elapsed, 1),
-            "chat_served": chat["served"], "chat_errors_outside_kills": chat["errors_outside_kills"],
-            "chat_errors_during_kills": chat["errors_during_kills"],
+    return {"acked": traffic.acked, "labels_per_s": round(len(traffic.acked) / elapsed, 1),
+            "chat_served": traffic.chat["turns"],
+            "chat_errors_outside_kills": traffic.chat["errors_outside_kills"],
+            "chat_errors_during_kills": traffic.chat["errors_during_kills"],
             "replica_recovery_s": round(recovery, 2), "seconds": round(elapsed, 1)}

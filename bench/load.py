@@ -73,6 +73,74 @@ class Server:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
 
+FAILURES = (OSError, RuntimeError, http.client.HTTPException)  # a call that got no answer
+
+
+class Traffic:
+    """Annotators labelling stickers through ``/label`` (each label with its idempotency key,
+    retried until it is acknowledged) and clients chatting through ``/chat``, each worker over
+    ``connect(worker)``; after a failure a worker waits for ``recover()`` and connects again.
+    ``during_a_kill(began, ended)`` tells a chat error that a kill explains from one that no
+    kill does. Shared by ``bench load`` and ``bench cluster``."""
+
+    def __init__(self, connect, recover, during_a_kill, stickers: list[str], texts: list[str]) -> None:
+        self.connect, self.recover, self.during_a_kill = connect, recover, during_a_kill
+        self.stickers, self.texts = stickers, texts
+        self.acked: dict[str, int] = {}  # key → event id, once acknowledged
+        self.chat = {"turns": 0, "errors_outside_kills": 0, "errors_during_kills": 0}
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.workers: list[threading.Thread] = []
+
+    def start(self, annotators: int, chatters: int) -> None:
+        self.workers = [threading.Thread(target=self.annotate, args=(i,)) for i in range(annotators)] + \
+            [threading.Thread(target=self.talk, args=(i,)) for i in range(chatters)]
+        for worker in self.workers:
+            worker.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for worker in self.workers:
+            worker.join(timeout=600)
+
+    def annotate(self, worker: int) -> None:
+        connection, number = self.connect(worker), 0
+        while not self.stop.is_set():
+            key = f"annotator-{worker}:{number}"
+            sticker = self.stickers[(worker * 131 + number) % len(self.stickers)]
+            emotion = EMOTIONS[(worker + number) % len(EMOTIONS)]
+            while True:  # the same label, the same key, until it is acknowledged
+                try:
+                    event = call(connection, "label", "sticker_emotion", sticker, emotion,
+                                 f"annotator-{worker}", key)["event"]
+                    break
+                except FAILURES:
+                    connection = self._reconnect(connection, worker)
+            with self.lock:
+                self.acked[key] = event
+            number += 1
+
+    def talk(self, worker: int) -> None:
+        connection, number = self.connect(worker), 0
+        while not self.stop.is_set():
+            began = time.monotonic()
+            try:
+                call(connection, "chat", self.texts[(worker * 25 + number) % len(self.texts)], [])
+                with self.lock:
+                    self.chat["turns"] += 1
+            except FAILURES:
+                kind = "errors_during_kills" if self.during_a_kill(began, time.monotonic()) \
+                    else "errors_outside_kills"
+                with self.lock:
+                    self.chat[kind] += 1
+                connection = self._reconnect(connection, worker)
+            number += 1
+
+    def _reconnect(self, connection, worker: int):
+        connection.close()
+        self.recover()
+        return self.connect(worker)
+
+
 def overload(server: Server, texts: list[str], clients: int = 48) -> dict:
     """``clients`` chat calls at the same moment against the bounded line (settings
     ``chat_slots`` running + ``chat_waiting`` waiting): ``busy`` answers, ``timeouts`` (no answer
@@ -125,66 +193,23 @@ def run(kills: int = 5, seconds_between: tuple[float, float] = (4.0, 9.0), seed:
     call(first, "next_item", "sticker_emotion", "warm-up", "uncertain", "")  # items exist
     stickers = [s["id"] for s in call(first, "library_stickers")]
     texts = messages(200, skip=Settings.from_env().retrieval_conversations)
-    acked: dict[str, int] = {}
-    chat = {"turns": 0, "errors_outside_kills": 0, "errors_during_kills": 0}
-    lock, stop = threading.Lock(), threading.Event()
-
-    def annotate(worker: int) -> None:
-        connection, number = server.connect(), 0
-        while not stop.is_set():
-            key = f"annotator-{worker}:{number}"
-            sticker = stickers[(worker * 131 + number) % len(stickers)]
-            emotion = EMOTIONS[(worker + number) % len(EMOTIONS)]
-            while True:  # the same label, the same key, until it is acknowledged
-                try:
-                    event = call(connection, "label", "sticker_emotion", sticker, emotion,
-                                 f"annotator-{worker}", key)["event"]
-                    break
-                except (OSError, RuntimeError, http.client.HTTPException):
-                    connection.close()
-                    server.up.wait(timeout=600)
-                    connection = server.connect()
-            with lock:
-                acked[key] = event
-            number += 1
-
-    def talk(worker: int) -> None:
-        connection, number = server.connect(), 0
-        while not stop.is_set():
-            began = time.monotonic()
-            try:
-                call(connection, "chat", texts[(worker * 25 + number) % len(texts)], [])
-                with lock:
-                    chat["turns"] += 1
-            except (OSError, RuntimeError, http.client.HTTPException):
-                kind = "errors_during_kills" if server.during_a_kill(began, time.monotonic()) \
-                    else "errors_outside_kills"
-                with lock:
-                    chat[kind] += 1
-                connection.close()
-                server.up.wait(timeout=600)
-                connection = server.connect()
-            number += 1
-
-    workers = [threading.Thread(target=annotate, args=(i,)) for i in range(ANNOTATORS)] + \
-        [threading.Thread(target=talk, args=(i,)) for i in range(CHATTERS)]
+    traffic = Traffic(lambda worker: server.connect(), lambda: server.up.wait(timeout=600),
+                      server.during_a_kill, stickers, texts)
     started = time.monotonic()
-    for worker in workers:
-        worker.start()
+    traffic.start(ANNOTATORS, CHATTERS)
     restarts = []
     for kill in range(kills):
         time.sleep(rng.uniform(*seconds_between))
         if kill == 1:  # a job is training (or about to) when this kill lands
             try:
                 call(server.connect(), "train", "sticker-emotion", "")
-            except (OSError, RuntimeError, http.client.HTTPException):
+            except FAILURES:
                 pass
             time.sleep(rng.uniform(0.5, 2.0))
         restarts.append(server.restart())
     time.sleep(rng.uniform(*seconds_between))
-    stop.set()
-    for worker in workers:
-        worker.join(timeout=600)
+    traffic.finish()
+    acked, chat = traffic.acked, traffic.chat
     seconds = time.monotonic() - started
     jobs = call(server.connect(), "jobs_list", "")
     crowd = overload(server, texts)
