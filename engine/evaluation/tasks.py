@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from engine.stickers.image import LitTower
-from engine.metrics import class_metrics, macro_f1
+from engine.metrics import class_metrics, macro_f1, per_class
 from engine.stickers.selector import SELECTOR_FORMAT, Selector
 from engine.stickers.usage import plain_emoji
 from engine.paths import CACHE_DIR, MODELS_DIR, STICKER_CHOICES, STICKER_EMOTIONS
@@ -335,7 +335,8 @@ def sticker_emotion_evaluation(engine, labels: Path = STICKER_EMOTIONS) -> dict:
     """The sticker emotion reader serving now (no people's labels: the bundled reader, or the
     promoted fine-tuned one, which ``reader`` names; measured on labels it trained on, it is
     flattered) against a labelled CSV (``id``, ``emotion`` in Ekman-7, optional ``basis``):
-    accuracy and macro-F1 in percent, overall and per basis."""
+    accuracy and macro-F1 in percent, overall and per basis, and each emotion's precision,
+    recall and F1 (``by_emotion``)."""
     import csv
 
     from engine.schemes import EKMAN7
@@ -361,6 +362,7 @@ def sticker_emotion_evaluation(engine, labels: Path = STICKER_EMOTIONS) -> dict:
     everything = np.ones(len(rows), dtype=bool)
     return {"labels": str(labels), "reader": engine.sticker_reader or "bundled",
             **scores(everything),
+            "by_emotion": per_class(predicted, gold, EKMAN7),
             "by_basis": {basis: scores(np.array([(row.get("basis") or "all") == basis
                                                  for row in rows])) for basis in sorted(bases)}}
 

@@ -46,6 +46,10 @@ def test_the_reader_is_measured_on_the_bundled_labelled_stickers(engine):
     result = sticker_emotion_evaluation(engine)
     assert result["n"] >= 900 and set(result["by_basis"]) == {"hand", "neutral-subgroup"}
     assert result["accuracy"] > 80 and result["macro_f1"] > 50  # README: 91.3 / 59.4
+    by_emotion = result["by_emotion"]  # what a person reads first: the emotion it misses
+    assert list(by_emotion) == list(engine.scheme.labels)
+    assert sum(e["n"] for e in by_emotion.values()) == result["n"]
+    assert by_emotion["joy"]["recall"] > 50 and all(0 <= e["f1"] <= 100 for e in by_emotion.values())
 
 
 @pytest.mark.slow
