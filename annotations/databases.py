@@ -153,11 +153,11 @@ class Postgres:
     def __init__(self, url: str, max_connections: int = 16, timeout_s: float = 10.0) -> None:
         try:
             import psycopg
-            from psycopg_pool import ConnectionPool
+            from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError:
             raise StoreUnavailable("MEMEUI_STORE names Postgres, which needs psycopg: "
                                    "pip install '.[cluster]'") from None
-        self._psycopg = psycopg
+        self._psycopg, self._pool_timeout = psycopg, PoolTimeout
         self.name = _without_password(url)
         self.timeout_s = timeout_s
         self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=False,
@@ -178,14 +178,9 @@ class Postgres:
         except self._psycopg.OperationalError as error:
             raise StoreUnavailable(f"the label store at {self.name} did not answer "
                                    f"({str(error).strip() or type(error).__name__}): try again") from None
-        except self._pool_timeout() as error:
+        except self._pool_timeout as error:
             raise StoreUnavailable(f"the label store at {self.name} did not answer in "
                                    f"{self.timeout_s:g} s ({error}): try again") from None
-
-    def _pool_timeout(self) -> type[Exception]:
-        from psycopg_pool import PoolTimeout
-
-        return PoolTimeout
 
     def query(self, query: str, params: list | tuple = ()) -> tuple[list[str], list[tuple]]:
         with self._connection() as connection:

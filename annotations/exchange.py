@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from annotations.databases import parquet_columns
 from annotations.store import TASKS, Item, LabelError, LabelStore
 
 FORMATS = ("parquet", "jsonl", "csv")
@@ -66,7 +67,7 @@ def read_rows(path: Path) -> list[dict]:
                 rows = list(csv.DictReader(file))
         elif suffix == ".parquet":
             rows = duckdb.connect().execute("SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
-            rows = [dict(zip(_parquet_columns(path), row)) for row in rows]
+            rows = [dict(zip(parquet_columns(path), row)) for row in rows]
         else:
             raise LabelError(f"{path.name}: labels are read from .jsonl, .csv or .parquet files")
     except (json.JSONDecodeError, UnicodeDecodeError, csv.Error, duckdb.Error) as error:
@@ -75,11 +76,6 @@ def read_rows(path: Path) -> list[dict]:
         if not isinstance(row, dict) or any(not row.get(key) for key in REQUIRED):
             raise LabelError(f"{path.name}, row {number}: needs {', '.join(REQUIRED)}")
     return rows
-
-
-def _parquet_columns(path: Path) -> list[str]:
-    return [row[0] for row in duckdb.connect().execute(
-        "DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
 
 
 def import_labels(store: LabelStore, path: Path, task: str | None = None,

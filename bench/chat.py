@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from annotations.local_postgres import free_port  # one free-port probe for servers of every kind
 from engine import Dialogue, Engine, Settings, Turn
 
 CLIENTS = 16
@@ -113,12 +113,6 @@ def http_speedup(url: str, texts: list[str], turns: int, rounds: int = 3) -> dic
         loaded += latencies
     return {"sequential": float(np.median(sequential)), "concurrent": float(np.median(concurrent)),
             "speedup": float(np.median(ratios)), "latencies": loaded}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_server(environ: dict[str, str], output=subprocess.DEVNULL, cwd=None,

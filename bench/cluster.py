@@ -18,14 +18,12 @@ the same run, before the kills: ``search_p50_ms`` and ``chat_turn_p50_ms`` throu
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,33 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from annotations.local_postgres import LocalPostgres, free_port
-from bench.chat import messages, start_server
+from bench.chat import messages
 from bench.labels import call, fresh_data_dir
-from bench.load import Traffic
+from bench.load import Server, Traffic
 from engine import Dialogue, Engine, Settings
 
 GRACE_S = 2.0  # calls that began just before a kill window may still fail after it
-
-
-class AppProcess:
-    """``memeui serve --engine ray`` on one port, killed and started again."""
-
-    def __init__(self, environ: dict[str, str]) -> None:
-        self.environ, self.port, self.process = environ, free_port(), None
-        self.up = threading.Event()
-
-    def start(self) -> None:
-        self.process, _ = start_server({**self.environ, "MEMEUI_ENGINE": "ray"}, port=self.port,
-                                       timeout=600)
-        self.up.set()
-
-    def kill(self) -> None:
-        self.up.clear()
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def connect(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
 
 class Windows:
@@ -132,7 +109,7 @@ def run(annotators: int = 16, chatters: int = 8, seconds: float = 30.0,
                "MEMEUI_REPLY_BACKEND": "retrieval", "MEMEUI_TRAIN_EVERY": "0",
                "MEMEUI_CHAT_PER_MINUTE": "0", "MEMEUI_LABELS_PER_MINUTE": "0",
                "RAY_AUTH_MODE": "token", "MEMEUI_STORE": postgres.create_database("labels")}
-    apps: list[AppProcess] = []
+    apps: list[Server] = []
     try:
         if own_cluster:
             up = subprocess.run([str(Path(sys.executable).with_name("memeui")), "cluster", "up",
@@ -148,7 +125,7 @@ def run(annotators: int = 16, chatters: int = 8, seconds: float = 30.0,
         texts = messages(120, skip=settings.retrieval_conversations)
         measured = latencies(through, Engine(settings), texts)
 
-        apps = [AppProcess(environ) for _ in range(2)]
+        apps = [Server({**environ, "MEMEUI_ENGINE": "ray"}) for _ in range(2)]
         for app in apps:
             app.start()
         stickers = [s["id"] for s in call(apps[0].connect(), "library_stickers")]
@@ -178,13 +155,13 @@ def run(annotators: int = 16, chatters: int = 8, seconds: float = 30.0,
         postgres.remove()
 
 
-def load(apps: list[AppProcess], through, stickers: list[str], texts: list[str], annotators: int,
+def load(apps: list[Server], through, stickers: list[str], texts: list[str], annotators: int,
          chatters: int, seconds: float) -> dict:
     """The annotators and chat clients (``bench load``'s) for ``seconds``, a replica kill at a
     third of it and an app-process kill at two thirds."""
     windows = Windows()
 
-    def served_by(worker: int) -> AppProcess:
+    def served_by(worker: int) -> Server:
         """The worker's process while it is up, else the other (what a balancer does)."""
         home = apps[worker % len(apps)]
         return home if home.up.is_set() else next(app for app in apps if app.up.is_set())
