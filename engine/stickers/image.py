@@ -168,12 +168,28 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / norms, dtype=np.float32)
 
 
+def tower_file(text_encoder_name: str) -> Path:
+    """Where `memeui train image-tower` writes the tower of a text encoder by default."""
+    if text_encoder_name == "minilm":
+        return LIT_WEIGHTS
+    return LIT_WEIGHTS.with_name(f"{LIT_WEIGHTS.stem}-{text_encoder_name.replace('/', '_')}.pt")
+
+
+def bundled_tower(text_encoder_name: str) -> Path:
+    """The tower ``lit`` loads for a text encoder: its own file, else MiniLM's (which then
+    reports the mismatch)."""
+    own = tower_file(text_encoder_name)
+    return own if own.is_file() else LIT_WEIGHTS
+
+
 def create_image_tower(name: str, text_encoder, device: str = "cpu"):
-    """``none`` → None; ``lit`` (the bundled weights) or ``lit:FILE``; ``open_clip:MODEL[:PRETRAINED]``."""
+    """``none`` → None; ``lit`` (the bundled weights of the text encoder) or ``lit:FILE``;
+    ``open_clip:MODEL[:PRETRAINED]``."""
     if name == "none":
         return None
     if name == "lit" or name.startswith("lit:"):
-        return LitTower(text_encoder, Path(name[4:]) if name.startswith("lit:") else LIT_WEIGHTS, device)
+        weights = Path(name[4:]) if name.startswith("lit:") else bundled_tower(text_encoder.name)
+        return LitTower(text_encoder, weights, device)
     if name.startswith("open_clip:"):
         _, model_name, *pretrained = name.split(":", 2)
         return OpenClipTower(model_name, pretrained[0] if pretrained else None, device)
@@ -197,13 +213,15 @@ STICKERS_HELD_OUT = 0.1  # a stable 10 % of stickers, by id, never seen in train
 
 
 def train_lit_tower(stickers, text_encoder, out: Path = LIT_WEIGHTS, epochs: int = 60,
-                    width: int = 32, seed: int = 0, progress=log.info) -> TowerReport:
+                    width: int = 32, seed: int = 0, progress=log.info,
+                    chinese: bool = False) -> TowerReport:
     """Fit the CNN so each pack image lands on its annotation's text embedding (InfoNCE with
     the frozen text vectors of the batch as negatives); report held-out image→label recall@10
-    against the labels of every sticker."""
+    against the labels of every sticker. ``chinese``: the annotations in both languages, as a
+    multilingual encoder's index reads them."""
     torch.manual_seed(seed)
     started = time.perf_counter()
-    texts = text_encoder.encode([s.text() for s in stickers])
+    texts = text_encoder.encode([s.text(chinese=chinese) for s in stickers])
     images = [to_tensor(sticker_frames(s.path)[:1])[0] for s in stickers]
     test = np.array([in_share(s.id, STICKERS_HELD_OUT) for s in stickers])
     train_rows = np.flatnonzero(~test)

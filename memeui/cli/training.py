@@ -134,8 +134,8 @@ def run_models_rollback(args) -> int:
 def run_train(args) -> int:
     from dataclasses import asdict
 
-    from engine.paths import LIT_WEIGHTS
-    from engine.stickers.image import train_lit_tower
+    from engine.encoders import encoder_facts
+    from engine.stickers.image import tower_file, train_lit_tower
     from engine.stickers.library import StickerLibrary
 
     if args.model in ("sticker-emotion", "prerecognizer", "selector"):
@@ -191,7 +191,9 @@ def run_train(args) -> int:
     with stdout_for_json_only():
         engine = make_engine()
         library = StickerLibrary.load(engine.pack_dirs())
-        report = train_lit_tower(library.stickers, engine.encoder.get(),
-                                 out=args.out or LIT_WEIGHTS, epochs=args.epochs)
+        encoder = engine.encoder.get()
+        report = train_lit_tower(library.stickers, encoder, epochs=args.epochs,
+                                 out=args.out or tower_file(encoder.name),
+                                 chinese=encoder_facts(encoder.name).multilingual)
     print_json(asdict(report))
     return 0

