@@ -132,11 +132,18 @@ class Engine:
         encoder, index, image tower, response selector, send threshold and corpus replies in
         that language; this engine's emotion models, sticker emotions, corrections, reply
         model and jobs. It serves search and chat turns only; everything else stays here."""
-        corpus = self.settings.retrieval_corpus
-        if language == "zh" and CHINESE_CORPUS not in corpus.split(":"):
-            corpus = f"{corpus}:{CHINESE_CORPUS}"
-        return Engine(replace(self.settings, text_encoder=encoder, retrieval_corpus=corpus),
-                      parent=self)
+        return Engine(replace(self.settings, text_encoder=encoder,
+                              retrieval_corpus=self._corpus_of(language)), parent=self)
+
+    def _corpus_of(self, language: str) -> str:
+        """A language reader's corpus replies: the configured files (e.g. MOD's Chinese
+        dialogues) and the shipped corpus of its language, not chitchat's English ones (a
+        reply in the message's language wins whenever there is one; embedding 10k English
+        turns with a second encoder would only slow its start)."""
+        sources = [s for s in self.settings.retrieval_corpus.split(":") if s.strip() != "chitchat"]
+        if language == "zh" and CHINESE_CORPUS not in sources:
+            sources.append(CHINESE_CORPUS)
+        return ":".join(sources)
 
     def reader_of(self, dialogue: Dialogue) -> "Engine":
         """The engine that reads ``dialogue``: the reader of its last turn's language."""
