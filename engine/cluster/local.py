@@ -26,7 +26,12 @@ def ray_command(*args: str) -> list[str]:
 
 def start_head(port: int = HEAD_PORT, cpus: int | None = None) -> str:
     """``ray start --head`` (no dashboard, no usage report, token authentication); returns
-    its address."""
+    its address. A machine without a token gets one first (``~/.ray/auth_token``): Ray 2.60
+    refuses to start a head with token authentication and none."""
+    token = subprocess.run(ray_command("get-auth-token", "--generate"), capture_output=True,
+                           text=True, timeout=120)
+    if token.returncode != 0:
+        raise RuntimeError(f"could not make a Ray token: {token.stderr.strip()[-2000:]}")
     done = subprocess.run(ray_command(
         "start", "--head", f"--port={port}",
         f"--num-cpus={cpus or os.cpu_count() or 1}", "--include-dashboard=false",
