@@ -1,8 +1,8 @@
 """The checks a generated reply passes before it is said, and what replaces one that fails.
 
 A reply that talks about stickers or itself, repeats the user, answers Chinese in another
-language or is off topic (the response selector's score of it after the context is below its
-floor) is generated once more, and then replaced by the corpus reply of the retrieval backend.
+language, is garbled (mostly no words of its own language) or is off topic (the response
+selector's score of it after the context is below its floor) is generated once more, and then replaced by the corpus reply of the retrieval backend.
 Plain data in and out: turns' texts and the reply's; the models come in as functions.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.chat.backends import ReplyBackend, tidy_reply
 from engine.chat.responses import CONTEXT_TURNS, SELF_TALK, repeats
+from engine.chat.wording import is_garbled
 from engine.dialogue import Dialogue, is_chinese, ms_since
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ def reply_problem(dialogue: Dialogue, text: str, on_topic: Callable[[list[str], 
         return "repeats the message"
     if is_chinese(dialogue.turns[-1].content()) and not is_chinese(text):
         return "is not in the user's language"
+    if is_garbled(text):
+        return "is garbled"
     context = [turn.content() for turn in dialogue.turns[-CONTEXT_TURNS:] if turn.content()]
     if not on_topic(context, text):
         return "is off topic"

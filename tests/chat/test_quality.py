@@ -183,6 +183,34 @@ def test_a_chinese_message_answered_in_english_is_generated_again(generating_eng
     assert reply.source == "regenerated" and reply.text == "别难过，下次一定行！"
 
 
+def test_the_testers_garbled_chinese_reply_is_generated_again(generating_engine):
+    """The tester's finding: smollm2 answered "我考试没及格，好难过" with characters that form no
+    words, and the check let it through as `generated`."""
+    garbled = "猐猐！我是一个明赏的哥伴。"
+    backend = Scripted([garbled, "别难过，下次一定行！"])
+    generating_engine.reply_backend.replace(backend)
+    dialogue = Dialogue((Turn("user", "我考试没及格，好难过"),))
+    generating_engine.responses.get().floor = -1.0  # on topic for the selector: caught by words
+    assert generating_engine.reply_problem(dialogue, garbled) == "is garbled"
+    reply = generating_engine.chat(dialogue)
+    assert reply.source == "regenerated" and reply.text == "别难过，下次一定行！"
+
+
+@pytest.mark.parametrize("text, garbled", [
+    ("猐猐！我是一个明赏的哥伴。", True), ("瞺鬤霿鼹，龘靐齉爩。", True),
+    ("别难过，下次一定行！", False), ("今天天气真好，我们去公园散步吧。", False),
+    ("哈哈", False),  # too short to judge
+    ("Oh no, exams are rough. You will do better next time!", False),
+    ("Zorblat fwenk snarg quoblix, trezzim vlop!", True),
+    ("lol ok", False),
+    ("你好 zorblat fwenk snarg", False),  # read as Chinese: its one Chinese word is a word
+])
+def test_a_reply_is_read_against_the_dictionary_of_its_own_language(text, garbled):
+    from engine.chat.wording import is_garbled
+
+    assert is_garbled(text) is garbled
+
+
 def test_reply_checks():
     assert SELF_TALK.search("Here is a sticker for you") and SELF_TALK.search("I'm a bot")
     assert not SELF_TALK.search("That sounds like so much fun!")
