@@ -21,6 +21,7 @@ from engine.chat.responses import ResponseSelector
 from engine.corpora import CHINESE_CORPUS
 from engine.dialogue import Dialogue, Reply, SearchResult, check_message, is_chinese, ms_since
 from engine.emotion.conversation import ConversationEmotion, DescribedEmotion, NadeEmotion, forecast_mood
+from engine.emotion.kaomoji import bundled_lexicon, sticker_terms
 from engine.encoders import (EMOTION_SPACE, create_text_encoder, dialogue_vector, encoder_facts,
                              recency_vector, routed_encoders, text_weight)
 from engine.paths import CACHE_DIR, INDEX_DIR, JOBS_DIR, MODELS_DIR, REGISTRY_DIR
@@ -43,6 +44,9 @@ T = TypeVar("T")
 NO_TOWER = object()  # the image tower setting is "none"
 REPLY_WEIGHT = 0.5  # the bot's reply, when fully on topic, counts half as much as the dialogue
 LEXICON_WEIGHT = 0.5  # share of the lexicon model (nade) in a sticker's emotion
+# The kaomoji lexicon's exponent in a sticker's emotion (engine/emotion/kaomoji.py): chosen on the
+# hand-labelled stickers and the regression set's hit@5 (README, "Sticker emotions").
+KAOMOJI_WEIGHT = 0.2
 STALE_STAGING_S = 600  # an ingest folder untouched this long was left by a killed process
 SERVED_ROLES = ("sticker-emotion", "prerecognizer", "selector")  # roles a promotion swaps in
 _SHARED: dict[Settings, "Engine"] = {}  # Engine.shared: this process's engines by settings
@@ -250,6 +254,7 @@ class Engine:
             root=self.index_root,
             key=index_versions.index_key(
                 f"{library.fingerprint()}{self.emotion.get().fingerprint}lex{LEXICON_WEIGHT}"
+                f"kao{KAOMOJI_WEIGHT}"
                 f"{self.sticker_reader}{'zh' if chinese else ''}",
                                          encoder.key,
                                          tower.name if tower is not NO_TOWER else "none"),
@@ -276,7 +281,7 @@ class Engine:
         recognized = self.text_emotions(texts, vectors)
         lexical = self.lexicon.predict_ekman([_sticker_words(s) for s in stickers])
         mixed = (1 - LEXICON_WEIGHT) * recognized + LEXICON_WEIGHT * lexical
-        reading = mixed / mixed.sum(axis=1, keepdims=True)
+        reading = with_kaomoji_words(mixed / mixed.sum(axis=1, keepdims=True), stickers)
         head = self.sticker_head
         if not fine_tuned or head is None:
             return reading
@@ -747,6 +752,17 @@ class Engine:
         vectors = self.encoder.get().encode_turns([*context, text])
         selector = self.responses.get()
         return float(selector.scores(recency_vector(vectors[:-1]), vectors[-1:])[0, 0]) >= selector.floor
+
+
+def with_kaomoji_words(reading: np.ndarray, stickers: list[Sticker]) -> np.ndarray:
+    """The reading times the kaomoji lexicon's reading of the stickers' tags, to the power
+    KAOMOJI_WEIGHT (a product of experts: a tag such as "mad" or "shock" moves the emotion its
+    words name; a sticker whose words the lexicon does not know keeps its reading)."""
+    if not KAOMOJI_WEIGHT or not stickers:
+        return reading
+    terms = [sticker_terms(s.label, s.tags, s.label_zh, s.tags_zh) for s in stickers]
+    product = reading * bundled_lexicon().read_many(terms) ** KAOMOJI_WEIGHT
+    return product / product.sum(axis=1, keepdims=True)
 
 
 def _sticker_words(sticker: Sticker) -> str:

@@ -39,15 +39,16 @@ HAND = {
     "anger": """angry face; enraged face; face with steam from nose; pouting cat; face with
     symbols on mouth; angry face with horns; anger symbol; right anger bubble; person pouting;
     woman pouting; man pouting; oncoming fist; raised fist; thumbs down; person gesturing NO;
-    woman gesturing NO; man gesturing NO""",
+    woman gesturing NO; man gesturing NO; middle finger; ogre; goblin""",
     "fear": """fearful face; face screaming in fear; anxious face with sweat; worried face;
     grimacing face; weary cat; ghost; skull; skull and crossbones; shaking face; cold face;
-    frowning face with open mouth; anguished face""",
+    frowning face with open mouth; anguished face; face with peeking eye""",
     "surprise": """astonished face; face with open mouth; hushed face; flushed face; exploding
     head; face with open eyes and hand over mouth; face with hand over mouth; dizzy; face with
-    spiral eyes; collision""",
+    spiral eyes; collision; exclamation question mark; double exclamation mark""",
     "disgust": """nauseated face; face vomiting; unamused face; face with rolling eyes; pile of
-    poo; face with raised eyebrow; face with diagonal mouth; cat with wry smile; woozy face""",
+    poo; face with raised eyebrow; face with diagonal mouth; cat with wry smile; woozy face;
+    smirking face; person facepalming; woman facepalming; man facepalming""",
     "neutral": """neutral face; expressionless face; face without mouth; dotted line face;
     thinking face; zipper-mouth face; shushing face; sleeping face; sleepy face; yawning face;
     face with monocle; nerd face; saluting face; face exhaling; face in clouds; robot; ZZZ;

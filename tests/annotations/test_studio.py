@@ -37,7 +37,10 @@ def by_label(engine, label: str):
 def test_the_sticker_emotion_reader_gets_the_obvious_faces_right(engine):
     faces = {"enraged face": "anger", "grinning face": "joy", "loudly crying face": "sadness",
              "nauseated face": "disgust", "face screaming in fear": "fear",
-             "astonished face": "surprise", "cat with tears of joy": "joy"}
+             "astonished face": "surprise", "cat with tears of joy": "joy",
+             # the tester's: these read neutral and fear before the kaomoji lexicon
+             "angry face with horns": "anger", "exploding head": "surprise",
+             "face with symbols on mouth": "anger", "hushed face": "surprise"}
     read = engine.read_sticker_emotions([by_label(engine, label) for label in faces])
     assert [engine.scheme.labels[i] for i in read.argmax(axis=1)] == list(faces.values())
 
@@ -45,11 +48,13 @@ def test_the_sticker_emotion_reader_gets_the_obvious_faces_right(engine):
 def test_the_reader_is_measured_on_the_bundled_labelled_stickers(engine):
     result = sticker_emotion_evaluation(engine)
     assert result["n"] >= 900 and set(result["by_basis"]) == {"hand", "neutral-subgroup"}
-    assert result["accuracy"] > 80 and result["macro_f1"] > 50  # README: 91.3 / 59.4
+    assert result["accuracy"] > 80 and result["macro_f1"] > 60  # README: 91.6 / 64.6
     by_emotion = result["by_emotion"]  # what a person reads first: the emotion it misses
     assert list(by_emotion) == list(engine.scheme.labels)
     assert sum(e["n"] for e in by_emotion.values()) == result["n"]
     assert by_emotion["joy"]["recall"] > 50 and all(0 <= e["f1"] <= 100 for e in by_emotion.values())
+    assert by_emotion["anger"]["recall"] >= 50 and by_emotion["surprise"]["recall"] >= 50  # were 20, 17
+    assert all(by_emotion[e]["n"] >= 10 for e in engine.scheme.labels)  # enough of each to measure
 
 
 @pytest.mark.slow

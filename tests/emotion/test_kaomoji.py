@@ -1,0 +1,81 @@
+"""The kaomoji lexicon: emotion words learnt from labelled kaomoji, read over a sticker's tags."""
+
+import numpy as np
+import pytest
+
+from engine.emotion.kaomoji import (KaomojiLexicon, bundled_lexicon, feeling_words,
+                                    kaomoji_votes, learn_word_emotions, sticker_terms)
+from engine.schemes import EKMAN7
+
+
+def kaomoji(emotion, keywords, zh=(), subject=(), intent=()):
+    """One entry in the dataset's format (the fields the lexicon reads)."""
+    return {"emotion": [emotion, *keywords], "names": {"en": f"{emotion} face", "zh": ""},
+            "keywords": {"en": list(keywords), "zh": list(zh)}, "subject": list(subject),
+            "intent": list(intent)}
+
+
+FIXTURE = ([kaomoji("angry", ["mad", "rage"], zh=["生气"])] * 6
+           + [kaomoji("happy", ["glad", "smile"], zh=["开心"])] * 30
+           + [kaomoji("happy", ["glad"], subject=["food"], zh=["食物"])] * 6
+           + [kaomoji("surprised", ["shock", "wow"])] * 6
+           + [kaomoji("shy", ["blush"])] * 6)
+
+
+def emotion_of(reading):
+    return EKMAN7[int(np.argmax(reading))]
+
+
+def test_words_take_the_emotion_of_the_kaomoji_they_describe():
+    lexicon = KaomojiLexicon.learn(FIXTURE)
+    assert emotion_of(lexicon.words["mad"]) == "anger"
+    assert emotion_of(lexicon.words["生气"]) == "anger"  # Chinese keywords too
+    assert emotion_of(lexicon.words["shock"]) == "surprise"
+    assert all(abs(p.sum() - 1) < 1e-9 for p in lexicon.words.values())
+
+
+def test_things_and_emotions_outside_ekman_are_not_learnt():
+    lexicon = KaomojiLexicon.learn(FIXTURE)
+    assert "food" not in lexicon.words and "食物" not in lexicon.words  # a subject, not a feeling
+    assert kaomoji_votes(kaomoji("shy", ["blush"])) is None
+    assert "blush" not in lexicon.words
+    assert "up" not in feeling_words([kaomoji("happy", ["up"]), kaomoji("sad", ["down"])])
+
+
+def test_emotions_are_weighed_alike_whatever_their_kaomoji_count():
+    """30 happy kaomoji against 6 angry: a word said of both equally often reads flat, not
+    joyful (naive Bayes with a flat prior)."""
+    votes = [("joy", ["face"])] * 30 + [("anger", ["face"])] * 6
+    reading = learn_word_emotions(votes)["face"]
+    assert abs(reading[EKMAN7.index("joy")] - reading[EKMAN7.index("anger")]) < 0.1  # counted: 0.83 vs 0.17
+
+
+def test_a_sticker_reads_the_product_of_its_known_words():
+    lexicon = KaomojiLexicon.learn(FIXTURE)
+    terms = sticker_terms("angry face with horns", ("mad", "devil"), "生气的恶魔脸", ("生气",))
+    assert "mad" in terms and "angry face with horns" in terms and "生气" in terms
+    assert emotion_of(lexicon.read(terms)) == "anger"
+    assert lexicon.read(["spoon", "table"]) is None
+    flat = lexicon.read_many([["spoon"]])[0]
+    assert np.allclose(flat, 1 / len(EKMAN7))
+
+
+def test_the_bundled_lexicon_names_the_feelings_of_the_packs_tags():
+    words = bundled_lexicon().words
+    for word, emotion in {"mad": "anger", "grumpy": "anger", "rage": "anger", "生气": "anger",
+                          "shock": "surprise", "shocked": "surprise", "惊讶": "surprise",
+                          "scared": "fear", "sad": "sadness", "happy": "joy", "gross": "disgust"}.items():
+        assert emotion_of(words[word]) == emotion, word
+    assert "food" not in words and "weapon" not in words
+
+
+@pytest.mark.slow
+def test_the_bundled_lexicon_is_what_the_installed_dataset_teaches(tmp_path):
+    """assets/labels/kaomoji_emotions.json is written by ``python -m engine.emotion.kaomoji``;
+    this fails when the recipe or the dataset changed and the file was not rewritten."""
+    from engine.emotion.kaomoji import write_bundled_lexicon
+
+    learnt = write_bundled_lexicon(tmp_path / "lexicon.json").words
+    bundled = bundled_lexicon().words
+    assert set(learnt) == set(bundled)
+    assert all(np.allclose(learnt[w], bundled[w], rtol=1e-3, atol=1e-6) for w in learnt)
