@@ -40,20 +40,61 @@ KAOMOJI_EKMAN = {
     "confused": "neutral", "cool": "neutral",
 }
 MIN_KAOMOJI = 5  # a word described fewer kaomoji than this says too little to learn from
-SMOOTHING = 1.0  # add-one counts per emotion
+SMOOTHING = 0.01  # a word's share of each emotion before any feeling says it
 ENGLISH_WORD = re.compile(r"[a-z]+")
 
 
 # Feeling words that emoji tags use for something else: "up"/"down" are arrows and charts there.
 DIRECTIONS = frozenset({"up", "down"})
+OWN_WORD_SHARE = 0.9  # a word of at least this share of an emotion's kaomoji is that emotion's own
 
 
-def kaomoji_words(entry: dict) -> set[str]:
-    """The words that describe a kaomoji: English words of its name and keywords, its Chinese
-    name and keywords whole (as emoji tags are written)."""
-    english = [entry.get("names", {}).get("en", ""), *entry.get("keywords", {}).get("en", [])]
-    chinese = [entry.get("names", {}).get("zh", ""), *entry.get("keywords", {}).get("zh", [])]
-    return {*phrases_and_words(english), *(word for word in chinese if word)}
+def kaomoji_feelings(entry: dict) -> tuple[str, set[str], set[str] | None] | None:
+    """A kaomoji's leading emotion in the dataset and the feeling words said of it: its
+    emotion field (phrases such as "middle finger" whole), and its Chinese keywords when the
+    kaomoji shows a feeling only (None otherwise: a subject such as food or weapons, or an
+    intent such as a greeting, whose words would read as the feeling)."""
+    emotions = [emotion.lower() for emotion in entry.get("emotion") or []]
+    if not emotions:
+        return None
+    chinese = None
+    if not entry.get("subject") and not entry.get("intent"):
+        chinese = {word for word in entry.get("keywords", {}).get("zh", [])
+                   if word and not ENGLISH_WORD.fullmatch(word)}
+    return emotions[0], set(emotions) - DIRECTIONS, chinese
+
+
+def own_words(feelings: list[tuple[str, set[str]]]) -> dict[str, set[str]]:
+    """Each leading emotion's own words: those said of nearly all the kaomoji it leads (of
+    those whose words were read). The dataset appends the words of other feelings to many (an
+    angry kaomoji that also laughs), and with the emotions weighed alike those would outvote:
+    "无语" of a few disgusted kaomoji would outweigh a thousand dissatisfied ones."""
+    count, words = Counter(), defaultdict(Counter)
+    for leading, said in feelings:
+        count[leading] += 1
+        words[leading].update(said)
+    return {leading: {word for word, n in words[leading].items()
+                      if n >= OWN_WORD_SHARE * count[leading]} for leading in count}
+
+
+def kaomoji_votes(entries: Iterable[dict]) -> list[tuple[str, str, list[str]]]:
+    """For each kaomoji whose leading emotion is one of Ekman's, a vote per language read:
+    that feeling and language ("angry/zh"), its Ekman emotion and the words
+    of its own that are said of it (English and Chinese words are each an emotion's own by
+    their share of the kaomoji whose words of that language were read)."""
+    feelings = [found for found in map(kaomoji_feelings, entries) if found]
+    own_english = own_words([(leading, english) for leading, english, _ in feelings])
+    own_chinese = own_words([(leading, chinese) for leading, _, chinese in feelings
+                             if chinese is not None])
+    votes = []
+    for leading, english, chinese in feelings:
+        if leading not in KAOMOJI_EKMAN:
+            continue
+        votes.append((f"{leading}/en", KAOMOJI_EKMAN[leading], sorted(english & own_english[leading])))
+        if chinese is not None:
+            votes.append((f"{leading}/zh", KAOMOJI_EKMAN[leading],
+                          sorted(chinese & own_chinese[leading])))
+    return votes
 
 
 def phrases_and_words(texts: Iterable[str]) -> list[str]:
@@ -62,48 +103,26 @@ def phrases_and_words(texts: Iterable[str]) -> list[str]:
     return list(dict.fromkeys([*texts, *ENGLISH_WORD.findall(" ".join(texts))]))
 
 
-def feeling_words(entries: Iterable[dict]) -> frozenset[str]:
-    """The words that name feelings, not things: the entries of the dataset's emotion field
-    (phrases such as "middle finger" whole, not "in" of "in love"), and the Chinese keywords of kaomoji that show a feeling only (no subject such as
-    food or weapons, no intent such as greeting); a tag like "food" or "weapon" would otherwise
-    read as the emotion of the kaomoji that hold them."""
-    words: set[str] = set()
-    for entry in entries:
-        words |= {emotion.lower() for emotion in entry.get("emotion") or []}
-        if not entry.get("subject") and not entry.get("intent"):
-            words |= {word for word in entry.get("keywords", {}).get("zh", [])
-                      if word and not ENGLISH_WORD.fullmatch(word)}
-    return frozenset(words - DIRECTIONS)
-
-
-def kaomoji_votes(entry: dict) -> tuple[str, list[str]] | None:
-    """A kaomoji's Ekman emotion and the words that describe it, or None when its emotion is
-    none of Ekman's."""
-    emotions = entry.get("emotion") or []
-    emotion = KAOMOJI_EKMAN.get(emotions[0]) if emotions else None
-    if emotion is None:
-        return None
-    return emotion, sorted(kaomoji_words(entry))
-
-
-def learn_word_emotions(votes: list[tuple[str, list[str]]],
-                        vocabulary: frozenset[str] | None = None) -> dict[str, np.ndarray]:
-    """P(emotion | word) over EKMAN7 for each word (of ``vocabulary``, if given) seen in at
-    least MIN_KAOMOJI kaomoji, from P(word | emotion) with the emotions weighed alike."""
-    per_emotion = Counter(emotion for emotion, _ in votes)
-    counts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(EKMAN7)))
-    for emotion, words in votes:
+def learn_word_emotions(votes: list[tuple[str, str, list[str]]]) -> dict[str, np.ndarray]:
+    """P(emotion | word) over EKMAN7 for each word said of at least MIN_KAOMOJI kaomoji: the
+    share of each leading feeling's kaomoji that the word describes, summed into its Ekman
+    emotion, every feeling weighed alike (28,000 happy kaomoji and 300 disgusted ones: counted
+    per kaomoji, "爱" of 17 loving ones would be a rare joy word; per feeling, it is love's)."""
+    size = Counter(leading for leading, _, _ in votes)
+    said: dict[str, Counter] = defaultdict(Counter)
+    for leading, _, words in votes:
         for word in words:
-            if vocabulary is None or word in vocabulary:
-                counts[word][EKMAN7.index(emotion)] += 1
-    sizes = np.array([per_emotion.get(emotion, 0) for emotion in EKMAN7], dtype=float)
-    seen = sizes > 0
+            said[word][leading] += 1
+    ekman = {leading: emotion for leading, emotion, _ in votes}
     lexicon = {}
-    for word, count in counts.items():
-        if count.sum() < MIN_KAOMOJI:
+    for word, by_feeling in said.items():
+        if sum(by_feeling.values()) < MIN_KAOMOJI:
             continue
-        likelihood = np.where(seen, (count + SMOOTHING) / (sizes + 2 * SMOOTHING), 0.0)
-        lexicon[word] = likelihood / likelihood.sum()
+        share = np.full(len(EKMAN7), SMOOTHING)
+        for leading, n in by_feeling.items():
+            if size[leading] >= MIN_KAOMOJI:
+                share[EKMAN7.index(ekman[leading])] += n / size[leading]
+        lexicon[word] = share / share.sum()
     return lexicon
 
 
@@ -120,9 +139,8 @@ class KaomojiLexicon:
     words: dict[str, np.ndarray]
 
     @classmethod
-    def learn(cls, entries: list[dict]) -> "KaomojiLexicon":
-        votes = [vote for vote in map(kaomoji_votes, entries) if vote]
-        return cls(learn_word_emotions(votes, feeling_words(entries)))
+    def learn(cls, entries: Iterable[dict]) -> "KaomojiLexicon":
+        return cls(learn_word_emotions(kaomoji_votes(entries)))
 
     def read(self, terms: list[str]) -> np.ndarray | None:
         """The product of the known terms' emotions, normalised (Ekman-7), or None if the
@@ -154,7 +172,7 @@ def read_kaomoji_entries() -> Iterator[dict]:
 def write_bundled_lexicon(path: Path = KAOMOJI_EMOTIONS) -> KaomojiLexicon:
     """Learn the lexicon from the installed dataset (about 5 s) and write it where the engine
     reads it: ``python -m engine.emotion.kaomoji``."""
-    lexicon = KaomojiLexicon.learn(list(read_kaomoji_entries()))
+    lexicon = KaomojiLexicon.learn(read_kaomoji_entries())
     rows = ",\n".join(f"  {json.dumps(word, ensure_ascii=False)}: "
                       f"[{', '.join(f'{p:.4g}' for p in lexicon.words[word])}]"
                       for word in sorted(lexicon.words))  # 4 significant digits: small

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engine.emotion.kaomoji import (KaomojiLexicon, bundled_lexicon, feeling_words,
-                                    kaomoji_votes, learn_word_emotions, sticker_terms)
+from engine.emotion.kaomoji import (KaomojiLexicon, bundled_lexicon, kaomoji_votes,
+                                    learn_word_emotions, sticker_terms)
 from engine.schemes import EKMAN7
 
 
@@ -36,18 +36,33 @@ def test_words_take_the_emotion_of_the_kaomoji_they_describe():
 
 def test_things_and_emotions_outside_ekman_are_not_learnt():
     lexicon = KaomojiLexicon.learn(FIXTURE)
-    assert "food" not in lexicon.words and "食物" not in lexicon.words  # a subject, not a feeling
-    assert kaomoji_votes(kaomoji("shy", ["blush"])) is None
+    assert "食物" not in lexicon.words  # a Chinese keyword of kaomoji about food, not a feeling
+    assert kaomoji_votes([kaomoji("shy", ["blush"])]) == []
     assert "blush" not in lexicon.words
-    assert "up" not in feeling_words([kaomoji("happy", ["up"]), kaomoji("sad", ["down"])])
+    assert not any("up" in words or "down" in words
+                   for *_, words in kaomoji_votes([kaomoji("happy", ["up"]), kaomoji("sad", ["down"])]))
+
+
+def test_only_an_emotions_own_words_vote_for_it():
+    """The dataset appends other feelings' words to some kaomoji (angry ones that also laugh):
+    a word said of few of an emotion's kaomoji is not that emotion's."""
+    entries = ([kaomoji("angry", ["mad"])] * 10 + [kaomoji("angry", ["mad", "haha"])] * 2
+               + [kaomoji("happy", ["haha"])] * 10)
+    lexicon = KaomojiLexicon.learn(entries)
+    assert emotion_of(lexicon.words["haha"]) == "joy"
+    assert lexicon.words["haha"][EKMAN7.index("anger")] < 0.1
 
 
 def test_emotions_are_weighed_alike_whatever_their_kaomoji_count():
-    """30 happy kaomoji against 6 angry: a word said of both equally often reads flat, not
-    joyful (naive Bayes with a flat prior)."""
-    votes = [("joy", ["face"])] * 30 + [("anger", ["face"])] * 6
+    """30 happy kaomoji against 6 angry: a word said of all of both reads as much anger as
+    joy (each feeling weighed alike, not each kaomoji), and a word of 6 of 300 loving ones
+    ("爱" in the dataset) is still love's, not the few disgusted kaomoji's."""
+    votes = [("happy/en", "joy", ["face"])] * 30 + [("angry/en", "anger", ["face"])] * 6
     reading = learn_word_emotions(votes)["face"]
-    assert abs(reading[EKMAN7.index("joy")] - reading[EKMAN7.index("anger")]) < 0.1  # counted: 0.83 vs 0.17
+    assert abs(reading[EKMAN7.index("joy")] - reading[EKMAN7.index("anger")]) < 1e-9
+    votes = [("love/zh", "joy", ["爱"])] * 6 + [("love/en", "joy", ["love"])] * 300
+    votes += [("disgusted/zh", "disgust", ["恶心"])] * 10
+    assert emotion_of(learn_word_emotions(votes)["爱"]) == "joy"
 
 
 def test_a_sticker_reads_the_product_of_its_known_words():
