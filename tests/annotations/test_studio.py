@@ -48,7 +48,7 @@ def test_the_sticker_emotion_reader_gets_the_obvious_faces_right(engine):
 def test_the_reader_is_measured_on_the_bundled_labelled_stickers(engine):
     result = sticker_emotion_evaluation(engine)
     assert result["n"] >= 900 and set(result["by_basis"]) == {"hand", "neutral-subgroup"}
-    assert result["accuracy"] > 80 and result["macro_f1"] > 60  # README: 91.6 / 64.6
+    assert result["accuracy"] > 80 and result["macro_f1"] > 60  # README: 91.5 / 62.8
     by_emotion = result["by_emotion"]  # what a person reads first: the emotion it misses
     assert list(by_emotion) == list(engine.scheme.labels)
     assert sum(e["n"] for e in by_emotion.values()) == result["n"]
