@@ -3,10 +3,12 @@
 The ``kaomoji-dataset`` package (CC BY 4.0, FontVibe) labels 82,109 kaomoji with an emotion
 and describes each with names and keywords in six languages. Read the other way round, it says
 which words people use for which feeling ("mad", "rage", "grumpy" → anger; "shock", "wow" →
-surprise; "气死", "惊" likewise in Chinese): the emoji pack's own CLDR tags use those words too.
-Each word's emotion is learnt by counting (naive Bayes with the emotions weighed alike, so that
-the 28,000 happy kaomoji do not make every word joyful); a sticker's reading is the product of
-its words' (a word no emotion owns reads flat and changes nothing).
+surprise; "气死", "震惊" likewise in Chinese): the emoji pack's own CLDR tags use those words too.
+A word's emotion is the share of each feeling's kaomoji it describes, every feeling weighed
+alike (so that 28,000 happy kaomoji do not make every word joyful); a sticker's reading is the
+product of its known words' (a sticker with none keeps the reading it had). Learnt once into
+``assets/labels/kaomoji_emotions.json`` (``python -m engine.emotion.kaomoji``), which the
+engine reads: the dataset is needed only to rebuild and check that file.
 """
 
 from __future__ import annotations
