@@ -374,7 +374,8 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
     Chinese, each with the stickers a person would accept, by emoji): hit@1 and hit@5 in
     percent of the Search tab's ranking and, with ``through_chat``, of the chat turn (the sticker
     it sends, then its alternatives; a turn without a sticker misses hit@1; ``sent``: the
-    percent of turns that sent one). Per language."""
+    percent of turns that sent one). Per language, and within each per emotion of the messages
+    (``by_emotion``)."""
     import csv
 
     from engine.dialogue import Dialogue, Turn
@@ -392,17 +393,24 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
         result = {k: [e in accepted for e in order[:5]] for k, order in orders.items()}
         if through_chat:
             result["sent"] = reply.sticker is not None
+        result["emotion"] = line.get("emotion") or "unlabelled"
         rows.setdefault(line["language"], []).append(result)
 
     def hit_rates(results: list[dict]) -> dict:
         rates = {way: {"hit_at_1": round(100 * float(np.mean([r[way][:1] == [True] for r in results])), 2),
                        "hit_at_5": round(100 * float(np.mean([any(r[way]) for r in results])), 2)}
-                 for way in results[0] if way != "sent"}
+                 for way in results[0] if way not in ("sent", "emotion")}
         if "chat" in rates:
             rates["chat"]["sent"] = round(100 * float(np.mean([r["sent"] for r in results])), 2)
         return rates
 
-    return {**{language: {**hit_rates(results), "n": len(results)}
+    def by_emotion(results: list[dict]) -> dict:
+        """The same rates for each emotion of the messages: where a language's misses lie."""
+        emotions = sorted({r["emotion"] for r in results})
+        return {emotion: {**hit_rates(group), "n": len(group)} for emotion in emotions
+                if (group := [r for r in results if r["emotion"] == emotion])}
+
+    return {**{language: {**hit_rates(results), "n": len(results), "by_emotion": by_emotion(results)}
                for language, results in sorted(rows.items())},
             "all": {**hit_rates([r for rs in rows.values() for r in rs]), "n": len(lines)},
             "text_encoder": engine.encoder.get().name, "text_spread": text_spread(engine),

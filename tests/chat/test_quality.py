@@ -121,6 +121,12 @@ def test_the_regression_set_in_search_and_through_the_chat(engine):
     assert result["all"]["n"] >= 40 and set(result) >= {"en", "zh", "all"}
     assert result["en"]["search"]["hit_at_5"] >= 60.0  # measured 2026-11-25: see README
     assert result["all"]["search"]["hit_at_1"] > 0
+    for language in ("en", "zh"):  # each language's rates per emotion, as a reader looks for misses
+        emotions = result[language]["by_emotion"]
+        assert set(emotions) == {"anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"}
+        assert sum(e["n"] for e in emotions.values()) == result[language]["n"]
+        hits = sum(e["search"]["hit_at_5"] * e["n"] for e in emotions.values()) / 100
+        assert hits == pytest.approx(result[language]["search"]["hit_at_5"] * result[language]["n"] / 100)
 
 
 class Scripted(ReplyBackend):
