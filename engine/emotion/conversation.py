@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.dialogue import Dialogue
+from engine.dialogue import HAN, Dialogue
 from engine.schemes import EKMAN7, convert, scheme
 from engine.emotion.prerecognizer import PreRecognizer
 from engine.encoders import Encoded
@@ -196,14 +196,32 @@ EMOTION_DESCRIPTIONS = {
 }
 
 
+OWN_EMOTION = 0.8  # a lexicon word joins an emotion's description when it reads that sure
+
+
+def emotion_descriptions() -> dict[str, str]:
+    """``EMOTION_DESCRIPTIONS`` with the Chinese words the kaomoji lexicon reads as each emotion
+    (engine/emotion/kaomoji.py: "无所谓", "淡定", "困惑" for neutral; "笑死", "好耶" for joy): on
+    the regression set's 21 Chinese messages, search hit@1 61.90 → 66.67, hit@5 71.43 → 80.95
+    (README, "Both languages"). The English words of the lexicon made it worse (76.19 hit@5)."""
+    from engine.emotion.kaomoji import bundled_lexicon
+
+    described = dict(EMOTION_DESCRIPTIONS)
+    for word, reading in bundled_lexicon().words.items():
+        if HAN.search(word) and reading.max() >= OWN_EMOTION:
+            described[EKMAN7[int(reading.argmax())]] += f"，{word}"
+    return described
+
+
 class DescribedEmotion:
-    """Ekman-7 from a multilingual encoder's similarity to ``EMOTION_DESCRIPTIONS``."""
+    """Ekman-7 from a multilingual encoder's similarity to ``emotion_descriptions()``."""
 
     TEMPERATURE = 0.01  # E5's cosines sit within a few hundredths of each other
 
     def __init__(self, encoder) -> None:
         self.encoder = encoder
-        self.descriptions = encoder.encode([EMOTION_DESCRIPTIONS[label] for label in EKMAN7])
+        described = emotion_descriptions()
+        self.descriptions = encoder.encode([described[label] for label in EKMAN7])
 
     def read(self, text: str) -> np.ndarray:
         logits = (self.encoder.encode_turns([text]) @ self.descriptions.T)[0] / self.TEMPERATURE

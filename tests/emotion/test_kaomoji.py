@@ -94,3 +94,14 @@ def test_the_bundled_lexicon_is_what_the_installed_dataset_teaches(tmp_path):
     bundled = bundled_lexicon().words
     assert set(learnt) == set(bundled)
     assert all(np.allclose(learnt[w], bundled[w], rtol=1e-3, atol=1e-6) for w in learnt)
+
+
+def test_the_chinese_mood_descriptions_take_the_lexicons_chinese_words():
+    from engine.emotion.conversation import EMOTION_DESCRIPTIONS, emotion_descriptions
+
+    described = emotion_descriptions()
+    assert all(described[e].startswith(EMOTION_DESCRIPTIONS[e]) for e in EKMAN7)
+    assert "无所谓" in described["neutral"] and "笑死" in described["joy"]
+    assert "气死" in described["anger"] and "无所谓" not in described["joy"]
+    added = described["joy"][len(EMOTION_DESCRIPTIONS["joy"]):]
+    assert added and not any(c.isascii() and c.isalpha() for c in added)  # English words stay out
