@@ -126,7 +126,7 @@ def test_the_regression_set_in_search_and_through_the_chat(engine):
         assert set(emotions) == {"anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"}
         assert sum(e["n"] for e in emotions.values()) == result[language]["n"]
         hits = sum(e["search"]["hit_at_5"] * e["n"] for e in emotions.values()) / 100
-        assert hits == pytest.approx(result[language]["search"]["hit_at_5"] * result[language]["n"] / 100)
+        assert round(hits) == round(result[language]["search"]["hit_at_5"] * result[language]["n"] / 100)  # messages
 
 
 class Scripted(ReplyBackend):
