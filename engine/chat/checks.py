@@ -2,7 +2,8 @@
 
 A reply that talks about stickers or itself, repeats the user, answers Chinese in another
 language, is garbled (mostly no words of its own language) or is off topic (the response
-selector's score of it after the context is below its floor) is generated once more, and then replaced by the corpus reply of the retrieval backend.
+selector's score of it after the context is below its floor) is generated once more, and then
+replaced by the corpus reply of the retrieval backend.
 Plain data in and out: turns' texts and the reply's; the models come in as functions.
 """
 
