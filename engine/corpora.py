@@ -187,12 +187,13 @@ def read_chatterbot_chinese(limit: int | None = None) -> list[Dialogue]:
 
 
 def read_conversations(source: str, limit: int | None = None) -> list[Dialogue]:
-    """Conversations by setting: ``chitchat`` (the package), ``chatterbot-zh`` (Chinese, a
+    """Conversations by setting: ``chitchat`` (the package's training conversations: the
+    held-out ones are what replies are measured on), ``chatterbot-zh`` (Chinese, a
     package), a MOD JSON file, a MELD or EmoryNLP CSV, or a transcript file (``Name: text``
     per line, a blank line between conversations). A file with none in it is refused
     (ValueError)."""
     if source == "chitchat":
-        return read_chitchat(limit)
+        return chitchat_split(limit, evaluation=0)[0]
     if source == CHINESE_CORPUS:
         return read_chatterbot_chinese()  # every one: a few hundred turns
     path = Path(source)

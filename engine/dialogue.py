@@ -12,6 +12,7 @@ MAX_TRANSCRIPT_CHARS = 20_000
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # kept out of messages: tabs, newlines stay
 SPEAKER_LINE = re.compile(r"^\s*([^:：]{1,40})[:：]\s*(.*)$")
 HAN = re.compile(r"[\u3400-\u9fff]")
+ENGLISH_WORD = re.compile(r"[A-Za-z]+")
 
 
 def is_chinese(text: str) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 
 from engine import gpu
 from engine.chat import checks
+from engine.chat.wording import load_dictionaries
 from engine.chat.backends import ReplyBackend, ReplyError, RetrievalReply, create_reply_backend, tidy_reply
 from engine.chat.responses import ResponseSelector
 from engine.corpora import CHINESE_CORPUS
@@ -114,9 +115,7 @@ class Engine:
                                       lambda: DescribedEmotion(self.encoder.get()))
         self.responses = Lazy("response selector", lambda: ResponseSelector.load(
             self.encoder.get().key, self.encoder.get().dim))
-        self.fallback_replies = Lazy("retrieval replies", lambda: self.reply_backend.get()
-                                     if self.settings.reply_backend == "retrieval"
-                                     else self._retrieval_reply())
+        self.fallback_replies = Lazy("retrieval replies", self._corpus_replies)
         self.ocr = StickerOCR()
         self.lexicon = NadeEmotion()
         self.usage_counts = read_usage()
@@ -150,7 +149,9 @@ class Engine:
         return ":".join(sources)
 
     def reader_of(self, dialogue: Dialogue) -> "Engine":
-        """The engine that reads ``dialogue``: the reader of its last turn's language."""
+        """The engine that reads ``dialogue``: the reader of its last turn's language. Each
+        step of a turn (mood, reply, its check, stickers, the send threshold) asks it, so a
+        turn composed of the cluster's deployments is read as one process reads it."""
         if "zh" in self.readers and dialogue.turns and is_chinese(dialogue.turns[-1].content()):
             return self.readers["zh"].get()
         return self
@@ -182,6 +183,12 @@ class Engine:
         if self.parent and self.settings.reply_backend != "retrieval":  # one reply model
             return self.parent.reply_backend.get()
         return create_reply_backend(self.settings, self.device, self._retrieval_reply)
+
+    def _corpus_replies(self) -> RetrievalReply:
+        """The corpus replies a generated reply is checked against: the backend's own when it
+        is the retrieval backend (embedded once)."""
+        backend = self.reply_backend.get()
+        return backend if isinstance(backend, RetrievalReply) else self._retrieval_reply()
 
     def _retrieval_reply(self) -> RetrievalReply:
         """Replies from real conversations, embedded once (cached under data/cache); the
@@ -232,6 +239,11 @@ class Engine:
                         loaded.warm_up(reply).join()
                 except Exception:  # the request that needs it will raise it again, visibly
                     log.exception("background loading of %s failed", part.name)
+            if reply and not self.parent and not isinstance(self.reply_backend.current(), RetrievalReply):
+                try:
+                    load_dictionaries()  # what the checks of generated replies read
+                except Exception:
+                    log.exception("loading the reply checks' dictionaries failed")
 
         thread = threading.Thread(target=load_all, name="memeui-warm-up", daemon=True)
         thread.start()
@@ -281,7 +293,9 @@ class Engine:
         recognized = self.text_emotions(texts, vectors)
         lexical = self.lexicon.predict_ekman([_sticker_words(s) for s in stickers])
         mixed = (1 - LEXICON_WEIGHT) * recognized + LEXICON_WEIGHT * lexical
-        reading = with_kaomoji_words(mixed / mixed.sum(axis=1, keepdims=True), stickers)
+        reading = bundled_lexicon().weigh(
+            mixed / mixed.sum(axis=1, keepdims=True),
+            [sticker_terms(s.label, s.tags, s.label_zh, s.tags_zh) for s in stickers], KAOMOJI_WEIGHT)
         head = self.sticker_head
         if not fine_tuned or head is None:
             return reading
@@ -508,6 +522,10 @@ class Engine:
             return self.settings.sticker_threshold
         return read_threshold(self.settings.text_encoder)
 
+    def send_threshold(self, dialogue: Dialogue) -> float:
+        """The sticker threshold of the engine that reads ``dialogue``."""
+        return self.reader_of(dialogue).sticker_threshold
+
     def shown(self, ekman: np.ndarray) -> np.ndarray:
         """Ekman-7 distributions in the deployment's label scheme."""
         return convert(ekman, "ekman7", self.scheme.name)
@@ -586,13 +604,14 @@ class Engine:
         first; ``emotion`` keeps only stickers whose strongest emotion it is."""
         query = query if isinstance(query, str) and "\n" in query.strip() else check_message(query)
         dialogue = Dialogue.from_transcript(query)
-        reader = self.reader_of(dialogue)
-        return reader.select_stickers(dialogue, reader.mood(dialogue), k, emotion)
+        return self.select_stickers(dialogue, self.mood(dialogue), k, emotion)
 
     def mood(self, dialogue: Dialogue) -> np.ndarray:
         """The mood the bot answers in (``forecast_mood``). A Chinese last turn with a
         multilingual text encoder is read through that encoder instead (``DescribedEmotion``):
         the emotion models read MiniLM vectors, which cannot read Chinese."""
+        if (reader := self.reader_of(dialogue)) is not self:
+            return reader.mood(dialogue)
         last = dialogue.turns[-1].content()
         if encoder_facts(self.settings.text_encoder).multilingual and is_chinese(last):
             return self.described_emotion.get().read(last)
@@ -602,6 +621,8 @@ class Engine:
                         emotion: str | None = None, reply: str = "") -> list[SearchResult]:
         """Rank stickers for a dialogue: text similarity to recent turns plus emotion fit.
         ``reply``: the bot's text that the sticker goes with (see ``_sticker_query``)."""
+        if (reader := self.reader_of(dialogue)) is not self:
+            return reader.select_stickers(dialogue, mood, k, emotion, reply)
         live = self.live.get()  # this request's version, even if a new one goes live meanwhile
         if emotion and emotion not in self.scheme.labels:
             raise ValueError(f"unknown emotion {emotion!r}; known: {', '.join(self.scheme.labels)}")
@@ -686,9 +707,6 @@ class Engine:
         writes, then the finished Reply. Raises ReplyError when the backend cannot answer."""
         if not dialogue.turns:
             raise ValueError("The conversation is empty: say something first.")
-        if self.reader_of(dialogue) is not self:
-            yield from self.reader_of(dialogue).chat_stream(dialogue)
-            return
         timings: dict[str, float] = {}
         started = time.perf_counter()
         mood = self.mood(dialogue)
@@ -719,7 +737,7 @@ class Engine:
         ranked = self.select_stickers(dialogue, mood, 1 + self.settings.alternatives, reply=text)
         timings["sticker"] = ms_since(step)
         timings["total"] = ms_since(started)
-        fits = bool(ranked) and ranked[0].score >= self.sticker_threshold
+        fits = bool(ranked) and ranked[0].score >= self.send_threshold(dialogue)
         yield Reply(
             text=text,
             sticker=ranked[0] if fits else None,  # MOD's meme-usage flag: none beats a misfit
@@ -732,37 +750,41 @@ class Engine:
     def reply_pieces(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
         """The reply backend's text as it writes it (the cluster's engine streams it from the
         Reply deployment instead)."""
+        if (reader := self.reader_of(dialogue)) is not self:
+            return reader.reply_pieces(dialogue, mood)
         return self.reply_backend.get().stream(dialogue, mood)
 
     def checked_reply(self, dialogue: Dialogue, mood: np.ndarray, text: str,
                       timings: dict[str, float]) -> tuple[str, str]:
         """``text`` as the checks allow it (``engine/chat/checks.py``), with where it came
         from; a retrieval backend's reply is a corpus reply already."""
+        if (reader := self.reader_of(dialogue)) is not self:
+            return reader.checked_reply(dialogue, mood, text, timings)
         backend = self.reply_backend.get()
         if isinstance(backend, RetrievalReply):
             return text, "retrieval"
-        return checks.checked_reply(dialogue, mood, text, backend, self.reply_problem,
-                                    lambda d, m: self.fallback_replies.get().choose(d, m), timings)
+        return checks.checked_reply(
+            dialogue, mood, text, backend, self.reply_problem,
+            lambda d, m: self.fallback_replies.get().choose(d, m), timings,
+            self.answer_scores if self.weighs_against_corpus else None)
+
+    @property
+    def weighs_against_corpus(self) -> bool:
+        """Whether this backend's replies give way to a corpus reply that answers better."""
+        names = {name.strip() for name in self.settings.weigh_against_corpus.split(",")}
+        return "all" in names or self.settings.reply_backend in names
 
     def reply_problem(self, dialogue: Dialogue, text: str) -> str:
         """Why ``text`` should not be said after ``dialogue`` ("" if it may)."""
-        return checks.reply_problem(dialogue, text, self._on_topic)
-
-    def _on_topic(self, context: list[str], text: str) -> bool:
-        vectors = self.encoder.get().encode_turns([*context, text])
         selector = self.responses.get()
-        return float(selector.scores(recency_vector(vectors[:-1]), vectors[-1:])[0, 0]) >= selector.floor
+        return checks.reply_problem(
+            dialogue, text, lambda context, reply: self.answer_scores(context, [reply])[0] >= selector.floor)
 
-
-def with_kaomoji_words(reading: np.ndarray, stickers: list[Sticker]) -> np.ndarray:
-    """The reading times the kaomoji lexicon's reading of the stickers' tags, to the power
-    KAOMOJI_WEIGHT (a product of experts: a tag such as "mad" or "shock" moves the emotion its
-    words name; a sticker whose words the lexicon does not know keeps its reading)."""
-    if not KAOMOJI_WEIGHT or not stickers:
-        return reading
-    terms = [sticker_terms(s.label, s.tags, s.label_zh, s.tags_zh) for s in stickers]
-    product = reading * bundled_lexicon().read_many(terms) ** KAOMOJI_WEIGHT
-    return product / product.sum(axis=1, keepdims=True)
+    def answer_scores(self, context: list[str], replies: list[str]) -> np.ndarray:
+        """How well each reply answers the context's turns: the response selector's score."""
+        vectors = self.encoder.get().encode_turns([*context, *replies])
+        return self.responses.get().scores(recency_vector(vectors[:len(context)]),
+                                           vectors[len(context):])[0]
 
 
 def _sticker_words(sticker: Sticker) -> str:

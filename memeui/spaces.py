@@ -26,10 +26,12 @@ def load_config(path: Path = CONFIG) -> dict:
 
 def space_keys(config: dict) -> dict:
     """The README front matter: ``space``, plus the hardware and the reply model of the
-    ``profile`` (listed under ``models`` and fetched at build time by ``preload_from_hub``)."""
+    ``profile`` (listed under ``models`` and fetched at build time by ``preload_from_hub``;
+    a profile without one answers with the default, the corpus replies)."""
     profile = config["profiles"][config.get("profile", "cpu")]
-    return {**config["space"], "suggested_hardware": profile["suggested_hardware"],
-            "models": [profile["reply_model"]], "preload_from_hub": [profile["reply_model"]]}
+    model = {"models": [profile["reply_model"]], "preload_from_hub": [profile["reply_model"]]} \
+        if "reply_model" in profile else {}
+    return {**config["space"], "suggested_hardware": profile["suggested_hardware"], **model}
 
 
 def space_env(config: dict) -> dict[str, str]:

@@ -88,7 +88,9 @@ with open(folder.with_suffix(".lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # whoever comes second waits here, leaving the cores to it
     if not (folder / "warmed").is_file():
         import engine
+        from engine.chat.backends import dequantized, smollm2_gguf
         engine.Engine(engine.Settings.from_env({}, data_dir=folder)).warm_up().join()
+        dequantized(*smollm2_gguf(), folder / "models")  # the tests' reply model, mapped at once
         (folder / "warmed").touch()
 """
 
@@ -143,6 +145,16 @@ def warm_engine(engine) -> Engine:
     of each computing it again beside the others on the same two cores."""
     engine.warm_up().join()
     return engine
+
+
+@pytest.fixture(scope="session")
+def smollm2(data_dir):
+    """The bundled SmolLM2 reply backend, loaded once for the session (the default backend
+    is the corpus replies)."""
+    from engine.chat.backends import create_reply_backend
+
+    settings = Settings.from_env({}, data_dir=data_dir, reply_backend="smollm2")
+    return create_reply_backend(settings, "cpu", retrieval=lambda: None)
 
 
 @pytest.fixture(scope="session")

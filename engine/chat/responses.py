@@ -28,24 +28,6 @@ from engine.paths import RESPONSE_WEIGHTS
 
 log = logging.getLogger(__name__)
 CONTEXT_TURNS = 2  # turns of context a dialogue's vector reads, as in the retrieval corpus
-# What a reply must not talk about unless the user did: the stickers, the message, the bot.
-SELF_TALK = re.compile(
-    r"\b(stickers?|emojis?|emoticons?|memes?|gifs?|your message|too long|as an ai|"
-    r"language model|memebot|i'?m (a|an) (bot|ai|chatbot|assistant))\b|表情包|贴纸", re.IGNORECASE)
-WORD = re.compile(r"\w+")
-
-
-def repeats(message: str, reply: str) -> bool:
-    """The reply mostly says the user's message again (4 in 5 of its words are the message's,
-    or it contains the whole message of at least three words)."""
-    said, answer = WORD.findall(message.lower()), WORD.findall(reply.lower())
-    if not answer:
-        return False
-    if len(said) >= 3 and " ".join(said) in " ".join(answer):
-        return True
-    return sum(word in set(said) for word in answer) >= 0.8 * len(answer)
-
-
 
 
 @dataclass

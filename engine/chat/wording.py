@@ -1,6 +1,7 @@
-"""Whether a reply is made of words of its own language: the garbled-text check of a reply.
+"""What a reply's words say of it, read from the text alone: whether it talks about stickers
+or itself (``SELF_TALK``), says the message again (``repeats``), or is garbled (``is_garbled``).
 
-A small language model can write characters that form no words ("猐猐！我是一个明赏的哥伴。"):
+Garbled: a small language model can write characters that form no words ("猐猐！我是一个明赏的哥伴。"):
 on topic for the selector (the characters are near the message's), nonsense to a reader. A
 dictionary of the reply's own language tells: Chinese through jieba's word list (a word
 segmenter's dictionary: words that stand alone), English through the MiniLM tokenizer's whole-word
@@ -13,7 +14,7 @@ import functools
 import re
 from pathlib import Path
 
-from engine.dialogue import HAN
+from engine.dialogue import ENGLISH_WORD, HAN
 
 # A single character that the segmenter leaves alone is a word only if it is among the most
 # frequent one-character words of the dictionary ("我", "的", "好"); others ("猐", or "赏" cut
@@ -25,7 +26,24 @@ MOST_ODD_CHINESE = 0.3  # a reply with a larger share of odd Chinese tokens is g
 MIN_CHINESE_TOKENS = 5  # fewer say too little to judge ("哈哈", "嗨，最近如何?")
 LEAST_KNOWN_ENGLISH = 0.5  # an English reply with a smaller share of dictionary words is garbled
 MIN_ENGLISH_WORDS = 3  # fewer say too little to judge ("lol ok")
-ENGLISH_WORD = re.compile(r"[A-Za-z]+")
+
+
+# What a reply must not talk about unless the user did: the stickers, the message, the bot.
+SELF_TALK = re.compile(
+    r"\b(stickers?|emojis?|emoticons?|memes?|gifs?|your message|too long|as an ai|"
+    r"language model|memebot|i'?m (a|an) (bot|ai|chatbot|assistant))\b|表情包|贴纸", re.IGNORECASE)
+WORD = re.compile(r"\w+")
+
+
+def repeats(message: str, reply: str) -> bool:
+    """The reply mostly says the user's message again (4 in 5 of its words are the message's,
+    or it contains the whole message of at least three words)."""
+    said, answer = WORD.findall(message.lower()), WORD.findall(reply.lower())
+    if not answer:
+        return False
+    if len(said) >= 3 and " ".join(said) in " ".join(answer):
+        return True
+    return sum(word in set(said) for word in answer) >= 0.8 * len(answer)
 
 
 @functools.cache
@@ -88,3 +106,9 @@ def is_garbled(text: str) -> bool:
         return share is not None and share > MOST_ODD_CHINESE
     share = known_english_share(text)
     return share is not None and share < LEAST_KNOWN_ENGLISH
+
+
+def load_dictionaries() -> None:
+    """Read both dictionaries now (jieba's takes about 0.7 s), not at the first reply checked."""
+    _common_characters()
+    _english_words()

@@ -153,6 +153,7 @@ class ClusterEngine(Engine):
         self.deployments = Deployments(handles, config.name, timeout_s or config.timeout_s)
         self.compose = compose
         super().__init__(settings)
+        self.readers = {}  # each step's deployment reads the dialogue's language itself
 
     def _load_head(self, version):
         return None  # the sticker reader is the Stickers replicas'
@@ -174,6 +175,9 @@ class ClusterEngine(Engine):
     @property
     def sticker_threshold(self) -> float:
         return self.deployments.call("Stickers", "threshold")
+
+    def send_threshold(self, dialogue: Dialogue) -> float:
+        return self.deployments.call("Stickers", "threshold", dialogue)
 
     def sticker_readings(self) -> list[dict]:
         return self.deployments.call("Stickers", "readings")

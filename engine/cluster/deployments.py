@@ -101,6 +101,11 @@ class _Served:
     def load(self) -> None:
         """What this replica's requests need, before they come (they wait on it otherwise)."""
 
+    def readers(self) -> list[Engine]:
+        """The engine's language readers, built (their own encoder, in this replica): a
+        Chinese message's steps are theirs."""
+        return [reader.get() for reader in self.engine.readers.values()]
+
     def _load_logged(self) -> None:
         try:
             self.load()
@@ -117,6 +122,8 @@ class _Served:
 class Stickers(_Served):
     def load(self) -> None:
         self.engine.live.get()
+        for reader in self.readers():
+            reader.live.get()
 
     def search(self, query: str, k: int = 8, emotion: str | None = None) -> list[SearchResult]:
         return self.engine.search(query, k, emotion)
@@ -125,8 +132,8 @@ class Stickers(_Served):
                reply: str = "") -> list[SearchResult]:
         return self.engine.select_stickers(dialogue, mood, k, emotion, reply)
 
-    def threshold(self) -> float:
-        return self.engine.sticker_threshold
+    def threshold(self, dialogue: Dialogue | None = None) -> float:
+        return self.engine.send_threshold(dialogue) if dialogue else self.engine.sticker_threshold
 
     def readings(self) -> list[dict]:
         return self.engine.sticker_readings()
@@ -142,6 +149,8 @@ class Stickers(_Served):
 class Emotion(_Served):
     def load(self) -> None:
         self.engine.emotion.get()
+        for reader in self.readers():
+            reader.described_emotion.get()
 
     def mood(self, dialogue: Dialogue) -> np.ndarray:
         return self.engine.mood(dialogue)
@@ -153,8 +162,9 @@ class Emotion(_Served):
 @serve.deployment
 class ReplyText(_Served):  # deployed as "Reply"
     def load(self) -> None:
-        self.engine.reply_backend.get()
-        self.engine.fallback_replies.get()
+        for engine in [self.engine, *self.readers()]:
+            engine.reply_backend.get()
+            engine.fallback_replies.get()
 
     def stream(self, dialogue: Dialogue, mood: np.ndarray) -> Iterator[str]:
         yield from self.engine.reply_pieces(dialogue, mood)

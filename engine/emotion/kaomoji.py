@@ -17,7 +17,6 @@ import functools
 import gzip
 import importlib.resources
 import json
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from engine.dialogue import ENGLISH_WORD
 from engine.paths import KAOMOJI_EMOTIONS
 from engine.schemes import EKMAN7
 
@@ -43,7 +43,6 @@ KAOMOJI_EKMAN = {
 }
 MIN_KAOMOJI = 5  # a word described fewer kaomoji than this says too little to learn from
 SMOOTHING = 0.01  # a word's share of each emotion before any feeling says it
-ENGLISH_WORD = re.compile(r"[a-z]+")
 
 
 # Feeling words that emoji tags use for something else: "up"/"down" are arrows and charts there.
@@ -153,6 +152,16 @@ class KaomojiLexicon:
         logs = np.sum(np.log(np.stack(known) + 1e-9), axis=0)
         reading = np.exp(logs - logs.max())
         return reading / reading.sum()
+
+    def weigh(self, reading: np.ndarray, terms: list[list[str]], weight: float) -> np.ndarray:
+        """``reading`` (one Ekman-7 row per sticker) times this lexicon's reading of each
+        sticker's terms to the power ``weight``, a product of experts: a tag such as "mad" or
+        "shock" moves the emotion its words name; a sticker whose words the lexicon does not
+        know keeps its reading."""
+        if not weight or not terms:
+            return reading
+        product = reading * self.read_many(terms) ** weight
+        return product / product.sum(axis=1, keepdims=True)
 
     def read_many(self, terms: list[list[str]]) -> np.ndarray:
         """One row per sticker; a sticker without known terms reads flat (uniform)."""

@@ -8,6 +8,7 @@ selectors, so reruns are quick.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -376,8 +377,6 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
     it sends, then its alternatives; a turn without a sticker misses hit@1; ``sent``: the
     percent of turns that sent one). Per language, and within each per emotion of the messages
     (``by_emotion``)."""
-    import csv
-
     from engine.dialogue import Dialogue, Turn
 
     with Path(path or STICKER_CHOICES).open(encoding="utf-8", newline="") as file:
@@ -436,11 +435,9 @@ def reply_evaluation(engine, openings: int = 200, with_backend: bool = False,
                      mod: Path | None = None) -> dict:
     """Response selection on chitchat's held-out conversations (R10@1 and MRR in percent, the
     bundled selector next to plain cosine); with ``with_backend``, the engine's replies to the
-    openings of ``openings`` held-out conversations: percent that talk about stickers, emojis,
-    the message or the bot, percent that repeat the message, and where the said replies came
-    from (generated, regenerated after a failed check, or the retrieval fallback)."""
-    from engine.dialogue import Dialogue, Turn
-    from engine.chat.responses import SELF_TALK, against_plain_cosine, encoded_pairs, repeats
+    openings of ``openings`` held-out conversations and to the regression set's messages
+    (``reply_answers``)."""
+    from engine.chat.responses import against_plain_cosine, encoded_pairs
     from engine.corpora import chitchat_split, mod_split
 
     encoder = engine.encoder.get()
@@ -454,16 +451,55 @@ def reply_evaluation(engine, openings: int = 200, with_backend: bool = False,
                          "split": f"{Path(mod).name}, held-out dialogues (1 in 10)"}
     if not with_backend:
         return result
-    talk, repeated, sources, millis = 0, 0, {}, []
-    for dialogue in held[:openings]:
-        message = dialogue.turns[0].text
+    openings_asked = [(d.turns[0].text, d.turns[1].text) for d in held[:openings]]
+    with Path(STICKER_CHOICES).open(encoding="utf-8", newline="") as file:
+        regression = [(line["message"], None) for line in csv.DictReader(file)
+                      if line["language"] == "en"]
+    return {**result, "backend": engine.reply_backend.get().name,
+            "openings": reply_answers(engine, openings_asked),
+            "regression_set_en": reply_answers(engine, regression, shown=True)}
+
+
+def reply_answers(engine, asked: list[tuple[str, str | None]], seed: int = 0,
+                  shown: bool = False) -> dict:
+    """The engine's replies to one-message dialogues, each (message, what a person answered
+    or None): percent that talk about stickers, emojis, the message or the bot, percent that
+    repeat the message, where the said replies came from (generated, regenerated after a
+    failed check, or the corpus reply), and how well they answer by the response selector:
+    the mean score, percent at or above its floor (``on_topic``), and, where a person's reply
+    is known, the person's mean score and the percent of replies that answer at least as well
+    as the person did (``as_well_as_person``). Each turn samples from ``seed`` (the same
+    replies on a rerun); ``shown`` lists them (``said``), for judging by hand."""
+    import torch
+
+    from engine.dialogue import Dialogue, Turn
+    from engine.chat.wording import SELF_TALK, repeats
+
+    talk = repeated = 0
+    sources: dict[str, int] = {}
+    millis, scores, people, as_well, said_replies = [], [], [], [], []
+    for number, (message, person) in enumerate(asked):
+        torch.manual_seed(seed + number)
         started = time.perf_counter()
         reply = engine.chat(Dialogue((Turn("user", message),)))
         millis.append(1000 * (time.perf_counter() - started))
         talk += bool(SELF_TALK.search(reply.text))
         repeated += repeats(message, reply.text)
         sources[reply.source] = sources.get(reply.source, 0) + 1
-    return {**result, "openings": openings, "backend": engine.reply_backend.get().name,
-            "self_talk": round(100 * talk / openings, 2),
-            "repeats": round(100 * repeated / openings, 2),
-            "sources": sources, "turn_ms_p50": round(float(np.median(millis)), 1)}
+        said, *theirs = engine.answer_scores([message], [reply.text, *([person] if person else [])])
+        scores.append(said)
+        said_replies.append({"message": message, "reply": reply.text, "source": reply.source,
+                             "selector_score": round(float(said), 4)})
+        if theirs:
+            people.append(theirs[0])
+            as_well.append(said >= theirs[0])
+    n = len(asked)
+    figures = {"n": n, "self_talk": round(100 * talk / n, 2), "repeats": round(100 * repeated / n, 2),
+               "sources": sources, "selector_score": round(float(np.mean(scores)), 4),
+               "on_topic": round(100 * float(np.mean(np.array(scores) >= engine.responses.get().floor)), 2),
+               "turn_ms_p50": round(float(np.median(millis)), 1)}
+    if people:
+        figures |= {"person_selector_score": round(float(np.mean(people)), 4),
+                    "as_well_as_person": round(100 * float(np.mean(as_well)), 2)}
+    return figures | ({"said": said_replies} if shown else {})
+

@@ -17,7 +17,8 @@ def add_commands(commands) -> None:
                                "choices: the regression set of messages and the stickers a person "
                                "would accept, search and chat turn, per language; replies: response "
                                "selection on held-out chitchat conversations (R10@1, MRR), and with "
-                               "--backend the replies to held-out openings")
+                               "--backend the replies to held-out openings and to the "
+                               "regression set's English messages: how well they answer")
     evaluate.add_argument("--data", type=Path, help="folder in the task's format (stickers: a "
                           "CSV of id,emotion; default assets/labels/sticker_emotions.csv; "
                           "replies: a MOD JSON file whose held-out dialogues are measured too)")

@@ -17,8 +17,10 @@ def test_bundle_has_front_matter_requirements_and_app_files(tmp_path):
     front = yaml.safe_load(readme.split("---\n")[1])
     config = load_config()
     assert front == {**config["space"], **space_keys(config)}
-    model = config["profiles"][config["profile"]]["reply_model"]
-    assert front["preload_from_hub"] == front["models"] == [model]
+    assert "reply_model" not in config["profiles"][config["profile"]]  # corpus replies, as here
+    assert "models" not in front and "preload_from_hub" not in front
+    gpu = space_keys({**config, "profile": "gpu"})
+    assert gpu["preload_from_hub"] == gpu["models"] == [config["profiles"]["gpu"]["reply_model"]]
     assert front["sdk"] == "gradio" and front["app_file"] == "app.py"
     requirements = (out / "requirements.txt").read_text().splitlines()
     assert not any(req.startswith("llm") for req in requirements)  # the model comes from the Hub

@@ -7,6 +7,7 @@ import json
 import logging
 import platform
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from PIL import Image
 from engine import Dialogue, Engine, Settings, Turn
 from engine.evaluation.tasks import EmojiEvaluation, choice_evaluation, library_metrics
 from engine.chat.backends import ReplyBackend
-from engine.chat.responses import SELF_TALK, Pairs, ResponseSelector, r10_at_1, repeats
+from engine.chat.responses import Pairs, ResponseSelector, r10_at_1
+from engine.chat.wording import SELF_TALK, repeats
 from engine.stickers.library import Sticker
 from engine.stickers.usage import count_emojis, usage_prior
 
@@ -149,12 +151,18 @@ def generating_engine(tmp_path):
 
     pack = write_pack(tmp_path / "pack", "base", ["cat", "dog", "bird"])
     return Engine(Settings.from_env({}, data_dir=tmp_path / "data", packs=(pack,), ocr=False,
-                                    retrieval_conversations=30))
+                                    retrieval_conversations=30, reply_backend="smollm2"))
+
+
+def judged_by_checks_alone(engine):
+    """Every reply on topic, none weighed against the corpus reply: a test of one check."""
+    engine.responses.get().floor = -1.0
+    engine.settings = replace(engine.settings, weigh_against_corpus="none")
 
 
 def test_a_reply_about_stickers_is_generated_again(generating_engine):
     backend = Scripted(["I don't have any special stickers to share, sorry.",
-                        "Oh no, exams are rough. You will do better next time!"])
+                        "Oh no, sorry you failed your exam. You will do better next time!"])
     generating_engine.reply_backend.replace(backend)
     reply = generating_engine.chat(Dialogue((Turn("user", "I failed my exam today"),)))
     assert reply.source == "regenerated" and backend.calls == 2
@@ -172,10 +180,49 @@ def test_a_reply_that_fails_twice_is_replaced_by_a_corpus_reply(generating_engin
 
 
 def test_a_good_reply_is_said_as_generated(generating_engine):
-    backend = Scripted(["Oh no, that is rough. Want to talk about it?"])
+    backend = Scripted(["Oh no, I'm sorry you failed your exam. Want to talk about it?"])
     generating_engine.reply_backend.replace(backend)
     reply = generating_engine.chat(Dialogue((Turn("user", "I failed my exam today"),)))
     assert reply.source == "generated" and backend.calls == 1
+    assert "retrieval" in reply.timings_ms  # the corpus reply it was weighed against
+
+
+def test_the_testers_reply_that_misses_the_point_gives_way_to_the_corpus_reply(generating_engine):
+    """The tester's finding: "I got the job!!" was answered "Just got your coffee already!",
+    which passes every check (on topic by the selector's floor) and answers nothing."""
+    dialogue = Dialogue((Turn("user", "I got the job!!"),))
+    generating_engine.reply_backend.replace(Scripted(["Just got your coffee already!"]))
+    assert generating_engine.reply_problem(dialogue, "Just got your coffee already!") == ""
+    reply = generating_engine.chat(dialogue)
+    assert reply.source == "retrieval" and reply.text != "Just got your coffee already!"
+    said, corpus = generating_engine.answer_scores(["I got the job!!"], [
+        "Just got your coffee already!", reply.text])
+    assert corpus > said
+
+    generating_engine.settings = replace(generating_engine.settings, weigh_against_corpus="none")
+    generating_engine.reply_backend.replace(Scripted(["Just got your coffee already!"]))
+    reply = generating_engine.chat(dialogue)
+    assert (reply.source, reply.text) == ("generated", "Just got your coffee already!")
+
+
+def test_reply_answers_says_how_the_replies_answer(generating_engine):
+    """`memeui eval replies --backend` in small: where the replies came from, how well they
+    answer by the response selector, and next to what a person answered."""
+    from engine.evaluation.tasks import reply_answers
+
+    asked = [("I failed my exam today", "Oh no! Which one?"),
+             ("I got the job!!", "Congratulations on the job!"),
+             ("my bike was stolen, I'm furious", None)]
+    generating_engine.reply_backend.replace(Scripted([
+        "Oh no, I'm sorry you failed your exam. Want to talk about it?",  # said as generated
+        "Just got your coffee already!",  # gives way to the corpus reply
+        "Here is a sticker for you!", "Here is a sticker for you!"]))  # twice: the corpus reply
+    figures = reply_answers(generating_engine, asked)
+    assert figures["n"] == 3 and figures["sources"] == {"generated": 1, "retrieval": 2}
+    assert figures["self_talk"] == 0 and figures["repeats"] == 0
+    assert 0 < figures["on_topic"] <= 100 and -1 <= figures["selector_score"] <= 1
+    assert -1 <= figures["person_selector_score"] <= 1
+    assert figures["as_well_as_person"] in (0, 50, 100)  # of the two with a person's reply
 
 
 def test_a_chinese_message_answered_in_english_is_generated_again(generating_engine):
@@ -184,7 +231,7 @@ def test_a_chinese_message_answered_in_english_is_generated_again(generating_eng
     dialogue = Dialogue((Turn("user", "我考试没及格，好难过"),))
     assert generating_engine.reply_problem(dialogue, "Oh no, exams are rough.") == \
         "is not in the user's language"
-    generating_engine.responses.get().floor = -1.0  # judged by language alone here
+    judged_by_checks_alone(generating_engine.reader_of(dialogue))  # by language here
     reply = generating_engine.chat(dialogue)
     assert reply.source == "regenerated" and reply.text == "别难过，下次一定行！"
 
@@ -196,7 +243,7 @@ def test_the_testers_garbled_chinese_reply_is_generated_again(generating_engine)
     backend = Scripted([garbled, "别难过，下次一定行！"])
     generating_engine.reply_backend.replace(backend)
     dialogue = Dialogue((Turn("user", "我考试没及格，好难过"),))
-    generating_engine.responses.get().floor = -1.0  # on topic for the selector: caught by words
+    judged_by_checks_alone(generating_engine.reader_of(dialogue))  # caught by words alone
     assert generating_engine.reply_problem(dialogue, garbled) == "is garbled"
     reply = generating_engine.chat(dialogue)
     assert reply.source == "regenerated" and reply.text == "别难过，下次一定行！"

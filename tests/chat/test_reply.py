@@ -245,7 +245,7 @@ def test_on_a_gpu_the_reply_model_runs_in_half_precision_within_tolerance():
     assert int(expected.argmax()) == int(got.argmax())
 
 
-def test_the_gguf_reply_model_is_dequantized_once_into_the_data_dir(data_dir, warm_engine,
+def test_the_gguf_reply_model_is_dequantized_once_into_the_data_dir(data_dir, smollm2,
                                                                      tmp_path):
     """SmolLM2 ships as a Q4_1 GGUF, which transformers de-quantizes on every load; the engine
     keeps the de-quantized weights in the data dir at the first load and maps them after."""
@@ -256,7 +256,7 @@ def test_the_gguf_reply_model_is_dequantized_once_into_the_data_dir(data_dir, wa
     from engine.chat.backends import dequantized, smollm2_gguf
 
     folder, gguf_file = smollm2_gguf()
-    assert warm_engine.reply_backend.get().name == gguf_file
+    assert smollm2.name == gguf_file
     converted = dequantized(folder, gguf_file, data_dir / "models")
     weights = converted / "model.safetensors"
     assert converted.parent == data_dir / "models" and weights.is_file()
@@ -272,7 +272,7 @@ def test_the_gguf_reply_model_is_dequantized_once_into_the_data_dir(data_dir, wa
     assert dequantized(folder, gguf_file, tmp_path / "a-file" / "models") is None  # not writable
 
 
-def test_models_loaded_by_threads_at_once_are_whole(data_dir, warm_engine):
+def test_models_loaded_by_threads_at_once_are_whole(data_dir, smollm2):
     """Found under two pytest workers: the warm-up and a command's engine loaded SmolLM2 at the
     same moment, one came out without its tied output layer ("Cannot copy out of meta
     tensor"), and every later load in that process failed the same way."""
@@ -298,6 +298,6 @@ def test_models_loaded_by_threads_at_once_are_whole(data_dir, warm_engine):
     assert errors == [] and len(loaded) == 6
     tokens = loaded[0].tokenizer("I just failed my exam", return_tensors="pt")
     with torch.no_grad():
-        expected = warm_engine.reply_backend.get().model(**tokens).logits
+        expected = smollm2.model(**tokens).logits
         for reply in loaded:
             assert torch.allclose(reply.model(**tokens).logits, expected, atol=1e-5)

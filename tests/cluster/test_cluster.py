@@ -26,7 +26,8 @@ from engine.training.registry import Registry
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 MEMEUI = Path(sys.executable).parent / "memeui"
-QUERIES = ("I failed my exam", "we won the final!!", "a: hi\nb: my bike was stolen, I'm furious")
+QUERIES = ("I failed my exam", "we won the final!!", "a: hi\nb: my bike was stolen, I'm furious",
+           "气死我了")
 DEPLOYMENTS = {"Encoder", "Stickers", "Emotion", "Reply", "ChatTurn"}
 
 
@@ -97,6 +98,17 @@ def test_the_cluster_answers_as_one_process_does(through_cluster, in_process):
     assert getattr(there.sticker, "id", None) == getattr(here.sticker, "id", None)
     assert [a.id for a in there.alternatives] == [a.id for a in here.alternatives]
     assert there.mood == pytest.approx(here.mood, abs=1e-4)
+
+
+def test_a_chinese_turn_through_the_cluster_is_read_as_in_process(through_cluster, in_process):
+    """Each step's deployment reads the message's language (the ChatTurn replica builds no
+    reader of its own): mood, corpus reply, sticker and send threshold as in one process."""
+    dialogue = Dialogue.from_transcript("user: 我考试没及格，好难过")
+    here, there = in_process.chat(dialogue), through_cluster.chat(dialogue)
+    assert (there.text, there.source) == (here.text, "retrieval")
+    assert getattr(there.sticker, "id", None) == getattr(here.sticker, "id", None)
+    assert there.mood == pytest.approx(here.mood, abs=1e-4)
+    assert through_cluster.send_threshold(dialogue) == pytest.approx(in_process.send_threshold(dialogue))
 
 
 def test_a_chat_turn_streams_through_the_cluster(through_cluster):

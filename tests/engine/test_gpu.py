@@ -72,10 +72,10 @@ def test_text_encoding_runs_as_a_gpu_task_with_only_texts_crossing(zero_gpu):
     assert sent < 1000  # a key, a method name and two texts: no model, no engine
 
 
-def test_a_reply_streams_from_a_gpu_task_in_pieces(zero_gpu, engine):
+def test_a_reply_streams_from_a_gpu_task_in_pieces(zero_gpu, smollm2):
     from engine.chat.backends import CausalLMReply
 
-    reply = engine.reply_backend.get()  # the session's smollm2, loaded once
+    reply = smollm2  # the session's, loaded once
     assert isinstance(reply, CausalLMReply)
     reply.on_gpu = True  # as on cuda, with the model left on this machine's CPU
     try:

