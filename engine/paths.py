@@ -21,6 +21,7 @@ UTTERANCE_EMOTIONS = ASSETS / "labels" / "utterance_emotions.csv"
 STICKER_CHOICES = ASSETS / "labels" / "sticker_choices.csv"  # messages → stickers a person would send
 EMOJI_USAGE = ASSETS / "labels" / "emoji_usage.json"  # how often people send each emoji
 KAOMOJI_EMOTIONS = ASSETS / "labels" / "kaomoji_emotions.json"  # feeling words → Ekman-7, learnt
+CHINESE_MOODS_DEV = ASSETS / "labels" / "chinese_moods_dev.csv"  # Chinese messages → emotion, to choose the Chinese mood reader by
 
 # folders of a data dir (MEMEUI_DATA_DIR) that commands read without loading an engine
 REGISTRY_DIR = "registry"  # model versions and which is live

@@ -23,6 +23,7 @@ from engine.stickers.image import LitTower
 from engine.metrics import class_metrics, macro_f1, per_class
 from engine.stickers.selector import SELECTOR_FORMAT, Selector
 from engine.stickers.usage import plain_emoji
+from engine.schemes import EKMAN7
 from engine.paths import CACHE_DIR, MODELS_DIR, STICKER_CHOICES, STICKER_EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -338,9 +339,6 @@ def sticker_emotion_evaluation(engine, labels: Path = STICKER_EMOTIONS) -> dict:
     flattered) against a labelled CSV (``id``, ``emotion`` in Ekman-7, optional ``basis``):
     accuracy and macro-F1 in percent, overall and per basis, and each emotion's precision,
     recall and F1 (``by_emotion``)."""
-    import csv
-
-    from engine.schemes import EKMAN7
     from engine.stickers.library import StickerLibrary
 
     library = StickerLibrary.load(engine.pack_dirs())
@@ -375,8 +373,9 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
     Chinese, each with the stickers a person would accept, by emoji): hit@1 and hit@5 in
     percent of the Search tab's ranking and, with ``through_chat``, of the chat turn (the sticker
     it sends, then its alternatives; a turn without a sticker misses hit@1; ``sent``: the
-    percent of turns that sent one). Per language, and within each per emotion of the messages
-    (``by_emotion``)."""
+    percent of turns that sent one), and ``mood_matches``: the percent of messages whose mood
+    (``Engine.mood``, the emotion the bot answers in) is their emotion. Per language, and
+    within each per emotion of the messages (``by_emotion``)."""
     from engine.dialogue import Dialogue, Turn
 
     with Path(path or STICKER_CHOICES).open(encoding="utf-8", newline="") as file:
@@ -393,15 +392,17 @@ def choice_evaluation(engine, path: Path | None = None, through_chat: bool = Tru
         if through_chat:
             result["sent"] = reply.sticker is not None
         result["emotion"] = line.get("emotion") or "unlabelled"
+        mood = engine.mood(Dialogue((Turn("user", line["message"]),)))
+        result["mood"] = EKMAN7[int(np.argmax(mood))] == result["emotion"]
         rows.setdefault(line["language"], []).append(result)
 
     def hit_rates(results: list[dict]) -> dict:
         rates = {way: {"hit_at_1": round(100 * float(np.mean([r[way][:1] == [True] for r in results])), 2),
                        "hit_at_5": round(100 * float(np.mean([any(r[way]) for r in results])), 2)}
-                 for way in results[0] if way not in ("sent", "emotion")}
+                 for way in results[0] if way not in ("sent", "emotion", "mood")}
         if "chat" in rates:
             rates["chat"]["sent"] = round(100 * float(np.mean([r["sent"] for r in results])), 2)
-        return rates
+        return {**rates, "mood_matches": round(100 * float(np.mean([r["mood"] for r in results])), 2)}
 
     def by_emotion(results: list[dict]) -> dict:
         """The same rates for each emotion of the messages: where a language's misses lie."""

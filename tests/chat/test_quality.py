@@ -123,6 +123,7 @@ def test_the_regression_set_in_search_and_through_the_chat(engine):
     assert result["all"]["n"] >= 40 and set(result) >= {"en", "zh", "all"}
     assert result["en"]["search"]["hit_at_5"] >= 60.0  # measured 2026-11-25: see README
     assert result["all"]["search"]["hit_at_1"] > 0
+    assert 0 <= result["zh"]["mood_matches"] <= 100 and result["zh"]["mood_matches"] >= 70  # 80.95 measured
     for language in ("en", "zh"):  # each language's rates per emotion, as a reader looks for misses
         emotions = result[language]["by_emotion"]
         assert set(emotions) == {"anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"}
@@ -372,3 +373,27 @@ def test_an_image_tower_for_another_encoder_is_turned_off_with_a_log_line(tmp_pa
         assert engine.image_tower.get() is NO_TOWER
     assert "trained for the 'minilm' text encoder, not 'other-encoder'" in caplog.text
     assert "MEMEUI_IMAGE_TOWER=lit:FILE" in caplog.text
+
+
+def test_the_hand_judged_replies_back_the_default_backend():
+    """docs/reply_judgements.csv: every backend's replies to the same English messages of the
+    regression set, judged by hand (README, "Replies that answer"); the default backend is the
+    one a person judged to answer most often."""
+    import csv
+
+    from engine.paths import PROJECT_ROOT, STICKER_CHOICES
+
+    with (PROJECT_ROOT / "docs" / "reply_judgements.csv").open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    with STICKER_CHOICES.open(encoding="utf-8", newline="") as file:
+        english = [line["message"] for line in csv.DictReader(file) if line["language"] == "en"]
+    by_backend: dict[str, list[dict]] = {}
+    for row in rows:
+        by_backend.setdefault(row["backend"], []).append(row)
+    assert len(by_backend) == 3 and {row["answers"] for row in rows} == {"yes", "no"}
+    for judged in by_backend.values():
+        assert [row["message"] for row in judged] == english and len(english) >= 30
+        assert all(row["reply"].strip() for row in judged)
+    share = {name: sum(row["answers"] == "yes" for row in judged) / len(judged)
+             for name, judged in by_backend.items()}
+    assert Settings().reply_backend == "retrieval" == max(share, key=share.get)
