@@ -228,8 +228,8 @@ class Engine:
 
     def warm_up(self, reply: bool = True) -> threading.Thread:
         """Load everything in a background thread, so the first request waits less or not at all."""
-        parts = [self.live, self.responses] + ([self.reply_backend, self.fallback_replies]
-                                               if reply else [])
+        parts = [self.live, self.responses, self.described_emotion] + (
+            [self.reply_backend, self.fallback_replies] if reply else [])
 
         def load_all() -> None:
             for part in [*parts, *self.readers.values()]:  # English first, then the others
@@ -615,7 +615,7 @@ class Engine:
         last = dialogue.turns[-1].content()
         if encoder_facts(self.settings.text_encoder).multilingual and is_chinese(last):
             return self.described_emotion.get().read(last)
-        return forecast_mood(self.emotion.get(), dialogue)
+        return forecast_mood(self.emotion.get(), dialogue, self.described_emotion.get())
 
     def select_stickers(self, dialogue: Dialogue, mood: np.ndarray, k: int,
                         emotion: str | None = None, reply: str = "") -> list[SearchResult]:

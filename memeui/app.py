@@ -8,6 +8,7 @@ import re
 import threading
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from annotations.feedback import import_feedback_file
 from annotations.users import USERS_FILE, Users
@@ -18,6 +19,7 @@ from memeui.chat import build_chat_tab
 from memeui.jobs import add_jobs_api, build_jobs_tab
 from memeui.emotion import build_emotion_tab
 from memeui.library import build_library_tab
+from memeui.limits import LoginThrottle
 from memeui.search import build_search_tab
 from memeui.state import StateSync
 from memeui.studio import Studio
@@ -144,6 +146,10 @@ def launch(demo: gr.Blocks, engine: Engine, host: str | None = None, port: int |
     """Serve the app; sticker files are the only local files it hands to browsers; with a
     users file, only signed-in users reach it."""
     access = access or access_for(engine)
+    if access.login() is not None:  # wrong-password bursts are refused (memeui/limits.py)
+        app_kwargs = kwargs.pop("app_kwargs", None) or {}
+        kwargs["app_kwargs"] = {**app_kwargs, "middleware": [
+            *app_kwargs.get("middleware", []), Middleware(LoginThrottle)]}
     return demo.launch(
         auth=access.login(), auth_message="memeui: sign in with your annotator account",
         server_name=host, server_port=port,

@@ -149,8 +149,8 @@ class Stickers(_Served):
 class Emotion(_Served):
     def load(self) -> None:
         self.engine.emotion.get()
-        for reader in self.readers():
-            reader.described_emotion.get()
+        for engine in [self.engine, *self.readers()]:
+            engine.described_emotion.get()  # the emotion words' reading of the last turn
 
     def mood(self, dialogue: Dialogue) -> np.ndarray:
         return self.engine.mood(dialogue)

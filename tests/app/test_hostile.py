@@ -387,3 +387,42 @@ def test_no_password_or_api_key_reaches_a_log_or_an_error_message(hostile_app, c
     logged = caplog.text
     assert "hunter2" not in logged and "sk-secret" not in logged
     assert "root-password" not in logged
+
+
+def sign_in(url: str, name: str, password: str) -> tuple[int, str]:
+    """POST the app's login form: the status and the detail of a refusal."""
+    form = urllib.request.Request(url + "login", f"username={name}&password={password}".encode(),
+                                  {"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(form, timeout=30) as answer:
+            return answer.status, ""
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"{}").get("detail", "")
+
+
+def test_a_burst_of_wrong_passwords_is_refused_for_the_name_and_the_address(tmp_path):
+    """The tester's finding: 20 wrong passwords in 10 s were each answered, and then the right
+    one was accepted. Its own app: the burst locks out this test's address."""
+    from memeui.limits import FAILURES_PER_ADDRESS, FAILURES_PER_NAME
+
+    engine = small_engine(tmp_path)
+    users = Users(tmp_path / "data" / "users.json")
+    users.add("ann", "annotator", "ann-password")
+    users.add("root", "admin", "root-password")
+    access = Access(users)
+    demo = build_app(engine, access=access)
+    port = free_port()
+    launch(demo, engine, host="127.0.0.1", port=port, access=access, prevent_thread_lock=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        assert sign_in(url, "ann", "ann-password")[0] == 200
+        assert [sign_in(url, "ann", f"guess-{n}")[0] for n in range(FAILURES_PER_NAME)] == \
+            [400] * FAILURES_PER_NAME
+        status, detail = sign_in(url, "ann", "ann-password")  # the right one, after the burst
+        assert status == 429 and "Too many failed sign-ins" in detail
+        assert sign_in(url, "root", "root-password")[0] == 200  # another name from here still may
+        for n in range(FAILURES_PER_ADDRESS - FAILURES_PER_NAME):  # names it makes up, one each
+            assert sign_in(url, f"nobody{n}", "guess")[0] == 400
+        assert sign_in(url, "root", "root-password")[0] == 429  # the address is refused now
+    finally:
+        demo.close()

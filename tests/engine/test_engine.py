@@ -63,6 +63,16 @@ def test_mood_follows_the_latest_turn_most(engine):
     assert sad_last[sadness] > happy_last[sadness]
 
 
+def test_an_angry_message_is_met_in_an_angry_mood(engine):
+    """The tester's "my bike was stolen, I'm furious": the recognizer alone read "I am
+    furious" as fear (0.25, anger 0.18); the emotion words' reading moves it to anger."""
+    for text in ("I am furious", "my bike was stolen, I'm furious"):
+        mood = engine.mood(Dialogue((Turn("user", text),)))
+        assert EKMAN7[int(mood.argmax())] == "anger", text
+    alone = forecast_mood(engine.emotion.get(), Dialogue((Turn("user", "I am furious"),)))
+    assert EKMAN7[int(alone.argmax())] != "anger"  # what the words' reading mends
+
+
 def test_chat_turn_has_text_sticker_mood_alternatives_and_timings(engine):
     reply = engine.chat(Dialogue((Turn("user", "I just failed my exam"),)))
     assert reply.text.strip()
