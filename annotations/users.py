@@ -64,6 +64,13 @@ class Users:
         users[name] = {"role": role, "password": _hasher.hash(password)}
         self._write(users)
 
+    def set_password(self, name: str, password: str) -> None:
+        """A new password for ``name``, whose role stays."""
+        role = self.role(name)
+        if role is None:
+            raise ValueError(f"there is no user named {name!r}")
+        self.add(name, role, password)
+
     def remove(self, name: str) -> None:
         users = self._read()
         if users.pop(name, None) is None:

@@ -50,6 +50,11 @@ def add_commands(commands) -> None:
     add_user.add_argument("--password-stdin", action="store_true",
                           help="read the password from stdin instead of asking")
     add_user.set_defaults(run=run_users_add)
+    password = actions.add_parser("password", help="change a user's password (the role stays)")
+    password.add_argument("name")
+    password.add_argument("--password-stdin", action="store_true",
+                          help="read the new password from stdin instead of asking")
+    password.set_defaults(run=run_users_password)
     list_users = actions.add_parser("list", help="names and roles")
     list_users.add_argument("--json", action="store_true")
     list_users.set_defaults(run=run_users_list)
@@ -144,17 +149,30 @@ def users_file():
     return Users(Settings.from_env().data_dir / USERS_FILE)
 
 
-def run_users_add(args) -> int:
+def read_password(args) -> str:
+    """From stdin with ``--password-stdin``, else asked twice without echo."""
     import getpass
 
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass(f"password for {args.name}: ")
-        if getpass.getpass("again: ") != password:
-            raise ValueError("the passwords differ")
-    users_file().add(args.name, args.role, password)
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != password:
+        raise ValueError("the passwords differ")
+    return password
+
+
+def run_users_add(args) -> int:
+    users_file().add(args.name, args.role, read_password(args))
     print(f"{args.name} is an {args.role}", file=sys.stderr)
+    return 0
+
+
+def run_users_password(args) -> int:
+    users = users_file()
+    if users.role(args.name) is None:  # said before a password is asked for
+        raise ValueError(f"there is no user named {args.name!r}")
+    users.set_password(args.name, read_password(args))
+    print(f"{args.name}'s password changed", file=sys.stderr)
     return 0
 
 

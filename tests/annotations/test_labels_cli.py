@@ -98,6 +98,23 @@ def test_users_are_added_with_hashed_passwords(tmp_path):
     assert done.returncode == 2 and "at least 8" in done.stderr
 
 
+def test_a_users_password_is_changed_and_the_role_stays(tmp_path):
+    from annotations.users import Users
+
+    memeui_main(tmp_path, "users", "add", "ann", "--password-stdin", input_text="first secret\n")
+    done = memeui_main(tmp_path, "users", "password", "ann", "--password-stdin",
+                       input_text="second secret\n")
+    assert done.returncode == 0, done.stderr
+    users = Users(tmp_path / "users.json")
+    assert users.verify("ann", "second secret") and not users.verify("ann", "first secret")
+    assert users.role("ann") == "annotator"
+    done = memeui_main(tmp_path, "users", "password", "bob", "--password-stdin", input_text="x" * 9)
+    assert done.returncode == 2 and "no user named 'bob'" in done.stderr
+    done = memeui_main(tmp_path, "users", "password", "ann", "--password-stdin", input_text="short\n")
+    assert done.returncode == 2 and "at least 8" in done.stderr
+    assert users.verify("ann", "second secret")  # a refused change loses nothing
+
+
 def test_bench_labels_prints_latency_throughput_and_losses(data_dir, warm_engine):
     done = memeui_main(data_dir, "bench", "labels", "--json", "--queries", "20")
     assert done.returncode == 0, done.stderr
