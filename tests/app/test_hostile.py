@@ -108,7 +108,14 @@ def test_a_packs_manifest_names_no_server_path(tmp_path):
 def hostile_app(tmp_path_factory):
     """A small app with a users file (an annotator and an admin), served in this process."""
     root = tmp_path_factory.mktemp("hostile")
-    engine = small_engine(root, max_upload_mb=1)
+    demo, url, engine = served_with_users(root, max_upload_mb=1)
+    yield url, engine, root
+    demo.close()
+
+
+def served_with_users(root, **settings):
+    """A small app with an annotator (ann) and an admin (root), served in this process."""
+    engine = small_engine(root, **settings)
     users = Users(root / "data" / "users.json")
     users.add("ann", "annotator", "ann-password")
     users.add("root", "admin", "root-password")
@@ -116,9 +123,7 @@ def hostile_app(tmp_path_factory):
     demo = build_app(engine, access=access)
     port = free_port()
     launch(demo, engine, host="127.0.0.1", port=port, access=access, prevent_thread_lock=True)
-    url = f"http://127.0.0.1:{port}/"
-    yield url, engine, root
-    demo.close()
+    return demo, f"http://127.0.0.1:{port}/", engine
 
 
 def test_only_an_admin_adds_and_removes_packs_and_a_fresh_page_can_remove_a_new_one(hostile_app):
@@ -405,15 +410,7 @@ def test_a_burst_of_wrong_passwords_is_refused_for_the_name_and_the_address(tmp_
     one was accepted. Its own app: the burst locks out this test's address."""
     from memeui.limits import FAILURES_PER_ADDRESS, FAILURES_PER_NAME
 
-    engine = small_engine(tmp_path)
-    users = Users(tmp_path / "data" / "users.json")
-    users.add("ann", "annotator", "ann-password")
-    users.add("root", "admin", "root-password")
-    access = Access(users)
-    demo = build_app(engine, access=access)
-    port = free_port()
-    launch(demo, engine, host="127.0.0.1", port=port, access=access, prevent_thread_lock=True)
-    url = f"http://127.0.0.1:{port}/"
+    demo, url, _ = served_with_users(tmp_path)
     try:
         assert sign_in(url, "ann", "ann-password")[0] == 200
         assert [sign_in(url, "ann", f"guess-{n}")[0] for n in range(FAILURES_PER_NAME)] == \
