@@ -19,8 +19,9 @@ IDLE_SECONDS = 300  # a gap longer than this between two labels is a break, not 
 
 
 def agreement(store: LabelStore, task: str) -> dict:
-    """Every agreement figure for ``task``, from each annotator's standing labels."""
-    rows = [r for r in store.current_labels(task) if r["label"] != UNSURE]
+    """Every agreement figure for ``task``, from each annotator's own standing labels (a
+    reviewer's settled label does not count as an annotator's)."""
+    rows = [r for r in store.annotator_labels(task) if r["label"] != UNSURE]
     return agreement_of(rows)
 
 
@@ -40,7 +41,20 @@ def agreement_of(rows: list[dict]) -> dict:
         "krippendorff_alpha": krippendorff_alpha(by_item, annotators),
         "cohen_kappa": cohen_kappas(by_item, annotators),
         "annotators": per_annotator(rows, by_item),
+        "model": with_model(rows),
     }
+
+
+def with_model(rows: list[dict]) -> dict:
+    """Agreement with the model's suggestion where annotators saw it and where a campaign hid
+    it: a gap between the two is anchoring (labels that follow the suggestion shown)."""
+    shown, hidden = [], []
+    for row in rows:
+        if row.get("suggestion"):
+            (hidden if row.get("suggestion_shown") is False else shown).append(
+                row["label"] == row["suggestion"])
+    return {"with_suggestion_shown": _share(shown), "labels_shown": len(shown),
+            "with_suggestion_hidden": _share(hidden), "labels_hidden": len(hidden)}
 
 
 def fleiss_kappa(items: list[dict[str, str]]) -> float | None:
@@ -105,10 +119,13 @@ def per_annotator(rows: list[dict], by_item: dict[str, dict[str, str]]) -> dict[
                 top = max(others.values())
                 with_majority.append(row["label"] in {l for l, n in others.items() if n == top})
         suggested = [row["label"] == row["suggestion"] for row in mine if row.get("suggestion")]
+        model = with_model(mine)
         result[name] = {
             "labels": len(mine),
             "agreement_with_majority": _share(with_majority),
             "agreement_with_model": _share(suggested),
+            "agreement_with_model_shown": model["with_suggestion_shown"],
+            "agreement_with_model_hidden": model["with_suggestion_hidden"],
             "labels_per_minute": labels_per_minute([row.get("time") for row in mine]),
         }
     return result

@@ -25,7 +25,8 @@ __all__ = ["StoreLocked", "StoreUnavailable"]  # raised here, owned by the datab
 
 TASKS = ("sticker_emotion", "utterance_emotion", "best_sticker", "sticker_text")
 EMOTION_TASKS = ("sticker_emotion", "utterance_emotion")
-SOURCES = ("studio", "chat", "import", "api", "cli")
+SOURCES = ("studio", "chat", "import", "api", "cli", "review")
+REVIEW_KIND = "review"  # a reviewer's settled label: it stands for the item, above each annotator's
 ORDERS = ("mixed", "uncertain", "library", "random")
 DEFAULT_ORDER = "uncertain"  # `memeui bench active` measured it best through the real gate
 # (README, "Which order to label in"); mixed, the most uncertain and a random item in turn,
@@ -35,6 +36,11 @@ NONE_FITS = "none_fits"  # best sticker: none of the candidates shown fits
 NO_STICKER = "no_sticker"  # best sticker: no sticker should be sent here (MOD's usage flag)
 TEXT_FIELDS = ("label", "tags", "ocr")  # what a sticker_text correction may change
 MAX_LABEL_CHARS = 4000
+
+LABEL_COLUMNS = ("id, time, annotator, task, item, label, suggestion, confidence, model_version, "
+                 "source, session, shown, campaign, suggestion_shown")
+_LATEST = (f"SELECT {LABEL_COLUMNS} FROM (SELECT *, row_number() OVER (PARTITION BY {{per}} "
+           "ORDER BY id DESC) AS n FROM live_events WHERE kind = '{kind}') AS latest WHERE n = 1")
 
 # Numbered migrations, applied in order at open; a store records the last one it has. The same
 # SQL runs on DuckDB and Postgres (DOUBLE PRECISION and a named subquery for Postgres).
@@ -85,6 +91,34 @@ MIGRATIONS = (
     # 6: items of a removed pack are retired: kept with their labels, never served or counted
     """
     ALTER TABLE items ADD COLUMN retired BOOLEAN DEFAULT false;
+    """,
+    # 7: review (a settled label wins over the annotators' for its item) and campaigns (a task
+    # on a chosen set of items, with an overlap and a target); each event names its campaign
+    # and whether the model's suggestion was shown
+    f"""
+    ALTER TABLE label_events ADD COLUMN campaign BIGINT;
+    ALTER TABLE label_events ADD COLUMN suggestion_shown BOOLEAN;
+    CREATE SEQUENCE campaign_ids START 1;
+    CREATE TABLE campaigns (
+        id BIGINT PRIMARY KEY DEFAULT nextval('campaign_ids'), name VARCHAR NOT NULL,
+        task VARCHAR NOT NULL, selection VARCHAR NOT NULL, overlap INTEGER NOT NULL,
+        target INTEGER NOT NULL, suggestions BOOLEAN NOT NULL, status VARCHAR NOT NULL,
+        opened DOUBLE PRECISION NOT NULL, opened_by VARCHAR NOT NULL,
+        closed DOUBLE PRECISION, closed_by VARCHAR, training_request BIGINT);
+    CREATE TABLE campaign_items (campaign BIGINT NOT NULL, item VARCHAR NOT NULL,
+                                 PRIMARY KEY (campaign, item));
+    DROP VIEW current_labels;
+    DROP VIEW live_events;
+    CREATE VIEW live_events AS
+        SELECT * FROM label_events
+        WHERE kind IN ('label', 'skip', 'review')
+          AND id NOT IN (SELECT undoes FROM label_events WHERE kind = 'undo');
+    CREATE VIEW annotator_labels AS {_LATEST.format(kind="label", per="task, item, annotator")};
+    CREATE VIEW settled_labels AS {_LATEST.format(kind="review", per="task, item")};
+    CREATE VIEW current_labels AS
+        SELECT * FROM annotator_labels a
+        WHERE NOT EXISTS (SELECT 1 FROM settled_labels s WHERE s.task = a.task AND s.item = a.item)
+        UNION ALL SELECT * FROM settled_labels;
     """,
 )
 
@@ -241,14 +275,28 @@ class LabelStore:
 
     def label(self, task: str, item: str, label: str, annotator: str, *, source: str = "studio",
               session: str = "", suggestion: str | None = None, confidence: float | None = None,
-              model_version: str = "", shown: list[str] | None = None, key: str = "") -> int:
+              model_version: str = "", shown: list[str] | None = None, key: str = "",
+              campaign: int | None = None, suggestion_shown: bool | None = None) -> int:
         """Record ``annotator``'s label; returns the event id once it is committed. A ``key``
         (the caller's idempotency key) seen before returns that event instead: a label retried
-        because its answer was lost (a dropped connection, a server killed) is written once."""
+        because its answer was lost (a dropped connection, a server killed) is written once.
+        ``suggestion`` is the model's label at the time, ``suggestion_shown`` whether the
+        annotator saw it (a campaign may hide it, to measure anchoring)."""
         label = self.check_label(task, item, label)
         return self._event(task, item, "label", annotator, label=label, source=source,
                            session=session, suggestion=suggestion, confidence=confidence,
-                           model_version=model_version, shown=shown, key=key)
+                           model_version=model_version, shown=shown, key=key,
+                           campaign=campaign, suggestion_shown=suggestion_shown)
+
+    def settle(self, task: str, item: str, label: str, reviewer: str, *, session: str = "",
+               key: str = "") -> int:
+        """A reviewer's label for ``item``: it stands above every annotator's (current labels,
+        consensus, exports and snapshots read it) until undone; the annotators' own labels stay
+        on record for agreement and accuracy."""
+        label = self.check_label(check_review_task(task), item, label)
+        return self._event(task, item, REVIEW_KIND, reviewer, label=label, source="review",
+                           session=session, key=key,
+                           campaign=(self.campaign_of(task, item) or {}).get("id"))
 
     def skip(self, task: str, item: str, annotator: str, *, source: str = "studio",
              session: str = "") -> int:
@@ -257,17 +305,20 @@ class LabelStore:
         return self._event(task, item, "skip", annotator, source=source, session=session)
 
     def undo(self, task: str, annotator: str, *, source: str = "studio",
-             session: str = "", key: str = "") -> Event | None:
-        """Take back ``annotator``'s latest label or skip of ``task`` that still stands; the
-        undo is an event too. Returns the event undone, or None when there is nothing left.
-        An undo retried with the same ``key`` takes back nothing more."""
+             session: str = "", key: str = "", review: bool = False) -> Event | None:
+        """Take back ``annotator``'s latest label or skip of ``task`` that still stands (with
+        ``review``: their latest settled label); the undo is an event too. Returns the event
+        undone, or None when there is nothing left. An undo retried with the same ``key`` takes
+        back nothing more."""
         done = self._keyed(key, task=task, annotator=annotator, kind="undo")
         if done is not None:
             rows = self._sql(f"SELECT {EVENT_COLUMNS} FROM label_events WHERE id = (SELECT undoes "
                              "FROM label_events WHERE id = ?)", [done])
             return Event(*rows[0]) if rows else None
+        kinds = [REVIEW_KIND] if review else ["label", "skip"]
         rows = self._sql(f"SELECT {EVENT_COLUMNS} FROM live_events WHERE task = ? AND annotator = ? "
-                         "ORDER BY id DESC LIMIT 1", [_check_task(task), annotator])
+                         "AND kind = ANY(?) ORDER BY id DESC LIMIT 1",
+                         [_check_task(task), annotator, kinds])
         if not rows:
             return None
         undone = Event(*rows[0])
@@ -298,7 +349,8 @@ class LabelStore:
     def _event(self, task: str, item: str, kind: str, annotator: str, *, label: str | None = None,
                undoes: int | None = None, source: str = "studio", session: str = "",
                suggestion: str | None = None, confidence: float | None = None,
-               model_version: str = "", shown: list[str] | None = None, key: str = "") -> int:
+               model_version: str = "", shown: list[str] | None = None, key: str = "",
+               campaign: int | None = None, suggestion_shown: bool | None = None) -> int:
         if source not in SOURCES:
             raise LabelError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
         annotator = check_name(annotator)
@@ -315,11 +367,13 @@ class LabelStore:
             try:
                 return self._sql(
                     "INSERT INTO label_events (time, annotator, task, item, kind, label, undoes, "
-                    "suggestion, confidence, model_version, source, session, shown, request_key) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    "suggestion, confidence, model_version, source, session, shown, request_key, "
+                    "campaign, suggestion_shown) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     [time.time(), annotator, task, item, kind, label, undoes, suggestion,
                      confidence, model_version, source, session,
-                     json.dumps(shown) if shown is not None else None, key or None],
+                     json.dumps(shown) if shown is not None else None, key or None,
+                     campaign, suggestion_shown],
                 )[0][0]
             except Exception as error:
                 if key and self._db.is_duplicate(error):
@@ -366,18 +420,27 @@ class LabelStore:
 
     # ------------------------------------------------------------ reading labels
 
-    def current_labels(self, task: str | None = None) -> list[dict]:
-        """Each annotator's standing label per item (undone labels and skips left out)."""
-        query = ("SELECT c.*, i.payload, i.grp FROM current_labels c "
+    def current_labels(self, task: str | None = None, view: str = "current_labels") -> list[dict]:
+        """The labels that stand: each annotator's latest per item (undone labels and skips
+        left out), or for a settled item the reviewer's label alone. ``view``
+        ``annotator_labels``: each annotator's own, review or not; ``settled_labels``: the
+        reviewers' alone."""
+        if view not in LABEL_VIEWS:
+            raise LabelError(f"unknown view {view!r}; known: {', '.join(LABEL_VIEWS)}")
+        query = (f"SELECT c.*, i.payload, i.grp FROM {view} c "
                  "LEFT JOIN items i ON i.task = c.task AND i.id = c.item")
         if task:
             _check_task(task)
         return self._dicts(query + (" WHERE c.task = ?" if task else "") + " ORDER BY c.id",
                            [task] if task else [])
 
+    def annotator_labels(self, task: str | None = None) -> list[dict]:
+        """Each annotator's own standing label per item, settled or not: what agreement reads."""
+        return self.current_labels(task, "annotator_labels")
+
     def consensus(self, task: str) -> dict[str, str]:
-        """Item → the label most annotators gave it ("unsure" left out; ties go to the label
-        given first)."""
+        """Item → the settled label, else the label most annotators gave it ("unsure" left
+        out; ties go to the label given first)."""
         rows = self._sql(
             "SELECT item, label FROM (SELECT item, label, count(*) AS n, min(id) AS first, "
             "row_number() OVER (PARTITION BY item ORDER BY count(*) DESC, min(id)) AS r "
@@ -402,13 +465,23 @@ class LabelStore:
         ordering = {"uncertain": "i.confidence ASC NULLS FIRST, i.position, i.id",
                     "library": "i.position, i.id",
                     "random": "md5(i.id || ?), i.id"}[order]
+        campaigns = self.open_campaigns(task)
+        serving = [c["id"] for c in campaigns if c["done"] < c["target"]]
+        if campaigns and not serving:
+            return None  # the task's open campaigns have reached their targets
+        within = ("JOIN campaign_items ci ON ci.item = i.id AND ci.campaign = ANY(?) "
+                  "JOIN campaigns k ON k.id = ci.campaign " if serving else "")
         query = (
-            f"SELECT {ITEM_COLUMNS_OF_I} FROM items i "
-            "LEFT JOIN (SELECT item, count(*) AS n FROM current_labels WHERE task = ? "
+            f"SELECT {ITEM_COLUMNS_OF_I} FROM items i {within}"
+            "LEFT JOIN (SELECT item, count(*) AS n FROM annotator_labels WHERE task = ? "
             "           GROUP BY item) c ON c.item = i.id "
-            "WHERE i.task = ? AND NOT i.retired AND coalesce(c.n, 0) < ? "
-            "AND i.id NOT IN (SELECT item FROM live_events WHERE task = ? AND annotator = ?) ")
-        params: list = [task, _check_task(task), max(1, overlap), task, annotator]
+            f"WHERE i.task = ? AND NOT i.retired AND coalesce(c.n, 0) < "
+            f"{'k.overlap' if serving else '?'} "
+            "AND i.id NOT IN (SELECT item FROM live_events WHERE task = ? AND annotator = ?) "
+            "AND i.id NOT IN (SELECT item FROM settled_labels WHERE task = ?) ")
+        params: list = [serving] if serving else []
+        params += [task, _check_task(task)] + ([] if serving else [max(1, overlap)])
+        params += [task, annotator, task]
         if group:
             query, params = query + "AND i.grp = ? ", params + [group]
         query += f"ORDER BY {ordering} LIMIT 1"
@@ -428,7 +501,8 @@ class LabelStore:
             "SELECT kind, count(*) FROM (SELECT e.kind, row_number() OVER "
             "(PARTITION BY e.item ORDER BY e.id DESC) AS n "
             "FROM live_events e JOIN items i ON i.task = e.task AND i.id = e.item "
-            f"WHERE e.annotator = ? AND {where}) AS latest WHERE n = 1 GROUP BY kind",
+            f"WHERE e.annotator = ? AND e.kind != '{REVIEW_KIND}' AND {where}) AS latest "
+            "WHERE n = 1 GROUP BY kind",
             [annotator] + params))
         return {"labelled": counts.get("label", 0), "skipped": counts.get("skip", 0),
                 "total": total}
@@ -449,11 +523,53 @@ class LabelStore:
                                         "GROUP BY task, label ORDER BY task, count(*) DESC"):
             distribution.setdefault(task, {})[label] = n
         annotators: dict[str, dict[str, int]] = {}
-        for name, task, n in self._sql("SELECT annotator, task, count(*) FROM current_labels "
+        for name, task, n in self._sql("SELECT annotator, task, count(*) FROM annotator_labels "
                                        "GROUP BY annotator, task ORDER BY annotator, task"):
             annotators.setdefault(name, {})[task] = n
+        for task, n in self._sql("SELECT task, count(*) FROM settled_labels GROUP BY task"):
+            per_task[task]["settled_items"] = n
         return {"tasks": per_task, "distribution": distribution, "annotators": annotators,
                 "pending_training": self.training_requests(status="pending")}
+
+    # ------------------------------------------------------------ campaigns
+
+    def open_campaigns(self, task: str) -> list[dict]:
+        """The task's open campaigns, oldest first (what ``next_item`` serves from)."""
+        return self.campaign_rows("k.task = ? AND k.status = 'open'", [_check_task(task)])
+
+    def campaign_rows(self, where: str = "1 = 1", params: list | tuple = ()) -> list[dict]:
+        """Campaigns (``where`` over ``campaigns k``), oldest first, each with its ``size`` and
+        how many of its items are ``done``: labelled by ``overlap`` annotators, or settled."""
+        return self._dicts(
+            "SELECT k.*, (SELECT count(*) FROM campaign_items ci WHERE ci.campaign = k.id) AS size, "
+            "(SELECT count(*) FROM campaign_items ci LEFT JOIN (SELECT task, item, count(*) AS n "
+            "  FROM annotator_labels GROUP BY task, item) l ON l.task = k.task AND l.item = ci.item "
+            "  WHERE ci.campaign = k.id AND (coalesce(l.n, 0) >= k.overlap OR EXISTS (SELECT 1 "
+            "  FROM settled_labels s WHERE s.task = k.task AND s.item = ci.item))) AS done "
+            f"FROM campaigns k WHERE {where} ORDER BY k.id", params)
+
+    def campaign_of(self, task: str, item: str) -> dict | None:
+        """The oldest open campaign of ``task`` that holds ``item`` (what its events name):
+        its ``id`` and whether its annotators see ``suggestions``."""
+        rows = self._dicts("SELECT k.id, k.suggestions FROM campaigns k JOIN campaign_items ci "
+                           "ON ci.campaign = k.id WHERE k.task = ? AND k.status = 'open' "
+                           "AND ci.item = ? ORDER BY k.id LIMIT 1", [task, item])
+        return rows[0] if rows else None
+
+    def read(self, query: str, params: list | tuple = ()) -> list[dict]:
+        """Rows of a query over the store's tables and views, as dicts (for the modules that
+        read the store's record their own way: review, campaigns, activity)."""
+        return self._dicts(query, params)
+
+    @contextlib.contextmanager
+    def writing(self):
+        """A transaction for bookkeeping that spans rows (a campaign and its items)."""
+        with self._db.writing(), self._db.transaction() as transaction:
+            yield transaction
+
+    def write(self, query: str, params: list | tuple = ()) -> list[tuple]:
+        """A bookkeeping write (campaigns, training requests): never a label event."""
+        return self._write(query, params)
 
     # ------------------------------------------------------------ training requests
 
@@ -556,9 +672,12 @@ class LabelStore:
 
 
 BACKUP_TABLES = {"annotators": "name", "items": "task, id", "label_events": "id",
-                 "training_requests": "id"}  # each table and the order its backup is written in
+                 "training_requests": "id", "campaigns": "id",
+                 "campaign_items": "campaign, item"}  # each table, the order its backup is in
 SNAPSHOT_ANSWERS = "answers.json"  # what a snapshot's reader calls the answers that are not labels
-SEQUENCES = {"label_events": "event_ids", "training_requests": "request_ids"}
+SEQUENCES = {"label_events": "event_ids", "training_requests": "request_ids",
+             "campaigns": "campaign_ids"}
+LABEL_VIEWS = ("current_labels", "annotator_labels", "settled_labels")
 
 
 ITEM_COLUMNS = "id, task, payload, grp, position, suggestion, confidence, model_version"
@@ -575,6 +694,13 @@ def _item(row: tuple) -> Item:
 def _check_task(task: str) -> str:
     if task not in TASKS:
         raise LabelError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    return task
+
+
+def check_review_task(task: str) -> str:
+    """Review settles the emotion tasks' labels (a choice among the scheme's labels)."""
+    if task not in EMOTION_TASKS:
+        raise LabelError(f"review settles emotion labels ({', '.join(EMOTION_TASKS)}), not {task!r}")
     return task
 
 

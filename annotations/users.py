@@ -1,6 +1,6 @@
 """Who may label and who may administer: a local users file with argon2-hashed passwords.
 
-``users.json`` under the data dir: ``{"users": {name: {"role": "annotator" | "admin",
+``users.json`` under the data dir: ``{"users": {name: {"role": "annotator" | "reviewer" | "admin",
 "password": "$argon2id$…"}}}``. Without the file the app runs open (everyone may do
 everything) and says so. On Hugging Face Spaces the Hub login names the user instead and the
 file (or ``spaces.yaml``) only gives roles.
@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from annotations.store import check_name
 
-ROLES = ("annotator", "admin")
+ROLES = ("annotator", "reviewer", "admin")  # a reviewer labels and settles; an admin does all
 USERS_FILE = "users.json"
 MIN_PASSWORD = 8
 _hasher = PasswordHasher()
@@ -30,11 +30,15 @@ class Identity:
     """Who is calling: a name and a role (what labels are recorded under, what they may do)."""
 
     name: str
-    role: str  # annotator | admin
+    role: str  # annotator | reviewer | admin
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def may_review(self) -> bool:
+        return self.role in ("reviewer", "admin")
 
 
 class Users:

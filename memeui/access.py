@@ -58,11 +58,19 @@ class Access:
             raise refusal("Sign in first: this app has a users file.", duration=5)
         return Identity(name, role)
 
+    def reviewer(self, request: gr.Request | None, claimed: str = "") -> Identity:
+        """The caller, who must be a reviewer or an admin."""
+        who = self.identify(request, claimed)
+        if not who.may_review:
+            raise refusal(f"{who.name} is an {who.role}; this needs a reviewer or an admin.",
+                          duration=5)
+        return who
+
     def admin(self, request: gr.Request | None, claimed: str = "") -> Identity:
         """The caller, who must be an admin."""
         who = self.identify(request, claimed)
         if not who.is_admin:
-            raise refusal(f"{who.name} is an annotator; this needs an admin.", duration=5)
+            raise refusal(f"{who.name} is an {who.role}; this needs an admin.", duration=5)
         return who
 
     def login(self):

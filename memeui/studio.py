@@ -171,18 +171,23 @@ class Studio:
     def view(self, item: Item, annotator: str, pack: str | None = None) -> dict:
         """An item as the tab and the API show it."""
         progress = self.store.progress(item.task, annotator, pack or None)
+        campaign = self.store.campaign_of(item.task, item.id)
+        suggesting = campaign is None or bool(campaign["suggestions"])
         shown = {"task": item.task, "id": item.id, "payload": item.payload,
-                 "suggestion": item.suggestion, "confidence": item.confidence,
+                 "suggestion": item.suggestion if suggesting else None,
+                 "confidence": item.confidence if suggesting else None,
                  "model_version": item.model_version, "done": progress["labelled"],
-                 "skipped": progress["skipped"], "total": progress["total"]}
+                 "skipped": progress["skipped"], "total": progress["total"],
+                 "campaign": campaign["id"] if campaign else None}
         if item.task == "utterance_emotion":
             shown["dialogue"] = [{"id": u.id, "speaker": u.payload.get("speaker", ""),
                                   "text": u.payload.get("text", ""), "suggestion": u.suggestion}
                                  for u in self.store.items(item.task, item.group)]
         if item.task == "best_sticker":
             shown["candidates"] = self.candidates(item)
-            shown["suggestion"] = shown["candidates"][0]["id"] if shown["candidates"] else None
-            shown["confidence"] = shown["candidates"][0]["score"] if shown["candidates"] else None
+            first = shown["candidates"][0] if shown["candidates"] and suggesting else None
+            shown["suggestion"] = first["id"] if first else None
+            shown["confidence"] = first["score"] if first else None
         return shown
 
     def candidates(self, item: Item) -> list[dict]:
@@ -200,14 +205,29 @@ class Studio:
             item = self.store.item(task, item_id)
         if item is None:
             self.store.require_item(task, item_id)  # says whether it is unknown or retired
-        if who.name not in self._annotators:  # who labels is on record, with the role they had
-            self.store.add_annotator(who.name, who.role)
-            self._annotators.add(who.name)
+        self._on_record(who)
+        campaign = self.store.campaign_of(task, item_id)
         event = self.store.label(task, item_id, label, who.name, source=source, session=session,
                                  suggestion=item.suggestion, confidence=item.confidence,
-                                 model_version=item.model_version, shown=shown, key=key)
+                                 model_version=item.model_version, shown=shown, key=key,
+                                 campaign=campaign["id"] if campaign else None,
+                                 suggestion_shown=None if item.suggestion is None else
+                                 (campaign is None or bool(campaign["suggestions"])))
         request = self.store.maybe_request_training(task, self.train_every, "trigger")
         return {"event": event, "training_request": request}
+
+    def settle(self, task: str, item_id: str, label: str, who: Identity, *, session: str = "",
+               key: str = "") -> dict:
+        """A reviewer settles ``item_id``: their label stands above the annotators'."""
+        self._on_record(who)
+        event = self.store.settle(task, item_id, label, who.name, session=session, key=key)
+        return {"event": event, "item": item_id, "label": self.store.check_label(task, item_id, label)}
+
+    def _on_record(self, who: Identity) -> None:
+        """Who writes is on record, with the role they had."""
+        if who.name not in self._annotators:
+            self.store.add_annotator(who.name, who.role)
+            self._annotators.add(who.name)
 
     def record_feedback(self, *labels: Feedback) -> None:
         """Chat likes, dislikes and swaps, as best-sticker labels; a label the store refuses

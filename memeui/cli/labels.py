@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from annotations.users import ROLES
 from memeui.cli.common import (call_server, local_store, open_studio_here, print_json,
                                stdout_for_json_only, with_server)
 
@@ -46,7 +47,7 @@ def add_commands(commands) -> None:
     actions = users.add_subparsers(required=True, metavar="ACTION")
     add_user = actions.add_parser("add", help="add a user (or change one's role and password)")
     add_user.add_argument("name")
-    add_user.add_argument("--role", choices=["annotator", "admin"], default="annotator")
+    add_user.add_argument("--role", choices=list(ROLES), default="annotator")
     add_user.add_argument("--password-stdin", action="store_true",
                           help="read the password from stdin instead of asking")
     add_user.set_defaults(run=run_users_add)
