@@ -62,20 +62,24 @@ class Access:
         """The caller, who must be a reviewer or an admin."""
         who = self.identify(request, claimed)
         if not who.may_review:
-            raise refusal(f"{who.name} is an {who.role}; this needs a reviewer or an admin.",
-                          duration=5)
+            raise refusal(f"{who.name} is {with_article(who.role)}; this needs a reviewer or an "
+                          "admin.", duration=5)
         return who
 
     def admin(self, request: gr.Request | None, claimed: str = "") -> Identity:
         """The caller, who must be an admin."""
         who = self.identify(request, claimed)
         if not who.is_admin:
-            raise refusal(f"{who.name} is an {who.role}; this needs an admin.", duration=5)
+            raise refusal(f"{who.name} is {with_article(who.role)}; this needs an admin.", duration=5)
         return who
 
     def login(self):
         """Gradio's ``auth`` for launch(): the users file's check, None in open and Hub mode."""
         return self.users.verify if self.users.exists and not self.oauth else None
+
+
+def with_article(role: str) -> str:
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
 
 
 def hub_name(request: gr.Request | None) -> str | None:

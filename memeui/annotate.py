@@ -17,11 +17,14 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from annotations.activity import activity
 from annotations.agreement import agreement
+from annotations.campaigns import campaigns, close_campaign, open_campaign
 from annotations.exchange import FORMATS, export_labels
 from annotations.exchange import import_rows as exchange_rows
-from annotations.store import (DEFAULT_ORDER, NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE, LabelError,
-                               StoreUnavailable, check_name)
+from annotations.review import next_review, review_stats
+from annotations.store import (DEFAULT_ORDER, EMOTION_TASKS, NO_STICKER, NONE_FITS, ORDERS, TASKS, UNSURE,
+                               LabelError, StoreUnavailable, check_name)
 from engine import Engine
 from memeui.access import Access, Identity
 from memeui.studio import Studio, dialogues_from_rows, sticker_listing
@@ -48,11 +51,13 @@ HOTKEYS_JS = """
       || (target.tagName === 'INPUT' && !['radio', 'checkbox', 'button', 'submit', 'range',
                                           'color', 'file'].includes(target.type));
     if (typing) return;
+    // the same keys label in the Label view and settle in the Review view: the visible one
+    const shown = (...ids) => ids.map((id) => document.querySelector(id)).find(visible) || null;
     let button = null;
     if (/^[1-9]$/.test(event.key) && !event.ctrlKey && !event.metaKey && !event.altKey) {
-      button = document.querySelector('#annotate-label-' + event.key);
+      button = shown('#annotate-label-' + event.key, '#review-label-' + event.key);
     } else if ((event.key === 'z' && (event.ctrlKey || event.metaKey)) || event.key === 'Backspace') {
-      button = document.querySelector('#annotate-undo');
+      button = shown('#annotate-undo', '#review-undo');
     } else if (event.key === 'Enter') {
       button = document.querySelector('#annotate-accept');
     } else if (event.key === 's') {
@@ -244,6 +249,77 @@ def build_annotate_tab(studio: Studio, access: Access, tab: gr.Tab) -> None:
     tab.select(load, where, outputs, **fast)
 
 
+def build_review_view(studio: Studio, access: Access, tab: gr.Tab) -> None:
+    """The Review view: the item settling would change most, each annotator's label and the
+    model's; the label keys settle it, Ctrl+Z / Backspace undoes the latest settled label."""
+    labels = list(studio.engine.scheme.labels)
+
+    def show(view: dict | None, task: str, note: str = ""):
+        figures = review_stats(studio.store, task)
+        summary = (f"**{figures['waiting']} waiting** for review · {figures['settled']} settled · "
+                   f"α before review {_fmt(figures['before_review']['krippendorff_alpha'])}, "
+                   f"after {_fmt(figures['after_review']['krippendorff_alpha'])}")
+        if view is None:
+            return (None, gr.update(value=None, visible=False),
+                    f"{note}\n\n**Nothing waits for review here.**".strip(), summary)
+        payload = view["payload"]
+        given = "\n".join(f"- **{name}**: {label}" for name, label in view["annotators"].items())
+        model = f"{view['model']} ({(view['confidence'] or 0):.0%})" if view["model"] else "—"
+        if task == "utterance_emotion":
+            what = f"{payload.get('speaker', '')}: {payload.get('text', '')}"
+        else:
+            what = f"{payload.get('emoji', '')} {payload.get('label', '')}"
+        info = (f"{note}\n\n### {what}\n*{view['reason']}*\n\n{given}\n- **model**: {model}"
+                "\n\nSettle it with a label key (1–9); Ctrl+Z / Backspace undoes.").strip()
+        sticker = payload.get("file") if task == "sticker_emotion" else None
+        return view, gr.update(value=sticker, visible=bool(sticker)), info, summary
+
+    def load(task: str, name: str, request: gr.Request, note: str = ""):
+        access.reviewer(request, name)
+        return show(refused(lambda: next_review(studio.store, task)), task, note)
+
+    def settle(label: str):
+        def handler(task: str, name: str, current: dict | None, request: gr.Request):
+            who = access.reviewer(request, name)
+            if not current:
+                raise gr.Error("Nothing to settle here.", duration=4)
+            refused(lambda: studio.settle(task, current["item"], label, who, session=_session(request)))
+            return load(task, name, request, f"Settled `{current['item']}` as **{label}**.")
+        return handler
+
+    def undo(task: str, name: str, request: gr.Request):
+        who = access.reviewer(request, name)
+        undone = refused(lambda: studio.store.undo(task, who.name, session=_session(request),
+                                                   review=True))
+        note = f"Undone: `{undone.item}` is no longer settled as {undone.label}." if undone \
+            else "Nothing to undo."
+        return load(task, name, request, note)
+
+    with gr.Row():
+        task = gr.Radio([(TASK_NAMES[t], t) for t in EMOTION_TASKS], value="sticker_emotion",
+                        label="Task", elem_id="review-task", scale=4)
+        name = gr.Textbox(label="Your name (open mode)", placeholder="anonymous",
+                          visible=access.open, scale=1, max_length=64)
+    summary = gr.Markdown(elem_id="review-summary")
+    current = gr.State(None)
+    with gr.Row():
+        picture = gr.Image(height=240, interactive=False, show_label=False, visible=False,
+                           elem_id="review-sticker", scale=2)
+        info = gr.Markdown(elem_id="review-info")
+    with gr.Row():
+        buttons = [gr.Button(f"{number} · {label}", elem_id=f"review-label-{number}", size="sm",
+                             min_width=80) for number, label in enumerate(labels, start=1)]
+    undo_button = gr.Button("Undo (Ctrl+Z / Backspace)", elem_id="review-undo", size="sm")
+    outputs = [current, picture, info, summary]
+    fast = {"api_name": False, "concurrency_id": "labels", "concurrency_limit": 16}
+    for button, label in zip(buttons, labels):
+        button.click(settle(label), [task, name, current], outputs, **fast)
+    undo_button.click(undo, [task, name], outputs, **fast)
+    task.change(load, [task, name], outputs, **fast)
+    name.submit(load, [task, name], outputs, **fast)
+    tab.select(load, [task, name], outputs, **fast)
+
+
 def agreement_bars(figures: dict) -> pd.DataFrame:
     """Each annotator's agreement with the majority and with the model, one bar each, side by
     side (a bar per annotator and measure: Gradio stacks bars that share an x)."""
@@ -272,6 +348,23 @@ def learning_curve(engine: Engine, task: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["labels", "accuracy", "reader"])
 
 
+def review_summary(reviewed: dict, model: dict) -> str:
+    """The review and anchoring lines of the Stats summary."""
+    accuracy = ", ".join(f"{name} {a['accuracy']:.0%} of {a['items']}"
+                         for name, a in reviewed["accuracy_against_review"].items()) or "—"
+    return (f"**Review**: {reviewed['waiting']} items waiting, {reviewed['settled']} settled; "
+            f"Krippendorff's α {_fmt(reviewed['before_review']['krippendorff_alpha'])} before "
+            f"review, {_fmt(reviewed['after_review']['krippendorff_alpha'])} after; accuracy "
+            f"against review: {accuracy}.  \n**With the model**: {_share(model['with_suggestion_shown'])} "
+            f"of {model['labels_shown']} labels agree where its suggestion was shown, "
+            f"{_share(model['with_suggestion_hidden'])} of {model['labels_hidden']} where a "
+            "campaign hid it.")
+
+
+def _share(value) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
 def build_stats_tab(studio: Studio, access: Access) -> None:
     """The admin view: label distribution, agreement, pending fine-tuning, export, import."""
     def stats(task: str, name: str, request: gr.Request):
@@ -288,13 +381,16 @@ def build_stats_tab(studio: Studio, access: Access) -> None:
                    f"{_fmt(figures['fleiss_kappa'])}, Krippendorff's α "
                    f"{_fmt(figures['krippendorff_alpha'])} ({figures['n_items_shared']} items "
                    f"labelled by two or more).")
+        reviewed = review_stats(studio.store, task) if task in EMOTION_TASKS else None
+        summary += "\n\n" + review_summary(reviewed, figures["model"]) if reviewed else ""
         pairs = [[pair, value["kappa"], value["n_items"]]
                  for pair, value in figures["cohen_kappa"].items()]
         requests = [[r["id"], r["task"], r["reason"], r["labels"], r["status"]]
                     for r in studio.store.training_requests()]
         top = int(distribution["count"].max()) if len(distribution) else 1
         return (summary, gr.BarPlot(distribution, y_lim=[0, top]), people, pairs, requests,
-                learning_curve(studio.engine, task), {"agreement": figures, **counts})
+                learning_curve(studio.engine, task),
+                {"agreement": figures, "review": reviewed, **counts})
 
     def request_training(task: str, name: str, request: gr.Request):
         identity = access.admin(request, name)
@@ -372,6 +468,88 @@ def build_stats_tab(studio: Studio, access: Access) -> None:
     import_button.click(import_, [upload, task, name], imported, api_name=False)
 
 
+CAMPAIGN_HEADERS = ["id", "name", "task", "selection", "overlap", "done", "target", "progress",
+                    "suggestions", "status", "labels per annotator"]
+ACTIVITY_HEADERS = ["annotator", "labels", "reviews", "skips", "undone", "busy min", "idle min",
+                    "idle for (min)", "labels in the last hours", "last answer"]
+
+
+def campaign_rows(store) -> list[list]:
+    """Each campaign as a row of the Stats table."""
+    return [[c["id"], c["name"], c["task"], c["selection"], c["overlap"], c["done"], c["target"],
+             f"{c['progress']:.0%}", "shown" if c["suggestions"] else "hidden", c["status"],
+             ", ".join(f"{name}: {n}" for name, n in c["annotators"].items()) or "—"]
+            for c in campaigns(store)]
+
+
+def activity_rows(store) -> list[list]:
+    """Each annotator's activity as a row of the Stats table."""
+    rows = []
+    for name, a in activity(store)["annotators"].items():
+        answers = a["answers"]
+        rows.append([name, answers.get("label", 0), answers.get("review", 0), answers.get("skip", 0),
+                     a["undone"], a["busy_minutes"], a["idle_minutes"], a["idle_for_minutes"],
+                     " · ".join(f"{hour[-5:]}: {n}" for hour, n in a["labels_per_hour"].items()) or "—",
+                     a["last"]])
+    return rows
+
+
+def build_campaigns_view(studio: Studio, access: Access) -> None:
+    """Campaigns (open one on a chosen set of items, see each one's progress, close it) and
+    the team's activity: who labelled what and when. Admins only."""
+    def refresh(name: str, request: gr.Request):
+        access.admin(request, name)
+        return campaign_rows(studio.store), activity_rows(studio.store)
+
+    def open_(campaign: str, task: str, selection: str, overlap, target, suggestions: bool,
+              name: str, request: gr.Request):
+        who = access.admin(request, name)
+        studio.ensure_items()
+        opened = refused(lambda: open_campaign(
+            studio.store, campaign, task, selection, who.name, overlap=int(overlap or 1),
+            target=int(target or 0) or None, suggestions=suggestions))
+        gr.Info(f"Campaign {opened['name']} is open: {opened['size']} items, target "
+                f"{opened['target']}.", duration=4)
+        return refresh(name, request)
+
+    def close(campaign, name: str, request: gr.Request):
+        who = access.admin(request, name)
+        closed = refused(lambda: close_campaign(studio.store, campaign, who.name))
+        gr.Info(f"Campaign {closed['name']} is closed; its fine-tuning is requested.", duration=4)
+        return refresh(name, request)
+
+    gr.Markdown("### Campaigns\nWhile a task has an open campaign, annotators are served only "
+                "its items, each to *overlap* annotators, until *target* items are done. "
+                "Closing a campaign requests its fine-tuning.")
+    with gr.Row():
+        campaign = gr.Textbox(label="Name", max_length=64, elem_id="campaign-name", scale=2)
+        task = gr.Dropdown([(TASK_NAMES[t], t) for t in TASKS], value="sticker_emotion",
+                           label="Task", scale=2, elem_id="campaign-task")
+        selection = gr.Textbox(label="Items", value="uncertain:50", max_length=200, scale=2,
+                               info="all, pack:NAME, file:NAME, uncertain:N or random:N",
+                               elem_id="campaign-selection")
+        overlap = gr.Number(label="Overlap", value=2, minimum=1, maximum=20, precision=0, scale=1)
+        target = gr.Number(label="Target (0: all)", value=0, minimum=0, precision=0, scale=1)
+        suggestions = gr.Checkbox(label="Show the model's suggestion", value=True, scale=1)
+        name = gr.Textbox(label="Your name (open mode)", visible=access.open, max_length=64)
+    with gr.Row():
+        open_button = gr.Button("Open campaign", variant="primary", elem_id="campaign-open")
+        which = gr.Number(label="Campaign to close", precision=0, minimum=1)
+        close_button = gr.Button("Close campaign", elem_id="campaign-close")
+        refresh_button = gr.Button("Refresh", elem_id="campaign-refresh")
+    table = gr.Dataframe(headers=CAMPAIGN_HEADERS, label="Campaigns and their progress",
+                         interactive=False, elem_id="campaign-table")
+    gr.Markdown("### Activity\nWho labelled what and when (UTC hours; a gap over five minutes "
+                "is idle time).")
+    team = gr.Dataframe(headers=ACTIVITY_HEADERS, label="Annotators", interactive=False,
+                        elem_id="activity-table")
+    outputs = [table, team]
+    open_button.click(open_, [campaign, task, selection, overlap, target, suggestions, name],
+                      outputs, api_name=False)
+    close_button.click(close, [which, name], outputs, api_name=False)
+    refresh_button.click(refresh, name, outputs, api_name=False)
+
+
 def add_label_api(studio: Studio, access: Access) -> None:
     """The named endpoints ``gradio_client`` and ``memeui … --server`` call; answered without
     the queue's round trips, under the same identity and roles as the tab."""
@@ -440,6 +618,66 @@ def add_label_api(studio: Studio, access: Access) -> None:
         """Every sticker with its emotion, who gave it (people or model) and the confidence."""
         return sticker_listing(studio.engine)
 
+    def review_next_api(task: str, annotator: str = "", request: gr.Request = None) -> dict | None:
+        """The item of TASK that settling would change most, with each annotator's label and
+        the model's, or None when nothing waits (reviewers and admins)."""
+        access.reviewer(request, annotator)
+        return refused(lambda: next_review(studio.store, task))
+
+    def review(task: str, item: str, label: str, annotator: str = "", key: str = "",
+               request: gr.Request = None) -> dict:
+        """Settle ITEM of TASK as LABEL: it stands above the annotators' labels (reviewers and
+        admins; KEY as for /label)."""
+        who = access.reviewer(request, annotator)
+        return refused(lambda: studio.settle(task, item, label, who, session=_session(request),
+                                             key=key))
+
+    def review_undo(task: str, annotator: str = "", key: str = "",
+                    request: gr.Request = None) -> dict | None:
+        """Take back the caller's latest settled label in TASK (reviewers and admins)."""
+        who = access.reviewer(request, annotator)
+        undone = refused(lambda: studio.store.undo(task, who.name, source="api", key=key,
+                                                   review=True))
+        return None if undone is None else {"event": undone.id, "item": undone.item,
+                                            "label": undone.label}
+
+    def review_stats_api(task: str, annotator: str = "", request: gr.Request = None) -> dict:
+        """Items waiting and settled, accuracy against review, agreement before and after."""
+        access.reviewer(request, annotator)
+        return refused(lambda: review_stats(studio.store, task))
+
+    def campaigns_api(status: str = "", annotator: str = "", request: gr.Request = None) -> list:
+        """Every campaign (or those of STATUS: open, closed) with its progress (admins)."""
+        access.admin(request, annotator)
+        return refused(lambda: campaigns(studio.store, status or None))
+
+    def campaign_open(name: str, task: str, selection: str, overlap: int = 1, target: int = 0,
+                      suggestions: bool = True, annotator: str = "",
+                      request: gr.Request = None) -> dict:
+        """Open campaign NAME on the items of TASK that SELECTION chooses (all, pack:NAME,
+        file:NAME, uncertain:N, random:N), each labelled by OVERLAP annotators, until TARGET
+        items are done (0: all); SUGGESTIONS false hides the model's suggestion (admins)."""
+        who = access.admin(request, annotator)
+        studio.ensure_items()
+        return refused(lambda: open_campaign(studio.store, name, task, selection, who.name,
+                                             overlap=int(overlap), target=int(target) or None,
+                                             suggestions=bool(suggestions)))
+
+    def campaign_close(campaign: int, annotator: str = "", request: gr.Request = None) -> dict:
+        """Close CAMPAIGN (its number) and request its fine-tuning (admins)."""
+        who = access.admin(request, annotator)
+        return refused(lambda: close_campaign(studio.store, campaign, who.name))
+
+    def activity_api(hours: int = 24, annotator: str = "", request: gr.Request = None) -> dict:
+        """Who labelled what and when: answers, labels per hour, busy and idle time (admins)."""
+        access.admin(request, annotator)
+        return refused(lambda: activity(studio.store, max(1, min(int(hours), 24 * 90))))
+
+    for function, name in ((review_next_api, "review_next"), (review, "review"),
+                           (review_undo, "review_undo"), (review_stats_api, "review_stats"),
+                           (campaigns_api, "campaigns"), (campaign_open, "campaign_open"),
+                           (campaign_close, "campaign_close"), (activity_api, "activity")):
+        gr.api(function, api_name=name, queue=False)
     for function, name in ((next_item, "next_item"), (label, "label"), (undo, "undo"),
                            (agreement_api, "agreement"), (labels_stats, "labels_stats"),
                            (current_labels, "current_labels"), (import_rows, "import_labels"),

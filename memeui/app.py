@@ -14,7 +14,8 @@ from annotations.feedback import import_feedback_file
 from annotations.users import USERS_FILE, Users
 from engine import Engine
 from memeui.access import Access
-from memeui.annotate import HOTKEYS_JS, add_label_api, build_annotate_tab, build_stats_tab
+from memeui.annotate import (HOTKEYS_JS, add_label_api, build_annotate_tab, build_campaigns_view,
+                             build_review_view, build_stats_tab)
 from memeui.chat import build_chat_tab
 from memeui.jobs import add_jobs_api, build_jobs_tab
 from memeui.emotion import build_emotion_tab
@@ -105,10 +106,14 @@ def build_app(engine: Engine, studio: Studio | None = None, access: Access | Non
             build_emotion_tab(engine)
         with gr.Tab("Library"):
             removable, removable_choices = build_library_tab(engine, access, studio.library_changed)
-        with gr.Tab("Annotate") as annotate:
-            build_annotate_tab(studio, access, annotate)
+        with gr.Tab("Annotate") as annotate, gr.Tabs():
+            with gr.Tab("Label"):
+                build_annotate_tab(studio, access, annotate)
+            with gr.Tab("Review") as review:
+                build_review_view(studio, access, review)
         with gr.Tab("Stats"):
             build_stats_tab(studio, access)
+            build_campaigns_view(studio, access)
         with gr.Tab("Jobs"):
             build_jobs_tab(trainer, access)
         add_label_api(studio, access)

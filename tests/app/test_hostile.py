@@ -114,10 +114,12 @@ def hostile_app(tmp_path_factory):
 
 
 def served_with_users(root, **settings):
-    """A small app with an annotator (ann) and an admin (root), served in this process."""
+    """A small app with an annotator (ann), a reviewer (rita) and an admin (root), served in
+    this process."""
     engine = small_engine(root, **settings)
     users = Users(root / "data" / "users.json")
     users.add("ann", "annotator", "ann-password")
+    users.add("rita", "reviewer", "rita-password")
     users.add("root", "admin", "root-password")
     access = Access(users)
     demo = build_app(engine, access=access)
@@ -255,10 +257,11 @@ def test_a_caller_over_the_rate_limit_is_told_when_to_come_back_and_others_are_n
 PUBLIC = {"chat", "respond", "clear_chat", "search", "search_image", "predict_emotion",
           "library_stickers"}  # anyone the app lets in (signed in, with a users file)
 ANNOTATOR = {"next_item", "label", "undo", "jobs_list", "models_list"}  # as themself
+REVIEWER = {"review_next", "review", "review_undo", "review_stats"}  # reviewers and admins
 ADMIN = {"library_add", "library_remove", "apply_corrections", "agreement", "labels_stats",
          "current_labels", "import_labels", "import_conversations", "request_training",
-         "job_cancel", "train",
-         "model_promote", "model_rollback"}
+         "job_cancel", "train", "model_promote", "model_rollback",
+         "campaigns", "campaign_open", "campaign_close", "activity"}
 
 
 def probe_values(parameters: list[dict]) -> list:
@@ -276,7 +279,7 @@ def test_every_endpoint_is_classified_and_checks_the_role_on_the_server(hostile_
     api = Client(url, auth=("root", "root-password"), verbose=False).view_api(
         return_format="dict", print_info=False)
     endpoints = {name.lstrip("/"): info["parameters"] for name, info in api["named_endpoints"].items()}
-    assert set(endpoints) == PUBLIC | ANNOTATOR | ADMIN, "classify the new endpoint here"
+    assert set(endpoints) == PUBLIC | ANNOTATOR | REVIEWER | ADMIN, "classify the new endpoint here"
     assert not api["unnamed_endpoints"]
     for name, parameters in endpoints.items():
         anonymous = urllib.request.Request(url + f"gradio_api/run/{name}", json.dumps(
@@ -284,9 +287,13 @@ def test_every_endpoint_is_classified_and_checks_the_role_on_the_server(hostile_
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(anonymous, timeout=30)
         assert refused.value.code == 401, name  # no login, no answer
-        if name in ADMIN:
+        if name in ADMIN | REVIEWER:
             status, body = call_raw(url, name, probe_values(parameters), ("ann", "ann-password"))
-            assert status != 200 and "ann is an annotator; this needs an admin" in body, (name, body)
+            needs = "an admin" if name in ADMIN else "a reviewer or an admin"
+            assert status != 200 and f"ann is an annotator; this needs {needs}" in body, (name, body)
+        if name in ADMIN:
+            status, body = call_raw(url, name, probe_values(parameters), ("rita", "rita-password"))
+            assert status != 200 and "rita is a reviewer; this needs an admin" in body, (name, body)
 
 
 def hub_session(name: str, client_secret: str = "secret") -> dict[str, str]:
@@ -319,7 +326,7 @@ def test_on_a_hub_login_space_only_signed_in_hub_users_write_and_only_admins_adm
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-        for name in sorted(ANNOTATOR | ADMIN):
+        for name in sorted(ANNOTATOR | REVIEWER | ADMIN):
             with pytest.raises(Exception, match="Sign in with Hugging Face first"):
                 client.predict(*probe_values(api["/" + name]["parameters"]), api_name="/" + name)
         assert client.predict("a cat", 1, "any", api_name="/search")  # reading stays open
@@ -421,5 +428,48 @@ def test_a_burst_of_wrong_passwords_is_refused_for_the_name_and_the_address(tmp_
         for n in range(FAILURES_PER_ADDRESS - FAILURES_PER_NAME):  # names it makes up, one each
             assert sign_in(url, f"nobody{n}", "guess")[0] == 400
         assert sign_in(url, "root", "root-password")[0] == 429  # the address is refused now
+    finally:
+        demo.close()
+
+
+def test_review_and_campaigns_through_the_api_each_under_its_role(tmp_path):
+    demo, url, _ = served_with_users(tmp_path)
+    ann, rita, root = (Client(url, auth=(name, f"{name}-password"), verbose=False)
+                       for name in ("ann", "rita", "root"))
+    try:
+        opened = root.predict("round 1", "sticker_emotion", "uncertain:1", 2, 0, False, "",
+                              api_name="/campaign_open")
+        assert opened["size"] == 1 and opened["overlap"] == 2 and not opened["suggestions"]
+        item = ann.predict("sticker_emotion", "", "library", "", api_name="/next_item")
+        assert item["campaign"] == opened["id"] and item["suggestion"] is None  # hidden here
+        ann.predict("sticker_emotion", item["id"], "anger", "", "", api_name="/label")
+        assert rita.predict("sticker_emotion", "", "library", "", api_name="/next_item")["id"] == item["id"]
+        rita.predict("sticker_emotion", item["id"], "joy", "", "", api_name="/label")
+        assert root.predict("sticker_emotion", "", "library", "", api_name="/next_item") is None
+        rows = root.predict("sticker_emotion", "", api_name="/current_labels")
+        assert {(r["annotator"], r["campaign"], r["suggestion_shown"]) for r in rows} == \
+            {("ann", opened["id"], False), ("rita", opened["id"], False)}
+
+        waiting = rita.predict("sticker_emotion", "", api_name="/review_next")
+        assert waiting["item"] == item["id"] and waiting["annotators"] == {"ann": "anger", "rita": "joy"}
+        with pytest.raises(Exception, match="ann is an annotator; this needs a reviewer or an admin"):
+            ann.predict("sticker_emotion", item["id"], "anger", "", "", api_name="/review")
+        rita.predict("sticker_emotion", item["id"], "anger", "", "", api_name="/review")
+        rows = root.predict("sticker_emotion", "", api_name="/current_labels")
+        assert [(r["annotator"], r["label"], r["source"]) for r in rows] == [("rita", "anger", "review")]
+        stats = rita.predict("sticker_emotion", "", api_name="/review_stats")
+        assert stats["settled"] == 1 and stats["accuracy_against_review"]["ann"]["accuracy"] == 1.0
+        assert rita.predict("sticker_emotion", "", "", api_name="/review_undo")["label"] == "anger"
+        assert len(root.predict("sticker_emotion", "", api_name="/current_labels")) == 2
+
+        closed = root.predict(opened["id"], "", api_name="/campaign_close")
+        assert closed["status"] == "closed" and closed["done"] == 1 and closed["progress"] == 1.0
+        assert [c["id"] for c in root.predict("closed", "", api_name="/campaigns")] == [opened["id"]]
+        requests = root.predict("", api_name="/labels_stats")["pending_training"]
+        assert requests[-1]["id"] == closed["training_request"]
+        team = root.predict(24, "", api_name="/activity")["annotators"]
+        assert team["ann"]["answers"] == {"label": 1} and team["rita"]["answers"] == {"label": 1, "review": 1, "undo": 1}
+        with pytest.raises(Exception, match="rita is a reviewer; this needs an admin"):
+            rita.predict("", "", api_name="/campaigns")
     finally:
         demo.close()
