@@ -105,6 +105,11 @@ class Studio:
             return False
         return self._engine is not None or not self.store.has_items(task)
 
+    def ready(self, task: str) -> None:
+        """The task's items are in the store (a fresh data dir's stickers need the library)."""
+        if self._items_may_lag(task):
+            self.ensure_items()
+
     def library_changed(self) -> None:
         """After a pack change or a new index version: items follow at the next request."""
         self._synced = False

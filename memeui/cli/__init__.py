@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from memeui.cli import app, cluster, evaluation, labels, library, training
+from memeui.cli import app, cluster, evaluation, labels, library, review, training
 
 __all__ = ["build_parser", "main"]
 
@@ -37,6 +37,6 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memeui", description="Chat with a meme bot, find stickers.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for group in (app, library, labels, training, evaluation, cluster):
+    for group in (app, library, labels, review, training, evaluation, cluster):
         group.add_commands(commands)
     return parser

@@ -9,6 +9,7 @@ from pathlib import Path
 from annotations.users import ROLES
 from memeui.cli.common import (call_server, local_store, open_studio_here, print_json,
                                stdout_for_json_only, with_server)
+from memeui.cli.review import add_review_commands
 
 def add_commands(commands) -> None:
     """The labels commands."""
@@ -42,6 +43,7 @@ def add_commands(commands) -> None:
                                                help="record a fine-tuning request now"))
     train_now.add_argument("--task", required=True)
     train_now.set_defaults(run=run_labels_request_training)
+    add_review_commands(actions)
 
     users = commands.add_parser("users", help="who may sign in: annotators and admins")
     actions = users.add_subparsers(required=True, metavar="ACTION")

@@ -52,6 +52,49 @@ def test_import_label_agree_export_and_restore_on_the_command_line(tmp_path, dat
     assert restored["distribution"] == stats["distribution"]
 
 
+def test_a_campaign_and_a_review_run_on_the_command_line(tmp_path, data_dir, engine):
+    engine.live.get()
+    here = fresh_data_dir(tmp_path, data_dir, "here")
+    chat = tmp_path / "party.txt"
+    chat.write_text("Ann: We won the cup!\nBob: Best day ever\nAnn: I can't believe it\n")
+    assert memeui_main(here, "labels", "import", str(chat), "--task", "utterance_emotion").returncode == 0
+    done = memeui_main(here, "campaigns", "open", "cup final", "--task", "utterance_emotion",
+                       "--items", "file:party", "--overlap", "2", "--hide-suggestions")
+    assert done.returncode == 0, done.stderr
+    campaign = json.loads(done.stdout)
+    assert campaign["size"] == 3 and campaign["overlap"] == 2 and not campaign["suggestions"]
+    items = [row[0] for row in duckdb.connect(str(here / "labels.duckdb"), read_only=True).execute(
+        "SELECT id FROM items WHERE task = 'utterance_emotion' ORDER BY position").fetchall()]
+    for annotator, labels in (("ann", ["joy", "joy", "surprise"]), ("bob", ["joy", "anger", "surprise"])):
+        for item, label in zip(items, labels):
+            assert memeui_main(here, "labels", "add", "--task", "utterance_emotion", "--item", item,
+                               "--label", label, "--annotator", annotator).returncode == 0
+    listed = memeui_main(here, "campaigns", "list")
+    assert "cup final" in listed.stdout and "3/3 done" in listed.stdout
+
+    waiting = json.loads(memeui_main(here, "labels", "review", "next", "--task", "utterance_emotion").stdout)
+    assert waiting["item"] == items[1] and waiting["annotators"] == {"ann": "joy", "bob": "anger"}
+    done = memeui_main(here, "labels", "review", "settle", "--task", "utterance_emotion", "--item",
+                       items[1], "--label", "anger", "--reviewer", "rita")
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(memeui_main(here, "labels", "review", "stats", "--task", "utterance_emotion").stdout)
+    assert stats["settled"] == 1 and stats["accuracy_against_review"]["bob"]["accuracy"] == 1.0
+    assert memeui_main(here, "labels", "review", "next", "--task", "utterance_emotion").stdout.strip() == "null"
+    undone = json.loads(memeui_main(here, "labels", "review", "undo", "--task", "utterance_emotion",
+                                    "--reviewer", "rita").stdout)
+    assert undone["item"] == items[1]
+    done = memeui_main(here, "labels", "review", "settle", "--task", "sticker_text", "--item", "x",
+                       "--label", "x")
+    assert done.returncode == 2  # review settles emotion labels only (argparse says so)
+
+    closed = json.loads(memeui_main(here, "campaigns", "close", str(campaign["id"])).stdout)
+    assert closed["status"] == "closed" and closed["training_request"]
+    again = memeui_main(here, "campaigns", "close", str(campaign["id"]))
+    assert again.returncode == 2 and "closed already" in again.stderr
+    team = json.loads(memeui_main(here, "labels", "activity").stdout)["annotators"]
+    assert team["ann"]["answers"] == {"label": 3} and team["rita"]["answers"] == {"review": 1, "undo": 1}
+
+
 def test_a_held_store_is_named_and_server_goes_through_the_app(data_dir, server_url, tmp_path):
     """The labels group's subprocess smoke test: a second process finds the store held by the
     server, and the rest goes through the server's API (in this process: another one too)."""
