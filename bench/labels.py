@@ -5,7 +5,12 @@
 - ``next_item_p50_ms``: ``/next_item`` for an annotator part-way through the queue;
 - ``labels_per_s``: 16 annotators labelling at once, each its own stickers;
 - ``lost``: acknowledged labels missing from the store after the server is killed (SIGKILL,
-  no shutdown) and the file is opened again.
+  no shutdown) and the file is opened again;
+- ``duplicates``: labels stored more than once for one acknowledged call. Every label carries an
+  idempotency key and the first of every ten is sent again with its key (a client retrying
+  after a lost answer): the store must hold one event per key, and a retry be answered with it.
+With ``login`` the app has a users file and every annotator signs in through its login form
+first (each call carries the session cookie), as a team on a real deployment does.
 The data dir is fresh (the index versions of MEMEUI_DATA_DIR are copied in, to skip the build).
 """
 
@@ -20,6 +25,7 @@ import signal
 import tempfile
 import time
 import urllib.parse
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,11 +40,17 @@ REUSABLE = (INDEX_DIR, MODELS_DIR, CACHE_DIR)  # data-dir folders a fresh data d
 EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 
 
+RETRY_EVERY = 10  # the first label of ten is sent twice with its key
+PASSWORD = "bench-labels-password"
+
+
 def call(connection: http.client.HTTPConnection, api_name: str, *values):
-    """One named endpoint over Gradio's REST API, without the queue, as scripts call it."""
+    """One named endpoint over Gradio's REST API, without the queue, as scripts call it (with
+    the connection's session cookie, if it signed in)."""
     body = json.dumps({"data": list(values), "session_hash": "bench-labels"})
     connection.request("POST", f"/gradio_api/run/{api_name}", body,
-                       {"Content-Type": "application/json"})
+                       {"Content-Type": "application/json",
+                        **getattr(connection, "cookie", {})})
     answer = connection.getresponse()
     payload = answer.read()
     if answer.status != 200:
@@ -72,43 +84,80 @@ def _link(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def run(labels: int = 1000) -> dict:
+def sign_in(connection: http.client.HTTPConnection, name: str) -> None:
+    """Log in through the app's form; the connection's later calls carry the session cookie."""
+    connection.request("POST", "/login", urllib.parse.urlencode(
+        {"username": name, "password": PASSWORD}), {"Content-Type": "application/x-www-form-urlencoded"})
+    answer = connection.getresponse()
+    answer.read()
+    if answer.status != 200:
+        raise RuntimeError(f"{name} could not sign in: HTTP {answer.status}")
+    cookies = [c.split(";")[0] for c in answer.headers.get_all("set-cookie") or []]
+    connection.cookie = {"Cookie": "; ".join(cookies)}
+
+
+def team(data_dir: Path) -> None:
+    """A users file: the annotators and "solo", each with the bench's password."""
+    from annotations.users import USERS_FILE, Users
+
+    users = Users(data_dir / USERS_FILE)
+    for name in ["solo", "warm-up", *(f"annotator-{n}" for n in range(ANNOTATORS))]:
+        users.add(name, "annotator", PASSWORD)
+
+
+def labeller(connection: http.client.HTTPConnection, name: str, login: bool):
+    """A function that sends ``name``'s labels with keys, the first of every ten twice; it
+    returns each key and the events its calls were answered with."""
+    if login:
+        sign_in(connection, name)
+    sent = {"n": 0}
+
+    def label(sticker: str, emotion: str) -> tuple[str, list[int]]:
+        sent["n"] += 1
+        key = f"{name}/{sent['n']}"
+        answers = [call(connection, "label", "sticker_emotion", sticker, emotion, name, key)["event"]
+                   for _ in range(2 if sent["n"] % RETRY_EVERY == 1 else 1)]
+        return key, answers
+    return label
+
+
+def run(labels: int = 1000, login: bool = False) -> dict:
     data_dir = fresh_data_dir(Settings.from_env().data_dir)
+    if login:
+        team(data_dir)
     process, url = start_server({"MEMEUI_DATA_DIR": str(data_dir), "MEMEUI_LOG_LEVEL": "WARNING",
                                  "MEMEUI_TRAIN_EVERY": "0"})
     address = urllib.parse.urlsplit(url)
     connect = lambda: http.client.HTTPConnection(address.hostname, address.port, timeout=120)  # noqa: E731
+    answered: dict[str, list[int]] = {}  # key → the events its calls were answered with
     try:
         main = connect()
+        if login:
+            sign_in(main, "warm-up")
         call(main, "next_item", "sticker_emotion", "warm-up", "uncertain", "")  # items exist
         stickers = [s["id"] for s in call(main, "library_stickers")]
         sequential = min(labels // 3, len(stickers))
-        acknowledged: list[int] = []
         label_ms = []
+        solo = labeller(connect(), "solo", login)
         for i, sticker in enumerate(stickers[:sequential]):
-            ms, result = timed(call, main, "label", "sticker_emotion", sticker,
-                               EMOTIONS[i % len(EMOTIONS)], "solo")
+            ms, (key, events) = timed(solo, sticker, EMOTIONS[i % len(EMOTIONS)])
             label_ms.append(ms)
-            acknowledged.append(result["event"])
-        next_ms = [timed(call, main, "next_item", "sticker_emotion", "solo", "uncertain", "")[0]
+            answered[key] = events
+        next_ms = [timed(call, main, "next_item", "sticker_emotion", "warm-up", "uncertain", "")[0]
                    for _ in range(100)]
 
         per_annotator = min((labels - sequential) // ANNOTATORS, len(stickers))
-        pool = [connect() for _ in range(ANNOTATORS)]
+        pool = [labeller(connect(), f"annotator-{n}", login) for n in range(ANNOTATORS)]
 
-        def annotate(worker: int) -> list[int]:
-            events = []
-            for i in range(per_annotator):
-                sticker = stickers[(worker * 97 + i) % len(stickers)]
-                events.append(call(pool[worker], "label", "sticker_emotion", sticker,
-                                   EMOTIONS[(worker + i) % len(EMOTIONS)], f"annotator-{worker}")
-                              ["event"])
-            return events
+        def annotate(worker: int) -> dict[str, list[int]]:
+            return dict(pool[worker](stickers[(worker * 97 + i) % len(stickers)],
+                                     EMOTIONS[(worker + i) % len(EMOTIONS)])
+                        for i in range(per_annotator))
 
         started = time.perf_counter()
         with ThreadPoolExecutor(ANNOTATORS) as executor:
             for events in executor.map(annotate, range(ANNOTATORS)):
-                acknowledged += events
+                answered.update(events)
         concurrent_s = time.perf_counter() - started
     finally:
         process.send_signal(signal.SIGKILL)  # no shutdown: what was acknowledged must be on disk
@@ -117,16 +166,23 @@ def run(labels: int = 1000) -> dict:
     from annotations.store import LabelStore
 
     store = LabelStore(data_dir / "labels.duckdb")
-    stored = {event.id for event in store.events("sticker_emotion")}
+    stored = store.read("SELECT id, request_key FROM label_events WHERE kind = 'label'")
     store.close()
     shutil.rmtree(data_dir, ignore_errors=True)
+    acknowledged = {event for events in answered.values() for event in events}
+    per_key = Counter(row["request_key"] for row in stored)
     return {
         "label_p50_ms": round(float(np.percentile(label_ms, 50)), 2),
         "label_p95_ms": round(float(np.percentile(label_ms, 95)), 2),
         "next_item_p50_ms": round(float(np.percentile(next_ms, 50)), 2),
         "labels_per_s": round(per_annotator * ANNOTATORS / concurrent_s, 1),
         "annotators": ANNOTATORS,
-        "labels": len(acknowledged),
-        "lost": len(set(acknowledged) - stored),
+        "labels": len(answered),
+        "retried": sum(len(events) > 1 for events in answered.values()),
+        "login": login,
+        "lost": len(acknowledged - {row["id"] for row in stored}),
+        "duplicates": sum(n - 1 for n in per_key.values())  # one key stored twice
+        + sum(len(set(events)) > 1 for events in answered.values())  # a retry answered anew
+        + sum(key not in answered for key in per_key),  # stored, never acknowledged
         "cpu": platform.processor() or platform.machine(),
     }

@@ -55,6 +55,8 @@ def add_commands(commands) -> None:
                        "(its data dir in MEMEUI_DATA_DIR) instead of a head of its own")
     bench.add_argument("--annotators", type=int, default=16, help="cluster: annotators")
     bench.add_argument("--chatters", type=int, default=8, help="cluster: chat clients")
+    bench.add_argument("--login", action="store_true",
+                       help="labels: a users file, every annotator signed in")
     bench.set_defaults(run=run_bench)
 
 
@@ -124,7 +126,7 @@ def run_bench(args) -> int:
         elif args.name == "labels":
             from bench.labels import run as bench_labels
 
-            result = bench_labels(labels=args.queries * 5)
+            result = bench_labels(labels=args.queries * 5, login=args.login)
         elif args.name == "emotion":
             from bench.emotion import run as bench_emotion
 

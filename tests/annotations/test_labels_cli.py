@@ -158,13 +158,14 @@ def test_a_users_password_is_changed_and_the_role_stays(tmp_path):
     assert users.verify("ann", "second secret")  # a refused change loses nothing
 
 
-def test_bench_labels_prints_latency_throughput_and_losses(data_dir, warm_engine):
-    done = memeui_main(data_dir, "bench", "labels", "--json", "--queries", "20")
+def test_bench_labels_prints_latency_throughput_losses_and_duplicates_signed_in(data_dir, warm_engine):
+    done = memeui_main(data_dir, "bench", "labels", "--json", "--queries", "20", "--login")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert 0 < result["label_p50_ms"] <= result["label_p95_ms"]
     assert result["next_item_p50_ms"] > 0 and result["labels_per_s"] > 0
-    assert result["labels"] >= 90 and result["lost"] == 0
+    assert result["labels"] >= 90 and result["retried"] >= 17 and result["login"]
+    assert result["lost"] == 0 and result["duplicates"] == 0
 
 
 @pytest.mark.slow
