@@ -534,8 +534,12 @@ class LabelStore:
     # ------------------------------------------------------------ campaigns
 
     def open_campaigns(self, task: str) -> list[dict]:
-        """The task's open campaigns, oldest first (what ``next_item`` serves from)."""
-        return self.campaign_rows("k.task = ? AND k.status = 'open'", [_check_task(task)])
+        """The task's open campaigns, oldest first (what ``next_item`` serves from); their
+        progress is counted only if there are any (most stores run without campaigns)."""
+        where, params = "k.task = ? AND k.status = 'open'", [_check_task(task)]
+        if not self._sql(f"SELECT 1 FROM campaigns k WHERE {where} LIMIT 1", params):
+            return []
+        return self.campaign_rows(where, params)
 
     def campaign_rows(self, where: str = "1 = 1", params: list | tuple = ()) -> list[dict]:
         """Campaigns (``where`` over ``campaigns k``), oldest first, each with its ``size`` and

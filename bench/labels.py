@@ -138,13 +138,14 @@ def run(labels: int = 1000, login: bool = False) -> dict:
         stickers = [s["id"] for s in call(main, "library_stickers")]
         sequential = min(labels // 3, len(stickers))
         label_ms = []
-        solo = labeller(connect(), "solo", login)
+        solo_connection = connect()
+        solo = labeller(solo_connection, "solo", login)
         for i, sticker in enumerate(stickers[:sequential]):
             ms, (key, events) = timed(solo, sticker, EMOTIONS[i % len(EMOTIONS)])
             label_ms.append(ms)
             answered[key] = events
-        next_ms = [timed(call, main, "next_item", "sticker_emotion", "warm-up", "uncertain", "")[0]
-                   for _ in range(100)]
+        next_ms = [timed(call, solo_connection, "next_item", "sticker_emotion", "solo", "uncertain",
+                         "")[0] for _ in range(100)]  # part-way through the queue
 
         per_annotator = min((labels - sequential) // ANNOTATORS, len(stickers))
         pool = [labeller(connect(), f"annotator-{n}", login) for n in range(ANNOTATORS)]

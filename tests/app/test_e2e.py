@@ -213,6 +213,7 @@ def studio_app(engine, tmp_path_factory):
     folder = tmp_path_factory.mktemp("studio-e2e")
     users = Users(folder / "users.json")
     users.add("ann", "annotator", "ann-password")
+    users.add("rita", "reviewer", "rita-password")
     users.add("root", "admin", "root-password")
     studio = Studio(engine, LabelStore(folder / "labels.duckdb", engine.scheme.labels))
     studio.add_dialogues([Dialogue((Turn("Mia", "I finally got the job!"),), id="job")], "e2e")
@@ -314,6 +315,77 @@ def test_an_admin_sees_agreement_and_an_annotator_is_refused(browser, studio_app
     assert "5 annotators" in summary and "Fleiss' κ —" not in summary
     page.locator("#stats-distribution canvas, #stats-distribution svg").first.wait_for(timeout=30_000)
     save_screenshot(page, "stats.png")
+    page.close()
+
+
+def test_a_reviewer_settles_a_disagreement_with_a_key_and_undoes_it(browser, studio_app):
+    from annotations.review import next_review
+
+    url, studio = studio_app
+    stickers = [s.id for s in studio.engine.live.get().library.stickers][-3:]
+    for annotator, label in (("gil", "anger"), ("hal", "fear"), ("ivy", "fear")):
+        studio.store.label("sticker_emotion", stickers[0], label, annotator)  # split three ways…
+    studio.store.label("sticker_emotion", stickers[1], "joy", "gil")  # …before a lesser split
+    studio.store.label("sticker_emotion", stickers[1], "sadness", "hal")
+    first = next_review(studio.store, "sticker_emotion")
+    page = signed_in(browser, url, "ann", "ann-password")
+    page.get_by_role("tab", name="Annotate").click()
+    page.get_by_role("tab", name="Review").click()
+    page.get_by_text("needs a reviewer or an admin").first.wait_for(timeout=30_000)
+    page.close()
+
+    page = signed_in(browser, url, "rita", "rita-password")
+    page.get_by_role("tab", name="Annotate").click()
+    page.get_by_role("tab", name="Review").click()
+    info = page.locator("#review-info")
+    info.get_by_text("annotators disagree").wait_for(timeout=30_000)
+    for annotator, label in first["annotators"].items():
+        assert f"{annotator}: {label}" in info.inner_text()
+    assert "waiting" in page.locator("#review-summary").inner_text()
+    page.wait_for_timeout(500)  # the sticker's picture, for the README
+    save_screenshot(page, "review.png")
+    page.keyboard.press("2")  # the second label of the scheme: disgust
+    info.get_by_text("as disgust").wait_for(timeout=30_000)
+    assert studio.store.consensus("sticker_emotion")[first["item"]] == "disgust"
+    settled = studio.store.current_labels("sticker_emotion", "settled_labels")
+    assert [(r["item"], r["annotator"], r["source"]) for r in settled] == [(first["item"], "rita", "review")]
+
+    page.keyboard.press("Control+z")
+    info.get_by_text("no longer settled").wait_for(timeout=30_000)
+    assert studio.store.consensus("sticker_emotion")[first["item"]] != "disgust"
+    assert not studio.store.current_labels("sticker_emotion", "settled_labels")
+    page.close()
+
+
+def test_an_admin_opens_a_campaign_sees_its_progress_and_closes_it(browser, studio_app):
+    from annotations.campaigns import campaigns
+    from memeui.access import Identity
+
+    url, studio = studio_app
+    page = signed_in(browser, url, "root", "root-password")
+    page.get_by_role("tab", name="Stats").click()
+    page.locator("#campaign-name").locator("textarea, input").first.fill("first faces")
+    page.locator("#campaign-selection").locator("textarea, input").first.fill("uncertain:4")
+    page.locator("#campaign-open").click()
+    table = page.locator("#campaign-table")
+    table.get_by_text("first faces").wait_for(timeout=30_000)
+    opened = campaigns(studio.store, "open")
+    assert [(c["name"], c["size"], c["overlap"]) for c in opened] == [("first faces", 4, 2)]
+    for annotator in ("jo", "kim"):  # two annotators, each served the campaign's items
+        view = studio.next_item("sticker_emotion", annotator)
+        assert view["campaign"] == opened[0]["id"]
+        studio.label("sticker_emotion", view["id"], "joy", Identity(annotator, "annotator"))
+    page.locator("#campaign-refresh").click()
+    table.get_by_text("jo: 1, kim: 1").wait_for(timeout=30_000)
+    assert "Activity" in page.content() and page.locator("#activity-table").get_by_text("kim").count()
+    page.wait_for_timeout(300)
+    page.locator("#campaign-table").scroll_into_view_if_needed()
+    save_screenshot(page, "campaigns.png")
+
+    page.get_by_label("Campaign to close").fill(str(opened[0]["id"]))
+    page.locator("#campaign-close").click()
+    table.get_by_text("closed").wait_for(timeout=30_000)
+    assert "first faces" in studio.store.training_requests("sticker_emotion")[-1]["reason"]
     page.close()
 
 
