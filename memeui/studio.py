@@ -204,14 +204,13 @@ class Studio:
     def label(self, task: str, item_id: str, label: str, who: Identity, *, source: str = "studio",
               session: str = "", shown: list[str] | None = None, key: str = "") -> dict:
         """Record a label (committed when this returns) and maybe a training request."""
-        item = self.store.item(task, item_id)
+        item, campaign = self.store.item_and_campaign(task, item_id)
         if item is None and self._items_may_lag(task):
             self.ensure_items()
-            item = self.store.item(task, item_id)
+            item, campaign = self.store.item_and_campaign(task, item_id)
         if item is None:
             self.store.require_item(task, item_id)  # says whether it is unknown or retired
         self._on_record(who)
-        campaign = self.store.campaign_of(task, item_id)
         event = self.store.label(task, item_id, label, who.name, source=source, session=session,
                                  suggestion=item.suggestion, confidence=item.confidence,
                                  model_version=item.model_version, shown=shown, key=key,

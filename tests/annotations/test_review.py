@@ -163,3 +163,16 @@ def test_activity_counts_answers_per_hour_busy_and_idle_time(store):
     assert report["answers"] == {"label": 3, "undo": 1} and report["undone"] == 1
     assert sum(report["labels_per_hour"].values()) == 3
     assert report["idle_minutes"] == 0 and report["recent"][0]["kind"] == "undo"
+
+
+def test_a_backup_keeps_campaigns_and_reviews_and_ids_continue(store, store_location, tmp_path):
+    first = open_campaign(store, "kept", TASK, "pack:pack-a", "boss", overlap=2)
+    labels(store, {"s0": {"ann": "anger", "bob": "fear"}})
+    store.settle(TASK, "s0", "fear", "rev")
+    restored = LabelStore(store_location("restored"), EKMAN)
+    restored.restore(store.backup(tmp_path / "backup"))
+    assert [(c["name"], c["size"], c["done"]) for c in campaigns(restored)] == [("kept", 4, 1)]
+    assert restored.consensus(TASK) == {"s0": "fear"}
+    second = open_campaign(restored, "next", TASK, "pack:pack-b", "boss")
+    assert second["id"] == first["id"] + 1
+    restored.close()

@@ -108,6 +108,30 @@ def test_dialogues_become_utterance_and_best_sticker_items(studio):
         studio.label("best_sticker", question["id"], "not-a-sticker", ADMIN)
 
 
+def test_an_annotator_never_sees_anothers_label_and_a_campaign_can_hide_the_suggestion(studio):
+    from annotations.campaigns import close_campaign, open_campaign
+
+    dialogue = Dialogue((Turn("Cy", "The train left without me"), Turn("Di", "Oh no")), id="d2")
+    studio.add_dialogues([dialogue], "blind")
+    item = studio.store.item("utterance_emotion", "blind:d2/0")
+    seen = studio.view(item, "bob")
+    given = next(label for label in studio.engine.scheme.labels if label not in json.dumps(seen))
+    studio.label("utterance_emotion", item.id, given, Identity("ann", "annotator"))
+    assert given not in json.dumps(studio.view(item, "bob"))  # blind: ann's label is nowhere
+
+    campaign = open_campaign(studio.store, "no hints", "utterance_emotion", "file:blind", "root",
+                             suggestions=False)
+    try:
+        hidden = studio.view(studio.store.item("utterance_emotion", "blind:d2/1"), "bob")
+        assert hidden["suggestion"] is None and hidden["confidence"] is None
+        assert hidden["campaign"] == campaign["id"]
+        studio.label("utterance_emotion", "blind:d2/1", "sadness", Identity("bob", "annotator"))
+        row = [r for r in studio.store.current_labels("utterance_emotion") if r["item"] == "blind:d2/1"][0]
+        assert row["suggestion"] and row["suggestion_shown"] is False and row["campaign"] == campaign["id"]
+    finally:
+        close_campaign(studio.store, campaign["id"], "root")
+
+
 def test_a_label_trigger_records_a_pending_training_request(studio, engine):
     studio.train_every = 2
     try:
