@@ -520,25 +520,26 @@ def build_campaigns_view(studio: Studio, access: Access) -> None:
 
     gr.Markdown("### Campaigns\nWhile a task has an open campaign, annotators are served only "
                 "its items, each to *overlap* annotators, until *target* items are done. "
-                "Closing a campaign requests its fine-tuning.")
+                "Closing a campaign requests its fine-tuning.", elem_id="campaigns-heading")
+    table = gr.Dataframe(headers=CAMPAIGN_HEADERS, label="Campaigns and their progress",
+                         interactive=False, elem_id="campaign-table", wrap=True)
     with gr.Row():
         campaign = gr.Textbox(label="Name", max_length=64, elem_id="campaign-name", scale=2)
         task = gr.Dropdown([(TASK_NAMES[t], t) for t in TASKS], value="sticker_emotion",
                            label="Task", scale=2, elem_id="campaign-task")
-        selection = gr.Textbox(label="Items", value="uncertain:50", max_length=200, scale=2,
-                               info="all, pack:NAME, file:NAME, uncertain:N or random:N",
+        selection = gr.Textbox(label="Items: all, pack:NAME, file:NAME, uncertain:N, random:N",
+                               value="uncertain:50", max_length=200, scale=3,
                                elem_id="campaign-selection")
+    with gr.Row():
         overlap = gr.Number(label="Overlap", value=2, minimum=1, maximum=20, precision=0, scale=1)
         target = gr.Number(label="Target (0: all)", value=0, minimum=0, precision=0, scale=1)
         suggestions = gr.Checkbox(label="Show the model's suggestion", value=True, scale=1)
         name = gr.Textbox(label="Your name (open mode)", visible=access.open, max_length=64)
+        open_button = gr.Button("Open campaign", variant="primary", elem_id="campaign-open", scale=1)
     with gr.Row():
-        open_button = gr.Button("Open campaign", variant="primary", elem_id="campaign-open")
-        which = gr.Number(label="Campaign to close", precision=0, minimum=1)
-        close_button = gr.Button("Close campaign", elem_id="campaign-close")
-        refresh_button = gr.Button("Refresh", elem_id="campaign-refresh")
-    table = gr.Dataframe(headers=CAMPAIGN_HEADERS, label="Campaigns and their progress",
-                         interactive=False, elem_id="campaign-table")
+        which = gr.Number(label="Campaign to close", precision=0, minimum=1, scale=1)
+        close_button = gr.Button("Close campaign", elem_id="campaign-close", scale=1)
+        refresh_button = gr.Button("Refresh", elem_id="campaign-refresh", scale=1)
     gr.Markdown("### Activity\nWho labelled what and when (UTC hours; a gap over five minutes "
                 "is idle time).")
     team = gr.Dataframe(headers=ACTIVITY_HEADERS, label="Annotators", interactive=False,

@@ -324,10 +324,11 @@ def test_a_reviewer_settles_a_disagreement_with_a_key_and_undoes_it(browser, stu
     url, studio = studio_app
     stickers = [s.id for s in studio.engine.live.get().library.stickers][-3:]
     for annotator, label in (("gil", "anger"), ("hal", "fear"), ("ivy", "fear")):
-        studio.store.label("sticker_emotion", stickers[0], label, annotator)  # split three ways…
-    studio.store.label("sticker_emotion", stickers[1], "joy", "gil")  # …before a lesser split
+        studio.store.label("sticker_emotion", stickers[0], label, annotator)  # two against one…
+    studio.store.label("sticker_emotion", stickers[1], "joy", "gil")  # …after one against one
     studio.store.label("sticker_emotion", stickers[1], "sadness", "hal")
     first = next_review(studio.store, "sticker_emotion")
+    assert first["item"] == stickers[1]  # one against one is the more divided
     page = signed_in(browser, url, "ann", "ann-password")
     page.get_by_role("tab", name="Annotate").click()
     page.get_by_role("tab", name="Review").click()
@@ -357,6 +358,13 @@ def test_a_reviewer_settles_a_disagreement_with_a_key_and_undoes_it(browser, stu
     page.close()
 
 
+def shows(page, selector: str, text: str) -> None:
+    """Wait until the element's visible text holds ``text`` (a table's cells render twice)."""
+    page.wait_for_function("([selector, text]) => { const e = document.querySelector(selector);"
+                           " return e && e.innerText.includes(text); }", arg=[selector, text],
+                           timeout=30_000)
+
+
 def test_an_admin_opens_a_campaign_sees_its_progress_and_closes_it(browser, studio_app):
     from annotations.campaigns import campaigns
     from memeui.access import Identity
@@ -367,8 +375,7 @@ def test_an_admin_opens_a_campaign_sees_its_progress_and_closes_it(browser, stud
     page.locator("#campaign-name").locator("textarea, input").first.fill("first faces")
     page.locator("#campaign-selection").locator("textarea, input").first.fill("uncertain:4")
     page.locator("#campaign-open").click()
-    table = page.locator("#campaign-table")
-    table.get_by_text("first faces").wait_for(timeout=30_000)
+    shows(page, "#campaign-table", "first faces")
     opened = campaigns(studio.store, "open")
     assert [(c["name"], c["size"], c["overlap"]) for c in opened] == [("first faces", 4, 2)]
     for annotator in ("jo", "kim"):  # two annotators, each served the campaign's items
@@ -376,15 +383,15 @@ def test_an_admin_opens_a_campaign_sees_its_progress_and_closes_it(browser, stud
         assert view["campaign"] == opened[0]["id"]
         studio.label("sticker_emotion", view["id"], "joy", Identity(annotator, "annotator"))
     page.locator("#campaign-refresh").click()
-    table.get_by_text("jo: 1, kim: 1").wait_for(timeout=30_000)
-    assert "Activity" in page.content() and page.locator("#activity-table").get_by_text("kim").count()
+    shows(page, "#campaign-table", "jo: 1, kim: 1")
+    shows(page, "#activity-table", "kim")
     page.wait_for_timeout(300)
-    page.locator("#campaign-table").scroll_into_view_if_needed()
+    page.evaluate("document.querySelector('#campaigns-heading').scrollIntoView()")
     save_screenshot(page, "campaigns.png")
 
     page.get_by_label("Campaign to close").fill(str(opened[0]["id"]))
     page.locator("#campaign-close").click()
-    table.get_by_text("closed").wait_for(timeout=30_000)
+    shows(page, "#campaign-table", "closed")
     assert "first faces" in studio.store.training_requests("sticker_emotion")[-1]["reason"]
     page.close()
 
