@@ -1,6 +1,8 @@
 """Labels in and out of the store: JSONL, CSV and Parquet.
 
-An export holds each annotator's standing label per item with the item's payload, so it is a
+An export holds the standing labels (each annotator's per item; for a settled item the
+reviewer's) with the item's payload, the campaign each was given in and whether the model's
+suggestion was shown, so it is a
 dataset on its own (``datasets.load_dataset("parquet", data_files=…)`` and DuckDB read it), and
 importing it into an empty store restores the same current labels.
 """
@@ -18,7 +20,10 @@ from annotations.store import TASKS, Item, LabelError, LabelStore
 
 FORMATS = ("parquet", "jsonl", "csv")
 COLUMNS = ("task", "item", "annotator", "label", "time", "suggestion", "confidence",
-           "model_version", "source", "session", "shown", "grp", "payload")
+           "model_version", "source", "session", "shown", "grp", "payload", "campaign",
+           "suggestion_shown")
+TYPES = {"time": "float64", "confidence": "float64", "campaign": "int64",
+         "suggestion_shown": "bool"}  # the Parquet type of each column that is not a string
 REQUIRED = ("task", "item", "annotator", "label")
 
 
@@ -49,8 +54,7 @@ def write_rows(rows: list[dict], out: Path, format: str | None = None) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pa.schema([(c, pa.float64() if c in ("time", "confidence") else pa.string())
-                            for c in COLUMNS])
+        schema = pa.schema([(c, pa.type_for_alias(TYPES.get(c, "string"))) for c in COLUMNS])
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), out)
     return len(rows)
 
@@ -111,7 +115,8 @@ def import_rows(store: LabelStore, rows: list[dict], task: str | None = None,
                     suggestion=row.get("suggestion") or None,
                     confidence=_number(row.get("confidence")),
                     model_version=str(row.get("model_version") or ""),
-                    shown=json.loads(row["shown"]) if row.get("shown") else None)
+                    shown=json.loads(row["shown"]) if row.get("shown") else None,
+                    suggestion_shown=_flag(row.get("suggestion_shown")))
     return {"imported": len(rows), "new_items": len(missing)}
 
 
@@ -121,6 +126,13 @@ def _payload(row: dict) -> dict:
         return json.loads(payload) if isinstance(payload, str) and payload else (payload or {})
     except json.JSONDecodeError:
         return {}
+
+
+def _flag(value) -> bool | None:
+    """A yes/no column as JSON, CSV ("True", "false") or Parquet gives it."""
+    if isinstance(value, bool) or value is None:
+        return value
+    return {"true": True, "false": False}.get(str(value).strip().lower())
 
 
 def _number(value) -> float | None:

@@ -48,10 +48,16 @@ def call(connection: http.client.HTTPConnection, api_name: str, *values):
     """One named endpoint over Gradio's REST API, without the queue, as scripts call it (with
     the connection's session cookie, if it signed in)."""
     body = json.dumps({"data": list(values), "session_hash": "bench-labels"})
-    connection.request("POST", f"/gradio_api/run/{api_name}", body,
-                       {"Content-Type": "application/json",
-                        **getattr(connection, "cookie", {})})
-    answer = connection.getresponse()
+    headers = {"Content-Type": "application/json", **getattr(connection, "cookie", {})}
+    try:
+        connection.request("POST", f"/gradio_api/run/{api_name}", body, headers)
+        answer = connection.getresponse()
+    except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+        # the server closed an idle keep-alive connection: send again on a new one (a label
+        # carries its idempotency key, so a label the server did get is not written twice)
+        connection.close()
+        connection.request("POST", f"/gradio_api/run/{api_name}", body, headers)
+        answer = connection.getresponse()
     payload = answer.read()
     if answer.status != 200:
         raise RuntimeError(f"/{api_name} answered {answer.status}: {payload[:300]!r}")
@@ -106,13 +112,13 @@ def team(data_dir: Path) -> None:
 
 
 def labeller(connection: http.client.HTTPConnection, name: str, login: bool):
-    """A function that sends ``name``'s labels with keys, the first of every ten twice; it
-    returns each key and the events its calls were answered with."""
-    if login:
-        sign_in(connection, name)
+    """A function that sends ``name``'s labels with keys, the first of every ten twice (signed
+    in before its first); it returns each key and the events its calls were answered with."""
     sent = {"n": 0}
 
     def label(sticker: str, emotion: str) -> tuple[str, list[int]]:
+        if login and not sent["n"]:
+            sign_in(connection, name)
         sent["n"] += 1
         key = f"{name}/{sent['n']}"
         answers = [call(connection, "label", "sticker_emotion", sticker, emotion, name, key)["event"]

@@ -176,3 +176,14 @@ def test_a_backup_keeps_campaigns_and_reviews_and_ids_continue(store, store_loca
     second = open_campaign(restored, "next", TASK, "pack:pack-b", "boss")
     assert second["id"] == first["id"] + 1
     restored.close()
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "jsonl"])
+def test_exports_carry_the_campaign_and_whether_the_suggestion_was_shown(store, tmp_path, suffix):
+    campaign = open_campaign(store, "c1", TASK, "pack:pack-a", "boss", suggestions=False)
+    store.label(TASK, "s0", "joy", "ann", suggestion="joy", campaign=campaign["id"],
+                suggestion_shown=False)
+    export_labels(store, tmp_path / f"labels.{suffix}")
+    row = read_rows(tmp_path / f"labels.{suffix}")[0]
+    assert str(row["campaign"]) == str(campaign["id"])
+    assert str(row["suggestion_shown"]).lower() == "false"
