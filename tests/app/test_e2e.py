@@ -83,7 +83,7 @@ def test_chat_streams_a_reply_with_a_sticker_and_an_alternative_swaps_in(page, s
     page.wait_for_function(
         "before => { const bots = document.querySelectorAll('#chatbot .bot');"
         " const img = bots[bots.length - 1].querySelector('img');"
-        " return img && img.src !== before; }", arg=before, timeout=30_000)
+        " return img && img.src !== before; }", arg=before, timeout=60_000)  # a loaded machine
     now = page.locator("#chatbot .bot").last.locator("img").first.get_attribute("src")
     assert now.endswith("/" + picked)
     admin = Client(server_url, verbose=False)  # open mode: anyone may read the labels
