@@ -186,7 +186,8 @@ class Studio:
                  "campaign": campaign["id"] if campaign else None}
         if item.task == "utterance_emotion":
             shown["dialogue"] = [{"id": u.id, "speaker": u.payload.get("speaker", ""),
-                                  "text": u.payload.get("text", ""), "suggestion": u.suggestion}
+                                  "text": u.payload.get("text", ""),
+                                  "suggestion": u.suggestion if suggesting else None}
                                  for u in self.store.items(item.task, item.group)]
         if item.task == "best_sticker":
             shown["candidates"] = self.candidates(item)

@@ -124,6 +124,7 @@ def test_an_annotator_never_sees_anothers_label_and_a_campaign_can_hide_the_sugg
     try:
         hidden = studio.view(studio.store.item("utterance_emotion", "blind:d2/1"), "bob")
         assert hidden["suggestion"] is None and hidden["confidence"] is None
+        assert all(turn["suggestion"] is None for turn in hidden["dialogue"])  # not even beside it
         assert hidden["campaign"] == campaign["id"]
         studio.label("utterance_emotion", "blind:d2/1", "sadness", Identity("bob", "annotator"))
         row = [r for r in studio.store.current_labels("utterance_emotion") if r["item"] == "blind:d2/1"][0]
