@@ -108,11 +108,6 @@ def campaign_report(store: LabelStore, campaign: int) -> dict:
             "annotators": {row["annotator"]: row["labels"] for row in per_annotator}}
 
 
-def campaign_items(store: LabelStore, campaign: int) -> list[str]:
-    return [row["item"] for row in store.read(
-        "SELECT item FROM campaign_items WHERE campaign = ? ORDER BY item", [campaign])]
-
-
 def _campaign(store: LabelStore, campaign) -> dict:
     try:
         campaign = int(campaign)

@@ -55,11 +55,6 @@ def next_review(store: LabelStore, task: str) -> dict | None:
     return {**queue[0], "waiting": len(queue)} if queue else None
 
 
-def settled_item(store: LabelStore, task: str, item: str) -> dict | None:
-    """What the reviewer sees again of an item whose settled label was undone."""
-    return next((w for w in review_queue(store, task) if w["item"] == item), None)
-
-
 def review_stats(store: LabelStore, task: str) -> dict:
     """Items waiting and settled; each annotator's accuracy against the settled labels; the
     agreement of the annotators' own labels (before review) and of the labels as they stand
