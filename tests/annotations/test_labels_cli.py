@@ -165,6 +165,7 @@ def test_bench_labels_prints_latency_throughput_losses_and_duplicates_signed_in(
     assert 0 < result["label_p50_ms"] <= result["label_p95_ms"]
     assert result["next_item_p50_ms"] > 0 and result["labels_per_s"] > 0
     assert result["labels"] >= 90 and result["retried"] >= 17 and result["login"]
+    assert result["sign_in_p50_ms"] > 0  # signed in before the timed labels, timed apart
     assert result["lost"] == 0 and result["duplicates"] == 0
 
 
